@@ -1,0 +1,116 @@
+//! `tessera gen`: synthetic data per trust, plus a ready `node.toml` each.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::Args;
+use tessera_flight::NodeConfig;
+use tessera_schemas::gen::{generate, GenConfig, GeneratedTrust};
+use tessera_schemas::Catalog;
+
+use crate::exit::{Failure, Outcome};
+
+#[derive(Args)]
+pub struct GenArgs {
+    /// Folder to write into; each trust gets DIR/<provider>/.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// ODS codes of the trusts, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "RRK,RTH,RJ1")]
+    pub providers: Vec<String>,
+    /// Admitted patient care episodes across all trusts (A&E and outpatients scale with it).
+    #[arg(long, default_value_t = 100_000)]
+    pub rows: u64,
+    /// Random seed: the same seed and arguments give byte-identical files.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// First port for the generated node.toml files (default: free ports chosen now).
+    #[arg(long)]
+    pub base_port: Option<u16>,
+}
+
+pub fn run(args: GenArgs) -> Outcome {
+    let started = Instant::now();
+    let trusts = generate_with_configs(&args)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let mut total = 0;
+    for trust in &trusts {
+        let counts = trust
+            .tables
+            .iter()
+            .map(|t| format!("{} {}", t.rows, t.table))
+            .collect::<Vec<_>>()
+            .join(", ");
+        println!("{}: {counts}", trust.dir.display());
+        total += trust.tables.iter().map(|t| t.rows).sum::<u64>();
+    }
+    println!(
+        "generated {total} rows for {} trusts in {seconds:.1} s ({:.0} rows/s); start a node with: tessera node --config {}",
+        trusts.len(),
+        total as f64 / seconds.max(1e-9),
+        trusts[0].dir.join("node.toml").display()
+    );
+    Ok(())
+}
+
+/// Generates the data and writes each trust's `node.toml`; shared with `tessera demo`.
+pub fn generate_with_configs(args: &GenArgs) -> Result<Vec<GeneratedTrust>, Failure> {
+    let config = GenConfig {
+        out: args.out.clone(),
+        providers: args
+            .providers
+            .iter()
+            .map(|p| p.trim().to_uppercase())
+            .collect(),
+        rows: args.rows,
+        seed: args.seed,
+    };
+    let trusts = generate(&config, &Catalog::builtin()).map_err(Failure::query)?;
+    let ports = ports(trusts.len(), args.base_port)?;
+    for (trust, port) in trusts.iter().zip(ports) {
+        write_node_config(trust, port)?;
+    }
+    Ok(trusts)
+}
+
+fn write_node_config(trust: &GeneratedTrust, port: u16) -> Result<(), Failure> {
+    let tables = trust
+        .tables
+        .iter()
+        .map(|t| t.table.clone())
+        .collect::<Vec<_>>();
+    let config = NodeConfig::for_generated(&trust.provider, &format!("127.0.0.1:{port}"), &tables);
+    let text = format!(
+        "# Tessera trust node for {} (written by `tessera gen`).\n# Paths are relative to this file. See README.md for every key.\n\n{}",
+        trust.provider,
+        config.to_toml()
+    );
+    let path: &Path = &trust.dir.join("node.toml");
+    std::fs::write(path, text).map_err(|e| Failure::query(format!("{}: {e}", path.display())))
+}
+
+/// Distinct ports: consecutive from `base`, or free ones chosen by the OS now.
+fn ports(n: usize, base: Option<u16>) -> Result<Vec<u16>, Failure> {
+    if let Some(base) = base {
+        return (0..n)
+            .map(|i| {
+                base.checked_add(i as u16)
+                    .ok_or_else(|| Failure::query("--base-port is too high for this many trusts"))
+            })
+            .collect();
+    }
+    // Hold every listener until all are chosen, so the ports differ.
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::connection(format!("cannot find free ports: {e}")))?;
+    listeners
+        .iter()
+        .map(|l| {
+            l.local_addr()
+                .map(|a| a.port())
+                .map_err(|e| Failure::connection(e.to_string()))
+        })
+        .collect()
+}

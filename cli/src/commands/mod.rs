@@ -1,0 +1,7 @@
+//! One module per `tessera` subcommand.
+
+pub mod ask;
+pub mod audit;
+pub mod demo;
+pub mod gen;
+pub mod node;

@@ -1,0 +1,53 @@
+//! `tessera node --config node.toml`.
+
+use std::path::Path;
+
+use tessera_flight::node::TrustNode;
+use tessera_flight::NodeConfig;
+use tessera_schemas::Catalog;
+use tokio::net::TcpListener;
+
+use crate::exit::{runtime, Failure, Outcome};
+
+pub fn run(config_path: &Path) -> Outcome {
+    init_logging();
+    let config = NodeConfig::load(config_path).map_err(Failure::connection)?;
+    runtime()?.block_on(async {
+        let node = TrustNode::start(&config, &Catalog::builtin())
+            .await
+            .map_err(|e| Failure::connection(format!("the node did not start: {e}")))?;
+        let listener = TcpListener::bind(&config.node.listen).await.map_err(|e| {
+            Failure::connection(format!(
+                "{}: [node] listen = \"{}\": {e}",
+                config_path.display(),
+                config.node.listen
+            ))
+        })?;
+        let tables = node
+            .tables()
+            .map(|t| t.name.clone())
+            .collect::<Vec<_>>()
+            .join(", ");
+        println!(
+            "tessera node {} serving Flight SQL on {} (tables: {tables}; audit log: {})",
+            node.name(),
+            config.node.listen,
+            config.audit_path().display()
+        );
+        node.serve(listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+            eprintln!("stopping");
+        })
+        .await
+        .map_err(|e| Failure::connection(format!("the node stopped: {e}")))
+    })
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
+        .unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,67 @@
+//! `tessera`: generate synthetic NHS data, run a trust node, verify its audit log, ask a node a question.
+
+mod commands;
+mod exit;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Tessera: federated SQL analytics across NHS trusts, without moving patient rows.
+#[derive(Parser)]
+#[command(name = "tessera", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate realistic synthetic NHS-like data for some trusts, with a ready node.toml each.
+    Gen(commands::gen::GenArgs),
+    /// Run a trust node: a Flight SQL server that answers only aggregate queries.
+    Node {
+        /// The node's configuration file.
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Work with a node's audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Send one SQL query straight to a node and print its answer.
+    Ask(commands::ask::AskArgs),
+    /// Generate data for three trusts, start their nodes and ask each a few questions.
+    Demo(commands::demo::DemoArgs),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of an audit log; exits 1 naming the first bad line.
+    Verify {
+        /// The audit log (JSON lines).
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Gen(args) => commands::gen::run(args),
+        Command::Node { config } => commands::node::run(&config),
+        Command::Audit {
+            command: AuditCommand::Verify { file },
+        } => commands::audit::verify(&file),
+        Command::Ask(args) => commands::ask::run(args),
+        Command::Demo(args) => commands::demo::run(args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}

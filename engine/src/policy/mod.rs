@@ -1,0 +1,108 @@
+//! Node-side query policy: decides, from the logical plan alone, whether a query may run.
+//!
+//! A trust node never trusts the coordinator. Every query is planned against the node's own
+//! catalog and the plan is walked before anything executes:
+//! - every read of patient-level data must end in an aggregate; rows never leave;
+//! - identifier columns may be counted or used as join keys, never grouped, returned, or
+//!   compared with a value (`=`, `IN`, `LIKE`, `BETWEEN` …) and never used inside expressions;
+//! - sensitive measures may not be grouped on raw, and their `min`/`max` are refused;
+//! - aggregate functions come from an allow-list; window functions, sub-query expressions,
+//!   grouping sets, `LIMIT` over rows, DDL/DML and anything else unusual are refused;
+//! - the number of groups returned is capped (`max_groups`, checked on the result).
+//!
+//! A refusal carries a reason written for a person: `refused: column person_id is an identifier
+//! and cannot appear in GROUP BY`.
+
+mod checker;
+mod exprs;
+mod lineage;
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+pub use checker::PolicyChecker;
+
+/// Aggregate functions a node allows unless its configuration says otherwise (canonical DataFusion names).
+pub const DEFAULT_AGGREGATES: &[&str] = &[
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "var",
+    "var_pop",
+    "stddev",
+    "stddev_pop",
+    "corr",
+    "covar_samp",
+    "covar_pop",
+    "regr_slope",
+    "regr_intercept",
+    "regr_r2",
+    "regr_count",
+    "regr_avgx",
+    "regr_avgy",
+    "regr_sxx",
+    "regr_syy",
+    "regr_sxy",
+    "bool_and",
+    "bool_or",
+    "approx_distinct",
+];
+
+/// Aggregates that return one input value and so must never see a sensitive measure.
+pub const EXTREMUM_AGGREGATES: &[&str] = &["min", "max"];
+
+/// Aggregates that may take an identifier column as their argument (they only count).
+pub const COUNTING_AGGREGATES: &[&str] = &["count", "approx_distinct"];
+
+/// Default cap on the number of groups a node returns for one query.
+pub const DEFAULT_MAX_GROUPS: usize = 10_000;
+
+/// A trust's rules for what may be asked of its data (`[policy]` in `node.toml`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodePolicy {
+    /// Most groups one answer may contain.
+    pub max_groups: usize,
+    /// Aggregate functions that may be used.
+    pub aggregate_functions: BTreeSet<String>,
+    /// Tables that may be queried; empty means every table this node serves.
+    pub allowed_tables: BTreeSet<String>,
+    /// Columns, as `table.column`, that may not be referenced at all.
+    pub denied_columns: BTreeSet<String>,
+}
+
+impl Default for NodePolicy {
+    fn default() -> Self {
+        NodePolicy {
+            max_groups: DEFAULT_MAX_GROUPS,
+            aggregate_functions: DEFAULT_AGGREGATES.iter().map(|s| s.to_string()).collect(),
+            allowed_tables: BTreeSet::new(),
+            denied_columns: BTreeSet::new(),
+        }
+    }
+}
+
+/// Why a query was not run. `Display` gives the text sent to the client: `refused: <reason>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("refused: {reason}")]
+pub struct Refusal {
+    pub reason: String,
+}
+
+impl Refusal {
+    pub fn new(reason: impl Into<String>) -> Refusal {
+        Refusal {
+            reason: reason.into(),
+        }
+    }
+
+    /// The refusal for an answer with more groups than `max_groups`.
+    pub fn too_many_groups(max_groups: usize) -> Refusal {
+        Refusal::new(format!(
+            "the answer has more than {max_groups} groups (this trust's max_groups); group by fewer or coarser dimensions"
+        ))
+    }
+}

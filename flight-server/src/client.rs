@@ -1,0 +1,127 @@
+//! A client for the coordinator's fast path: one `DoGet` per query, the fragment in the ticket.
+
+use std::time::Duration;
+
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::sql::{ProstMessageExt, TicketStatementQuery};
+use arrow_flight::Ticket;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use futures::TryStreamExt;
+use prost::Message;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use crate::fragment::FragmentRequest;
+
+/// Why a node gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The node could not be reached.
+    #[error("cannot connect to {url}: {message}")]
+    Connect { url: String, message: String },
+    /// The node answered with an error (a refusal is `PermissionDenied`).
+    #[error("{}", .0.message())]
+    Status(Status),
+    /// The answer could not be decoded.
+    #[error("the node's answer could not be read: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    /// The gRPC code, when the node answered with an error.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            ClientError::Status(s) => Some(s.code()),
+            _ => None,
+        }
+    }
+}
+
+/// A node's answer to one fragment.
+#[derive(Debug, Clone)]
+pub struct NodeAnswer {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl NodeAnswer {
+    /// Rows across all batches.
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// A connection to one trust node.
+#[derive(Clone)]
+pub struct NodeClient {
+    url: String,
+    inner: FlightServiceClient<Channel>,
+}
+
+impl NodeClient {
+    /// Connects to `url` (e.g. `http://127.0.0.1:50051`).
+    pub async fn connect(url: &str) -> Result<NodeClient, ClientError> {
+        let connect_error = |message: String| ClientError::Connect {
+            url: url.to_string(),
+            message,
+        };
+        let endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(|e| connect_error(e.to_string()))?
+            .connect_timeout(Duration::from_secs(10));
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| connect_error(source_chain(&e)))?;
+        Ok(NodeClient {
+            url: url.to_string(),
+            inner: FlightServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024),
+        })
+    }
+
+    /// The node's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Sends one fragment and collects the answer.
+    pub async fn query(&self, request: &FragmentRequest) -> Result<NodeAnswer, ClientError> {
+        let ticket = TicketStatementQuery {
+            statement_handle: request.encode().into(),
+        };
+        let ticket = Ticket {
+            ticket: ticket.as_any().encode_to_vec().into(),
+        };
+        let mut client = self.inner.clone();
+        let response = client.do_get(ticket).await.map_err(ClientError::Status)?;
+        let mut stream = FlightRecordBatchStream::new_from_flight_data(
+            response.into_inner().map_err(FlightError::from),
+        );
+        let mut batches = Vec::new();
+        while let Some(batch) = stream.try_next().await.map_err(|e| match e {
+            FlightError::Tonic(status) => ClientError::Status(*status),
+            other => ClientError::Decode(other.to_string()),
+        })? {
+            batches.push(batch);
+        }
+        let schema = stream
+            .schema()
+            .cloned()
+            .ok_or_else(|| ClientError::Decode("the answer carried no schema".into()))?;
+        Ok(NodeAnswer { schema, batches })
+    }
+}
+
+/// An error and its causes on one line ("transport error: connection refused").
+fn source_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

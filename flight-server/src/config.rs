@@ -1,0 +1,190 @@
+//! `node.toml`: where a trust's data lives, who may ask what, and where the audit log goes.
+//!
+//! ```toml
+//! [node]
+//! name = "RRK"                 # the trust's ODS code
+//! listen = "127.0.0.1:50051"
+//! audit_log = "audit.jsonl"    # relative paths are relative to this file
+//!
+//! [[tables]]
+//! name = "apc_episodes"
+//! location = "apc_episodes.parquet"   # a path, a directory, file:// or s3://bucket/key
+//! format = "parquet"                  # or "csv"
+//!
+//! [policy]
+//! max_groups = 10000
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tessera_engine::NodePolicy;
+
+/// Default time a node spends on one query.
+pub const DEFAULT_QUERY_TIMEOUT_SECS: u64 = 120;
+
+/// A trust node's configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub node: NodeSection,
+    #[serde(default)]
+    pub tables: Vec<TableSource>,
+    #[serde(default)]
+    pub policy: NodePolicy,
+    /// Folder the config file is in; relative paths resolve against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+    /// Where the config was read from (for messages).
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+/// `[node]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// The trust's ODS code, e.g. `RRK`.
+    pub name: String,
+    /// Address to serve Flight SQL on.
+    pub listen: String,
+    /// The audit log (JSON lines, hash-chained).
+    pub audit_log: PathBuf,
+    /// Longest a query may run, in seconds.
+    #[serde(default = "default_timeout")]
+    pub query_timeout_secs: u64,
+    /// Memory DataFusion may use for one node, in MiB (0: unlimited).
+    #[serde(default)]
+    pub memory_limit_mb: u64,
+}
+
+fn default_timeout() -> u64 {
+    DEFAULT_QUERY_TIMEOUT_SECS
+}
+
+/// The file format of a table's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Parquet,
+    Csv,
+}
+
+/// `[[tables]]`: one contract table and where its data is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableSource {
+    pub name: String,
+    /// A local path (file or directory), `file://…` or `s3://bucket/prefix`.
+    pub location: String,
+    pub format: Format,
+}
+
+/// A configuration problem, naming the file and the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub message: String,
+}
+
+impl NodeConfig {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let error = |message: String| ConfigError {
+            file: path.to_path_buf(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read: {e}")))?;
+        let mut config: NodeConfig = toml::from_str(&text).map_err(|e| {
+            let key = e
+                .span()
+                .map(|s| line_of(&text, s.start))
+                .map(|l| format!(" (line {l})"))
+                .unwrap_or_default();
+            error(format!("invalid configuration{key}: {}", e.message()))
+        })?;
+        config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        config.source = path.to_path_buf();
+        config.check().map_err(error)?;
+        Ok(config)
+    }
+
+    /// Checks values that TOML types alone cannot.
+    pub fn check(&self) -> Result<(), String> {
+        if self.node.name.trim().is_empty() {
+            return Err("[node] name: must be the trust's ODS code, e.g. \"RRK\"".into());
+        }
+        self.node.listen.parse::<SocketAddr>().map_err(|_| {
+            format!(
+                "[node] listen: `{}` is not an address like 127.0.0.1:50051",
+                self.node.listen
+            )
+        })?;
+        if self.tables.is_empty() {
+            return Err("[[tables]]: no tables configured; a node needs at least one".into());
+        }
+        for (i, t) in self.tables.iter().enumerate() {
+            if self.tables[..i].iter().any(|o| o.name == t.name) {
+                return Err(format!("[[tables]] `{}` is configured twice", t.name));
+            }
+        }
+        if self.policy.max_groups == 0 {
+            return Err("[policy] max_groups: must be at least 1".into());
+        }
+        if self.node.query_timeout_secs == 0 {
+            return Err("[node] query_timeout_secs: must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// `path` resolved against the config file's folder.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    /// The audit log's path.
+    pub fn audit_path(&self) -> PathBuf {
+        self.resolve(&self.node.audit_log)
+    }
+
+    /// The configuration as TOML text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a node config always serialises")
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+impl NodeConfig {
+    /// A ready configuration for a trust whose Parquet files sit beside the config file.
+    pub fn for_generated(provider: &str, listen: &str, tables: &[String]) -> NodeConfig {
+        NodeConfig {
+            node: NodeSection {
+                name: provider.to_string(),
+                listen: listen.to_string(),
+                audit_log: PathBuf::from("audit.jsonl"),
+                query_timeout_secs: DEFAULT_QUERY_TIMEOUT_SECS,
+                memory_limit_mb: 0,
+            },
+            tables: tables
+                .iter()
+                .map(|t| TableSource {
+                    name: t.clone(),
+                    location: format!("{t}.parquet"),
+                    format: Format::Parquet,
+                })
+                .collect(),
+            policy: NodePolicy::default(),
+            base_dir: PathBuf::new(),
+            source: PathBuf::new(),
+        }
+    }
+}

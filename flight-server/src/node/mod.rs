@@ -1,0 +1,197 @@
+//! The trust node: plans every query against its own catalog, checks it against its own policy,
+//! runs what is allowed, and audits everything.
+
+mod query;
+mod service;
+mod sql_info;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use arrow_flight::sql::metadata::SqlInfoData;
+use datafusion::prelude::SessionContext;
+use tessera_engine::NodePolicy;
+use tessera_schemas::{Catalog, Contract};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::audit::AuditLog;
+use crate::config::NodeConfig;
+
+pub use query::QueryError;
+
+/// Most bytes of one gRPC message a node accepts.
+const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// A node that is ready to answer: tables registered, policy resolved, audit log open.
+pub struct TrustNode {
+    name: String,
+    ctx: SessionContext,
+    tables: BTreeMap<String, Contract>,
+    policy: NodePolicy,
+    audit: AuditLog,
+    timeout: Duration,
+    sql_info: SqlInfoData,
+    next_query: AtomicU64,
+}
+
+/// The node could not start; the message names the file and key or column at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+impl TrustNode {
+    /// Prepares a node from its configuration and the federation's contracts.
+    pub async fn start(config: &NodeConfig, catalog: &Catalog) -> Result<TrustNode, StartError> {
+        let memory = (config.node.memory_limit_mb > 0)
+            .then(|| config.node.memory_limit_mb as usize * 1024 * 1024);
+        let ctx = tessera_engine::session::new_session(memory)
+            .map_err(|e| StartError(e.strip_backtrace()))?;
+        let tables = crate::tables::register_all(&ctx, config, catalog)
+            .await
+            .map_err(|e| StartError(e.to_string()))?;
+        let policy = resolve_policy(config, &ctx, &tables)?;
+        let audit_path = config.audit_path();
+        let audit = AuditLog::open(&audit_path).map_err(|e| {
+            StartError(format!(
+                "audit log: {e}\n(the node will not append to a damaged log; inspect it with `tessera audit verify {}`)",
+                audit_path.display()
+            ))
+        })?;
+        Ok(TrustNode {
+            name: config.node.name.clone(),
+            ctx,
+            tables,
+            policy,
+            audit,
+            timeout: Duration::from_secs(config.node.query_timeout_secs),
+            sql_info: sql_info::build(&config.node.name),
+            next_query: AtomicU64::new(1),
+        })
+    }
+
+    /// The trust's ODS code.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The tables this node serves (including public reference tables).
+    pub fn tables(&self) -> impl Iterator<Item = &Contract> {
+        self.tables.values()
+    }
+
+    /// Serves Flight SQL on `listener` until `shutdown` resolves.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), tonic::transport::Error> {
+        let service = FlightServiceServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(64 * 1024 * 1024);
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await
+    }
+
+    /// Starts serving on `addr` in the background (port 0 picks a free port).
+    pub async fn spawn(self, addr: SocketAddr) -> std::io::Result<RunningNode> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = self
+                .serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ok(RunningNode {
+            addr,
+            stop: Some(stop),
+            task,
+        })
+    }
+}
+
+/// A node serving in the background; stops when dropped or on [`RunningNode::stop`].
+pub struct RunningNode {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningNode {
+    /// The URL clients connect to.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving and waits for the server to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for RunningNode {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Turns configured function names into DataFusion's canonical names and checks every table
+/// and column the policy names exists.
+fn resolve_policy(
+    config: &NodeConfig,
+    ctx: &SessionContext,
+    tables: &BTreeMap<String, Contract>,
+) -> Result<NodePolicy, StartError> {
+    let file = config.source.display();
+    let mut policy = config.policy.clone();
+    let state = ctx.state();
+    let registry = state.aggregate_functions();
+    policy.aggregate_functions = config
+        .policy
+        .aggregate_functions
+        .iter()
+        .map(|name| {
+            registry
+                .get(&name.to_lowercase())
+                .map(|f| f.name().to_string())
+                .ok_or_else(|| {
+                    StartError(format!(
+                        "{file}: [policy] aggregate_functions: unknown aggregate function `{name}`"
+                    ))
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    for table in &policy.allowed_tables {
+        if !tables.contains_key(table) {
+            return Err(StartError(format!(
+                "{file}: [policy] allowed_tables: `{table}` is not a table this node serves"
+            )));
+        }
+    }
+    for entry in &policy.denied_columns {
+        let known = entry
+            .split_once('.')
+            .and_then(|(t, c)| tables.get(t).and_then(|contract| contract.column(c)))
+            .is_some();
+        if !known {
+            return Err(StartError(format!(
+                "{file}: [policy] denied_columns: `{entry}` is not a column of a served table (write it as table.column)"
+            )));
+        }
+    }
+    Ok(policy)
+}

@@ -1,0 +1,214 @@
+//! Planning, checking, running and auditing one query.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::LogicalPlan;
+use futures::StreamExt;
+use tessera_engine::{PolicyChecker, Refusal};
+use tonic::Status;
+
+use super::TrustNode;
+use crate::audit::{AuditRecord, Decision};
+use crate::fragment::FragmentRequest;
+
+/// Why a query produced no answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueryError {
+    /// The trust's policy forbids it.
+    Refused(Refusal),
+    /// It is not a valid query for this node (syntax, unknown table or column…).
+    Invalid(String),
+    /// It ran longer than allowed.
+    Timeout(String),
+    /// The node failed while running it.
+    Internal(String),
+}
+
+impl QueryError {
+    /// The text sent to the client and written to the audit log.
+    pub fn message(&self) -> String {
+        match self {
+            QueryError::Refused(r) => r.to_string(),
+            QueryError::Invalid(m) | QueryError::Timeout(m) | QueryError::Internal(m) => m.clone(),
+        }
+    }
+
+    fn decision(&self) -> Decision {
+        match self {
+            QueryError::Refused(_) => Decision::Refused,
+            _ => Decision::Error,
+        }
+    }
+
+    /// The gRPC status a client sees.
+    pub fn status(&self) -> Status {
+        match self {
+            QueryError::Refused(_) => Status::permission_denied(self.message()),
+            QueryError::Invalid(_) => Status::invalid_argument(self.message()),
+            QueryError::Timeout(_) => Status::deadline_exceeded(self.message()),
+            QueryError::Internal(_) => Status::internal(self.message()),
+        }
+    }
+}
+
+/// A finished answer.
+pub struct Answer {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub rows: u64,
+}
+
+impl TrustNode {
+    /// Fills in what the caller left out: a query id, and who is asking when no one said.
+    pub(super) fn complete(&self, mut request: FragmentRequest) -> FragmentRequest {
+        if request.query_id.is_empty() {
+            let n = self.next_query.fetch_add(1, Ordering::Relaxed);
+            let millis = chrono::Utc::now().timestamp_millis();
+            request.query_id = format!("{}-{millis}-{n}", self.name);
+        }
+        if request.requester.is_empty() {
+            request.requester = "anonymous".to_string();
+        }
+        request
+    }
+
+    /// Plans `sql` against this node's catalog and checks it against the policy.
+    pub async fn plan_checked(&self, sql: &str) -> Result<LogicalPlan, QueryError> {
+        let plan = self
+            .ctx
+            .state()
+            .create_logical_plan(sql)
+            .await
+            .map_err(|e| self.planning_error(e))?;
+        PolicyChecker::new(&self.policy, &self.tables)
+            .check(&plan)
+            .map_err(QueryError::Refused)?;
+        Ok(plan)
+    }
+
+    fn planning_error(&self, e: DataFusionError) -> QueryError {
+        let root = e.find_root();
+        match root {
+            DataFusionError::SQL(parser, _) => {
+                QueryError::Invalid(format!("syntax error: {parser}"))
+            }
+            DataFusionError::Plan(message)
+                if message.starts_with("table '") && message.ends_with("' not found") =>
+            {
+                let full = &message["table '".len()..message.len() - "' not found".len()];
+                let name = full.rsplit('.').next().unwrap_or(full);
+                let served = self.tables.keys().cloned().collect::<Vec<_>>().join(", ");
+                QueryError::Invalid(format!("unknown table {name}: this node serves {served}"))
+            }
+            other => QueryError::Invalid(other.strip_backtrace()),
+        }
+    }
+
+    /// Runs a checked plan, refusing answers with more than `max_groups` rows.
+    async fn execute(&self, plan: LogicalPlan, timeout: Duration) -> Result<Answer, QueryError> {
+        let max_groups = self.policy.max_groups as u64;
+        let run = async {
+            let frame = self.ctx.execute_logical_plan(plan).await?;
+            let schema = frame.schema().inner().clone();
+            let mut stream = frame.execute_stream().await?;
+            let mut batches = Vec::new();
+            let mut rows = 0u64;
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                rows += batch.num_rows() as u64;
+                if rows > max_groups {
+                    return Ok(Err(QueryError::Refused(Refusal::too_many_groups(
+                        self.policy.max_groups,
+                    ))));
+                }
+                batches.push(batch);
+            }
+            Ok::<_, DataFusionError>(Ok(Answer {
+                schema,
+                batches,
+                rows,
+            }))
+        };
+        match tokio::time::timeout(timeout, run).await {
+            Err(_) => Err(QueryError::Timeout(format!(
+                "the query ran longer than {} s and was stopped",
+                timeout.as_secs_f64()
+            ))),
+            Ok(Err(e)) => Err(QueryError::Internal(format!(
+                "the query failed at the node: {}",
+                e.strip_backtrace()
+            ))),
+            Ok(Ok(outcome)) => outcome,
+        }
+    }
+
+    /// The answer's schema, for `GetFlightInfo` and prepared statements; refusals are audited.
+    pub async fn describe(
+        &self,
+        request: &FragmentRequest,
+        call: &str,
+    ) -> Result<SchemaRef, Status> {
+        match self.plan_checked(&request.sql).await {
+            Ok(plan) => Ok(plan.schema().inner().clone()),
+            Err(e) => Err(self.record_failure(request, call, e)),
+        }
+    }
+
+    /// Plans, checks, runs and audits one request.
+    pub async fn answer(&self, request: &FragmentRequest, call: &str) -> Result<Answer, Status> {
+        let timeout = request
+            .timeout_ms
+            .map(Duration::from_millis)
+            .map_or(self.timeout, |t| t.min(self.timeout));
+        let outcome = match self.plan_checked(&request.sql).await {
+            Ok(plan) => self.execute(plan, timeout).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(answer) => {
+                self.record(request, call, Decision::Allowed, None, answer.rows)?;
+                Ok(answer)
+            }
+            Err(e) => Err(self.record_failure(request, call, e)),
+        }
+    }
+
+    fn record_failure(&self, request: &FragmentRequest, call: &str, error: QueryError) -> Status {
+        let status = error.status();
+        match self.record(request, call, error.decision(), Some(error.message()), 0) {
+            Ok(()) => status,
+            Err(audit_failure) => audit_failure,
+        }
+    }
+
+    /// Appends one line to the audit log; if the log cannot be written, nothing is answered.
+    fn record(
+        &self,
+        request: &FragmentRequest,
+        call: &str,
+        decision: Decision,
+        reason: Option<String>,
+        rows: u64,
+    ) -> Result<(), Status> {
+        let record = AuditRecord {
+            query_id: request.query_id.clone(),
+            requester: request.requester.clone(),
+            project: request.project.clone(),
+            call: call.to_string(),
+            sql: request.sql.clone(),
+            decision,
+            reason,
+            rows,
+        };
+        self.audit.append(record).map(|_| ()).map_err(|e| {
+            tracing::error!("audit log write failed: {e}");
+            Status::unavailable(format!(
+                "the node cannot write its audit log, so it answers nothing: {e}"
+            ))
+        })
+    }
+}
