@@ -155,6 +155,11 @@ impl<'a> PolicyChecker<'a> {
             }
             LogicalPlan::TableScan(scan) => {
                 let name = scan.table_name.table();
+                if let Some(function) = name.strip_suffix("()") {
+                    return Err(Refusal::new(format!(
+                        "table function {function} is not allowed at a node"
+                    )));
+                }
                 let contract = self.tables.get(name).ok_or_else(|| {
                     Refusal::new(format!("table {name} is not served by this trust"))
                 })?;
