@@ -15,17 +15,11 @@ pub fn new_session(memory_limit: Option<usize>) -> Result<SessionContext> {
         .with_default_catalog_and_schema("tessera", "public")
         .with_create_default_catalog_and_schema(true)
         // Text in Parquet files is read as Utf8, matching the contracts.
-        .set_bool(
-            "datafusion.execution.parquet.schema_force_view_types",
-            false,
-        )
+        .set_bool("datafusion.execution.parquet.schema_force_view_types", false)
         .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false);
     let mut runtime = RuntimeEnvBuilder::new();
     if let Some(bytes) = memory_limit {
         runtime = runtime.with_memory_limit(bytes, 1.0);
     }
-    Ok(SessionContext::new_with_config_rt(
-        config,
-        Arc::new(runtime.build()?),
-    ))
+    Ok(SessionContext::new_with_config_rt(config, Arc::new(runtime.build()?)))
 }

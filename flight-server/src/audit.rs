@@ -77,11 +77,7 @@ pub enum AuditError {
     #[error("{file}: {message}")]
     Io { file: PathBuf, message: String },
     #[error("{file}: line {line}: {message}")]
-    Tampered {
-        file: PathBuf,
-        line: u64,
-        message: String,
-    },
+    Tampered { file: PathBuf, line: u64, message: String },
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -120,26 +116,25 @@ pub fn verify(log: &Path) -> Result<Verified, AuditError> {
         let last = bytes.iter().filter(|b| **b == b'\n').count() as u64 + 1;
         return Err(tampered(
             last,
-            "the last line is incomplete (no newline): the log was cut or appended to by hand"
-                .into(),
+            "the last line is incomplete (no newline): the log was cut or appended to by hand".into(),
         ));
     }
     for raw in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         count += 1;
-        let entry: AuditEntry = serde_json::from_slice(raw)
-            .map_err(|e| tampered(count, format!("not a valid audit entry ({e})")))?;
+        let entry: AuditEntry =
+            serde_json::from_slice(raw).map_err(|e| tampered(count, format!("not a valid audit entry ({e})")))?;
         if entry.seq != count {
             return Err(tampered(
                 count,
-                format!("has sequence number {}, expected {count}: a line was removed, inserted or moved here", entry.seq),
+                format!(
+                    "has sequence number {}, expected {count}: a line was removed, inserted or moved here",
+                    entry.seq
+                ),
             ));
         }
         if entry.prev_hash != prev {
             return Err(if count == 1 {
-                tampered(
-                    1,
-                    "does not start the chain (prev_hash is not the genesis hash)".into(),
-                )
+                tampered(1, "does not start the chain (prev_hash is not the genesis hash)".into())
             } else {
                 tampered(
                     count - 1,
@@ -235,10 +230,7 @@ impl AuditLog {
 
     /// Seals `record` into the next line and makes it durable before returning.
     pub fn append(&self, record: AuditRecord) -> Result<AuditEntry, AuditError> {
-        let mut w = self
-            .inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut w = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let entry = AuditEntry {
             seq: w.seq + 1,
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -258,9 +250,7 @@ impl AuditLog {
             file: path.clone(),
             message: e.to_string(),
         };
-        w.file
-            .write_all(format!("{line}\n").as_bytes())
-            .map_err(io)?;
+        w.file.write_all(format!("{line}\n").as_bytes()).map_err(io)?;
         w.file.sync_data().map_err(io)?;
         w.seq = entry.seq;
         w.prev = sha256_hex(line.as_bytes());
@@ -283,10 +273,6 @@ fn write_head(log: &Path, head: &Head) -> Result<(), AuditError> {
         file: target.clone(),
         message: e.to_string(),
     };
-    std::fs::write(
-        &tmp,
-        serde_json::to_vec(head).expect("a head always serialises"),
-    )
-    .map_err(io)?;
+    std::fs::write(&tmp, serde_json::to_vec(head).expect("a head always serialises")).map_err(io)?;
     std::fs::rename(&tmp, &target).map_err(io)
 }

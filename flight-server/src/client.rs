@@ -71,10 +71,7 @@ impl NodeClient {
         let endpoint = Endpoint::from_shared(url.to_string())
             .map_err(|e| connect_error(e.to_string()))?
             .connect_timeout(Duration::from_secs(10));
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| connect_error(source_chain(&e)))?;
+        let channel = endpoint.connect().await.map_err(|e| connect_error(source_chain(&e)))?;
         Ok(NodeClient {
             url: url.to_string(),
             inner: FlightServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024),
@@ -96,9 +93,8 @@ impl NodeClient {
         };
         let mut client = self.inner.clone();
         let response = client.do_get(ticket).await.map_err(ClientError::Status)?;
-        let mut stream = FlightRecordBatchStream::new_from_flight_data(
-            response.into_inner().map_err(FlightError::from),
-        );
+        let mut stream =
+            FlightRecordBatchStream::new_from_flight_data(response.into_inner().map_err(FlightError::from));
         let mut batches = Vec::new();
         while let Some(batch) = stream.try_next().await.map_err(|e| match e {
             FlightError::Tonic(status) => ClientError::Status(*status),

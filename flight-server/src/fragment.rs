@@ -57,7 +57,6 @@ impl FragmentRequest {
                 bytes.len()
             ));
         }
-        serde_json::from_slice(bytes)
-            .map_err(|e| format!("the ticket is not a Tessera fragment request: {e}"))
+        serde_json::from_slice(bytes).map_err(|e| format!("the ticket is not a Tessera fragment request: {e}"))
     }
 }

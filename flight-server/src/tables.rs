@@ -8,9 +8,7 @@ use datafusion::arrow::csv::ReaderBuilder;
 use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::file_format::FileFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use object_store::aws::AmazonS3Builder;
@@ -71,32 +69,20 @@ fn contract_for<'c>(
 }
 
 /// The URL of a table's data: local paths resolve against the config file's folder.
-fn table_url(
-    config: &NodeConfig,
-    source: &TableSource,
-) -> Result<(ListingTableUrl, bool), TableError> {
+fn table_url(config: &NodeConfig, source: &TableSource) -> Result<(ListingTableUrl, bool), TableError> {
     let file = config.source.display();
-    let bad = |message: String| {
-        TableError(format!(
-            "{file}: [[tables]] `{}` location: {message}",
-            source.name
-        ))
-    };
+    let bad = |message: String| TableError(format!("{file}: [[tables]] `{}` location: {message}", source.name));
     if source.location.contains("://") {
-        let url = Url::parse(&source.location)
-            .map_err(|e| bad(format!("`{}` is not a valid URL: {e}", source.location)))?;
+        let url =
+            Url::parse(&source.location).map_err(|e| bad(format!("`{}` is not a valid URL: {e}", source.location)))?;
         let is_dir = url.path().ends_with('/');
         let parsed = ListingTableUrl::parse(url.as_str()).map_err(|e| bad(e.to_string()))?;
         return Ok((parsed, is_dir));
     }
     let path = config.resolve(&PathBuf::from(&source.location));
-    let absolute = path.canonicalize().map_err(|e| {
-        bad(format!(
-            "`{}` (resolved to {}): {e}",
-            source.location,
-            path.display()
-        ))
-    })?;
+    let absolute = path
+        .canonicalize()
+        .map_err(|e| bad(format!("`{}` (resolved to {}): {e}", source.location, path.display())))?;
     let is_dir = absolute.is_dir();
     let mut text = absolute.to_string_lossy().to_string();
     if is_dir && !text.ends_with('/') {
@@ -107,24 +93,23 @@ fn table_url(
 }
 
 /// Makes an `s3://bucket/…` location readable, with credentials from the environment.
-fn register_store(
-    ctx: &SessionContext,
-    config: &NodeConfig,
-    source: &TableSource,
-) -> Result<(), TableError> {
+fn register_store(ctx: &SessionContext, config: &NodeConfig, source: &TableSource) -> Result<(), TableError> {
     let Ok(url) = Url::parse(&source.location) else {
         return Ok(());
     };
     match url.scheme() {
         "s3" => {
             let bucket = url.host_str().unwrap_or_default();
-            let store = AmazonS3Builder::from_env().with_bucket_name(bucket).build().map_err(|e| {
-                TableError(format!(
-                    "{}: [[tables]] `{}`: cannot reach S3 bucket `{bucket}`: {e}",
-                    config.source.display(),
-                    source.name
-                ))
-            })?;
+            let store = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(|e| {
+                    TableError(format!(
+                        "{}: [[tables]] `{}`: cannot reach S3 bucket `{bucket}`: {e}",
+                        config.source.display(),
+                        source.name
+                    ))
+                })?;
             let base = Url::parse(&format!("s3://{bucket}")).expect("valid URL");
             ctx.register_object_store(&base, Arc::new(store));
             Ok(())
@@ -146,10 +131,10 @@ async fn register_one(
 ) -> Result<(), TableError> {
     register_store(ctx, config, source)?;
     let (url, is_dir) = table_url(config, source)?;
-    let (format, extension, layout): (Arc<dyn FileFormat>, &str, SchemaSource) = match source.format
-    {
+    let (format, extension, layout): (Arc<dyn FileFormat>, &str, SchemaSource) = match source.format {
         Format::Parquet => (
-            Arc::new(ParquetFormat::default()),
+            // Text is read as Utf8, as the contracts say (not DataFusion's default Utf8View).
+            Arc::new(ParquetFormat::default().with_force_view_types(false)),
             ".parquet",
             SchemaSource::Named,
         ),
@@ -160,8 +145,7 @@ async fn register_one(
         ),
     };
     // A single named file is taken whatever its extension; a folder contributes its *.parquet / *.csv files.
-    let options =
-        ListingOptions::new(format).with_file_extension(if is_dir { extension } else { "" });
+    let options = ListingOptions::new(format).with_file_extension(if is_dir { extension } else { "" });
     let state = ctx.state();
     let found = options.infer_schema(&state, &url).await.map_err(|e| {
         TableError(format!(
@@ -188,11 +172,7 @@ async fn register_one(
 }
 
 /// Public reference tables ship with Tessera and are registered in memory at every node.
-pub fn register_public(
-    ctx: &SessionContext,
-    catalog: &Catalog,
-    contract: &Contract,
-) -> Result<(), TableError> {
+pub fn register_public(ctx: &SessionContext, catalog: &Catalog, contract: &Contract) -> Result<(), TableError> {
     let csv = catalog.public_data(&contract.name).unwrap_or("");
     let schema = contract.arrow_schema();
     let reader = ReaderBuilder::new(schema.clone())

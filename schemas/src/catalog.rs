@@ -10,14 +10,8 @@ use crate::{Contract, ContractError};
 /// The contract files built into Tessera (the `contracts/` folder of this crate).
 const BUILTIN_FILES: &[(&str, &str)] = &[
     ("domains.toml", include_str!("../contracts/domains.toml")),
-    (
-        "apc_episodes.toml",
-        include_str!("../contracts/apc_episodes.toml"),
-    ),
-    (
-        "ec_attendances.toml",
-        include_str!("../contracts/ec_attendances.toml"),
-    ),
+    ("apc_episodes.toml", include_str!("../contracts/apc_episodes.toml")),
+    ("ec_attendances.toml", include_str!("../contracts/ec_attendances.toml")),
     (
         "op_appointments.toml",
         include_str!("../contracts/op_appointments.toml"),
@@ -26,14 +20,8 @@ const BUILTIN_FILES: &[(&str, &str)] = &[
         "workforce_finance_monthly.toml",
         include_str!("../contracts/workforce_finance_monthly.toml"),
     ),
-    (
-        "ref_unit_costs.toml",
-        include_str!("../contracts/ref_unit_costs.toml"),
-    ),
-    (
-        "ref_unit_costs.csv",
-        include_str!("../contracts/ref_unit_costs.csv"),
-    ),
+    ("ref_unit_costs.toml", include_str!("../contracts/ref_unit_costs.toml")),
+    ("ref_unit_costs.csv", include_str!("../contracts/ref_unit_costs.csv")),
 ];
 
 /// All table contracts and value domains, keyed by name.
@@ -50,12 +38,7 @@ impl Catalog {
     pub fn builtin() -> Catalog {
         let files = BUILTIN_FILES
             .iter()
-            .map(|(name, text)| {
-                (
-                    PathBuf::from(format!("schemas/contracts/{name}")),
-                    text.to_string(),
-                )
-            })
+            .map(|(name, text)| (PathBuf::from(format!("schemas/contracts/{name}")), text.to_string()))
             .collect::<Vec<_>>();
         Catalog::from_files(&files).expect("built-in contracts are valid (checked by tests)")
     }
@@ -82,12 +65,7 @@ impl Catalog {
 
     /// Builds a catalog from `(path, text)` pairs; `domains.toml` holds the domains.
     pub fn from_files(files: &[(PathBuf, String)]) -> Result<Catalog, ContractError> {
-        let file_name = |p: &Path| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("")
-                .to_string()
-        };
+        let file_name = |p: &Path| p.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
         let domains_file = files
             .iter()
             .find(|(p, _)| file_name(p) == "domains.toml")
@@ -95,11 +73,10 @@ impl Catalog {
                 file: PathBuf::from("domains.toml"),
                 message: "domains.toml is missing from the contracts folder".into(),
             })?;
-        let domains: DomainsFile =
-            toml::from_str(&domains_file.1).map_err(|e| ContractError::Parse {
-                file: domains_file.0.clone(),
-                message: e.message().to_string(),
-            })?;
+        let domains: DomainsFile = toml::from_str(&domains_file.1).map_err(|e| ContractError::Parse {
+            file: domains_file.0.clone(),
+            message: e.message().to_string(),
+        })?;
         let mut catalog = Catalog {
             contracts: BTreeMap::new(),
             domains: domains.domains,
@@ -111,9 +88,7 @@ impl Catalog {
             .map(|(p, t)| (file_name(p), t))
             .collect();
         for (path, text) in files {
-            if file_name(path) == "domains.toml"
-                || path.extension().and_then(|x| x.to_str()) != Some("toml")
-            {
+            if file_name(path) == "domains.toml" || path.extension().and_then(|x| x.to_str()) != Some("toml") {
                 continue;
             }
             let contract = catalog.parse_contract(path, text)?;
@@ -122,9 +97,7 @@ impl Catalog {
                     file: path.clone(),
                     message: format!("public data file `{data}` is missing beside the contract"),
                 })?;
-                catalog
-                    .public_data
-                    .insert(contract.name.clone(), (*csv).clone());
+                catalog.public_data.insert(contract.name.clone(), (*csv).clone());
             }
             if catalog.contracts.contains_key(&contract.name) {
                 return Err(ContractError::Parse {
@@ -149,12 +122,11 @@ impl Catalog {
         };
         let mut columns = Vec::with_capacity(raw.columns.len());
         for c in raw.columns {
-            let data_type =
-                parse_data_type(&c.data_type).ok_or_else(|| ContractError::UnknownType {
-                    file: path.to_path_buf(),
-                    column: c.name.clone(),
-                    found: c.data_type.clone(),
-                })?;
+            let data_type = parse_data_type(&c.data_type).ok_or_else(|| ContractError::UnknownType {
+                file: path.to_path_buf(),
+                column: c.name.clone(),
+                found: c.data_type.clone(),
+            })?;
             if columns.iter().any(|x: &Column| x.name == c.name) {
                 return Err(invalid(&c.name, "is defined twice".into()));
             }
@@ -176,18 +148,12 @@ impl Catalog {
             if c.role != Role::Measure && (c.bounds.is_some() || c.sensitive) {
                 return Err(invalid(
                     &c.name,
-                    format!(
-                        "only measures have bounds or `sensitive`, this column is a {}",
-                        c.role
-                    ),
+                    format!("only measures have bounds or `sensitive`, this column is a {}", c.role),
                 ));
             }
             if let Some((lo, hi)) = c.bounds {
                 if lo > hi {
-                    return Err(invalid(
-                        &c.name,
-                        format!("bounds [{lo}, {hi}] are reversed"),
-                    ));
+                    return Err(invalid(&c.name, format!("bounds [{lo}, {hi}] are reversed")));
                 }
             }
             columns.push(Column {

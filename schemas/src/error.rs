@@ -61,7 +61,9 @@ pub enum ContractError {
         found: String,
     },
 
-    #[error("{file}: column `{column}` is not in contract {table} (CSV files must have exactly the contract's columns)")]
+    #[error(
+        "{file}: column `{column}` is not in contract {table} (CSV files must have exactly the contract's columns)"
+    )]
     UnexpectedColumn {
         file: PathBuf,
         table: String,

@@ -23,10 +23,7 @@ fn contract_with_column(column: &str) -> String {
 #[test]
 fn builtin_contracts_load_with_roles_domains_and_bounds() {
     let catalog = Catalog::builtin();
-    let names = catalog
-        .contracts()
-        .map(|c| c.name.as_str())
-        .collect::<Vec<_>>();
+    let names = catalog.contracts().map(|c| c.name.as_str()).collect::<Vec<_>>();
     assert_eq!(
         names,
         [
@@ -40,9 +37,7 @@ fn builtin_contracts_load_with_roles_domains_and_bounds() {
     let apc = catalog.contract("apc_episodes").unwrap();
     assert_eq!(apc.columns.len(), 14);
     assert_eq!(
-        apc.identifiers()
-            .map(|c| c.name.as_str())
-            .collect::<Vec<_>>(),
+        apc.identifiers().map(|c| c.name.as_str()).collect::<Vec<_>>(),
         ["person_id"]
     );
     let cost = apc.column("cost_gbp").unwrap();
@@ -60,14 +55,7 @@ fn builtin_contracts_load_with_roles_domains_and_bounds() {
         DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None)
     );
     assert!(catalog.contract("ref_unit_costs").unwrap().public);
-    assert_eq!(
-        catalog
-            .public_data("ref_unit_costs")
-            .unwrap()
-            .lines()
-            .count(),
-        43
-    );
+    assert_eq!(catalog.public_data("ref_unit_costs").unwrap().lines().count(), 43);
     assert!(catalog
         .contract("workforce_finance_monthly")
         .unwrap()
@@ -88,9 +76,7 @@ fn unknown_arrow_type_is_named() {
 
 #[test]
 fn unknown_domain_is_named() {
-    let text = contract_with_column(
-        "name = \"sex\"\ntype = \"Utf8\"\nrole = \"dimension\"\ndomain = \"gender\"",
-    );
+    let text = contract_with_column("name = \"sex\"\ntype = \"Utf8\"\nrole = \"dimension\"\ndomain = \"gender\"");
     let err = Catalog::from_files(&files(&[("c/t.toml", &text)])).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -100,9 +86,7 @@ fn unknown_domain_is_named() {
 
 #[test]
 fn bounds_on_a_dimension_are_rejected() {
-    let text = contract_with_column(
-        "name = \"sex\"\ntype = \"Utf8\"\nrole = \"dimension\"\nbounds = [0, 1]",
-    );
+    let text = contract_with_column("name = \"sex\"\ntype = \"Utf8\"\nrole = \"dimension\"\nbounds = [0, 1]");
     let err = Catalog::from_files(&files(&[("c/t.toml", &text)])).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -118,8 +102,7 @@ fn unknown_key_and_bad_role_are_parse_errors() {
         matches!(&err, ContractError::Parse { file, message } if file == Path::new("c/t.toml") && message.contains("unknown variant `secret`")),
         "{err}"
     );
-    let text =
-        contract_with_column("name = \"x\"\ntype = \"Utf8\"\nrole = \"dimension\"\ncolour = 1");
+    let text = contract_with_column("name = \"x\"\ntype = \"Utf8\"\nrole = \"dimension\"\ncolour = 1");
     let err = Catalog::from_files(&files(&[("c/t.toml", &text)])).unwrap_err();
     assert!(err.to_string().contains("unknown field `colour`"), "{err}");
 }
@@ -156,13 +139,7 @@ fn data_file_with_missing_column_names_file_column_and_expected_type() {
     let catalog = Catalog::builtin();
     let contract = catalog.contract("apc_episodes").unwrap();
     let found = apc_schema_with("cost_gbp", None);
-    let err = validate_schema(
-        contract,
-        Path::new("data/RRK/apc.parquet"),
-        &found,
-        SchemaSource::Named,
-    )
-    .unwrap_err();
+    let err = validate_schema(contract, Path::new("data/RRK/apc.parquet"), &found, SchemaSource::Named).unwrap_err();
     assert_eq!(
         err.to_string(),
         "data/RRK/apc.parquet: column `cost_gbp` is missing (contract apc_episodes expects Float64)"
@@ -174,13 +151,7 @@ fn data_file_with_wrong_type_names_expected_and_found() {
     let catalog = Catalog::builtin();
     let contract = catalog.contract("apc_episodes").unwrap();
     let found = apc_schema_with("los_days", Some(DataType::Utf8));
-    let err = validate_schema(
-        contract,
-        Path::new("apc.parquet"),
-        &found,
-        SchemaSource::Named,
-    )
-    .unwrap_err();
+    let err = validate_schema(contract, Path::new("apc.parquet"), &found, SchemaSource::Named).unwrap_err();
     assert_eq!(
         err.to_string(),
         "apc.parquet: column `los_days` has type Utf8, but contract apc_episodes expects Int32"
@@ -193,11 +164,7 @@ fn string_encodings_are_interchangeable_and_extra_parquet_columns_are_ignored() 
     let contract = catalog.contract("apc_episodes").unwrap();
     let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
     let mut fields = apc_schema_with("sex", Some(dict)).fields().to_vec();
-    fields.push(std::sync::Arc::new(Field::new(
-        "local_extra",
-        DataType::Utf8,
-        true,
-    )));
+    fields.push(std::sync::Arc::new(Field::new("local_extra", DataType::Utf8, true)));
     validate_schema(
         contract,
         Path::new("apc.parquet"),
@@ -225,13 +192,7 @@ fn csv_columns_must_follow_the_contract_order() {
             .map(|n| Field::new(*n, DataType::Utf8, true))
             .collect::<Vec<_>>(),
     );
-    let err = validate_schema(
-        contract,
-        Path::new("wf.csv"),
-        &found,
-        SchemaSource::Positional,
-    )
-    .unwrap_err();
+    let err = validate_schema(contract, Path::new("wf.csv"), &found, SchemaSource::Positional).unwrap_err();
     assert_eq!(
         err.to_string(),
         "wf.csv: column 2 is `staff_group`, but contract workforce_finance_monthly expects `month` there (CSV columns must follow the contract's order)"

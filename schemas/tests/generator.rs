@@ -85,21 +85,9 @@ fn same_seed_gives_byte_identical_files_and_another_seed_does_not() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     let c = tempfile::tempdir().unwrap();
-    let first = generate(
-        &config(a.path(), &["RRK", "RTH", "RJ1"], 170_000, 7),
-        &catalog,
-    )
-    .unwrap();
-    generate(
-        &config(b.path(), &["RRK", "RTH", "RJ1"], 170_000, 7),
-        &catalog,
-    )
-    .unwrap();
-    generate(
-        &config(c.path(), &["RRK", "RTH", "RJ1"], 170_000, 8),
-        &catalog,
-    )
-    .unwrap();
+    let first = generate(&config(a.path(), &["RRK", "RTH", "RJ1"], 170_000, 7), &catalog).unwrap();
+    generate(&config(b.path(), &["RRK", "RTH", "RJ1"], 170_000, 7), &catalog).unwrap();
+    generate(&config(c.path(), &["RRK", "RTH", "RJ1"], 170_000, 8), &catalog).unwrap();
     let mut compared = 0;
     for trust in &first {
         for table in &trust.tables {
@@ -135,9 +123,8 @@ fn unknown_or_repeated_provider_is_refused_before_writing() {
     let dir = tempfile::tempdir().unwrap();
     let err = generate(&config(dir.path(), &["RRK", "XYZ"], 100, 1), &catalog).unwrap_err();
     assert!(
-        err.to_string().starts_with(
-            "--providers: `XYZ` is not an ODS provider code in the contract (known: RRK, RTH, RJ1,"
-        ),
+        err.to_string()
+            .starts_with("--providers: `XYZ` is not an ODS provider code in the contract (known: RRK, RTH, RJ1,"),
         "{err}"
     );
     let err = generate(&config(dir.path(), &["RRK", "RRK"], 100, 1), &catalog).unwrap_err();
@@ -154,11 +141,7 @@ struct Trust {
 
 fn sample() -> (tempfile::TempDir, HashMap<String, Trust>) {
     let dir = tempfile::tempdir().unwrap();
-    let trusts = generate(
-        &config(dir.path(), &["RRK", "RTH"], 120_000, 11),
-        &Catalog::builtin(),
-    )
-    .unwrap();
+    let trusts = generate(&config(dir.path(), &["RRK", "RTH"], 120_000, 11), &Catalog::builtin()).unwrap();
     let data = trusts
         .iter()
         .map(|t| {
@@ -204,8 +187,7 @@ fn generated_data_conforms_to_the_contracts_and_looks_like_nhs_activity() {
             }
         }
         let methods = strings(&t.apc, "admission_method");
-        let emergency =
-            methods.iter().filter(|m| m.starts_with('2')).count() as f64 / methods.len() as f64;
+        let emergency = methods.iter().filter(|m| m.starts_with('2')).count() as f64 / methods.len() as f64;
         assert!(
             (0.33..0.5).contains(&emergency),
             "{provider}: emergency share {emergency}"
@@ -234,9 +216,7 @@ fn generated_data_conforms_to_the_contracts_and_looks_like_nhs_activity() {
         // Length of stay: zero for day cases, right-skewed, longer for the oldest.
         let los = ints(&t.apc, "los_days");
         let age = strings(&t.apc, "age_band");
-        assert!((0..los.len())
-            .filter(|&i| class[i] == "2")
-            .all(|i| los[i] == 0));
+        assert!((0..los.len()).filter(|&i| class[i] == "2").all(|i| los[i] == 0));
         let mut ordinary = (0..los.len())
             .filter(|&i| class[i] == "1")
             .map(|i| los[i])
@@ -262,15 +242,11 @@ fn generated_data_conforms_to_the_contracts_and_looks_like_nhs_activity() {
         // Discharge follows admission by the length of stay.
         let admitted = dates(&t.apc, "admission_date");
         let discharged = dates(&t.apc, "discharge_date");
-        assert!(
-            (0..los.len()).all(|i| (discharged[i] - admitted[i]).num_days() == i64::from(los[i]))
-        );
+        assert!((0..los.len()).all(|i| (discharged[i] - admitted[i]).num_days() == i64::from(los[i])));
 
         // Electives happen on weekdays; emergencies peak in winter.
         let weekend_electives = (0..methods.len())
-            .filter(|&i| {
-                methods[i].starts_with('1') && admitted[i].weekday().num_days_from_monday() >= 5
-            })
+            .filter(|&i| methods[i].starts_with('1') && admitted[i].weekday().num_days_from_monday() >= 5)
             .count() as f64;
         let electives = methods.iter().filter(|m| m.starts_with('1')).count() as f64;
         assert!(
@@ -327,8 +303,7 @@ fn generated_data_conforms_to_the_contracts_and_looks_like_nhs_activity() {
 
         // Outpatients: DNA rates rise with deprivation is checked across trusts below; values are sane here.
         let outcomes = strings(&t.op, "attended");
-        let dna = outcomes.iter().filter(|o| *o == "did_not_attend").count() as f64
-            / outcomes.len() as f64;
+        let dna = outcomes.iter().filter(|o| *o == "did_not_attend").count() as f64 / outcomes.len() as f64;
         assert!((0.03..0.15).contains(&dna), "{provider}: DNA rate {dna}");
         assert_eq!(t.wf.iter().map(|b| b.num_rows()).sum::<usize>(), 24 * 6);
     }
@@ -359,8 +334,5 @@ fn generated_data_conforms_to_the_contracts_and_looks_like_nhs_activity() {
         fte / t.apc.iter().map(|b| b.num_rows()).sum::<usize>() as f64
     };
     let ratio = fte_per_episode("RRK") / fte_per_episode("RTH");
-    assert!(
-        (0.8..1.25).contains(&ratio),
-        "FTE per episode ratio {ratio}"
-    );
+    assert!((0.8..1.25).contains(&ratio), "FTE per episode ratio {ratio}");
 }

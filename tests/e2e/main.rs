@@ -1,3 +1,5 @@
 //! End-to-end tests: real nodes on real ports, queried over Arrow Flight.
 
+mod audit_log;
 mod node_battery;
+mod node_startup;

@@ -36,9 +36,7 @@ fn allowed(o: &Oracle) -> Vec<(&'static str, Vec<Vec<Cell>>, bool)> {
                 .apc
                 .iter()
                 .filter(|a| {
-                    a.person_id == e.person_id
-                        && a.admission_method == "21"
-                        && a.admission_date == e.arrival_date
+                    a.person_id == e.person_id && a.admission_method == "21" && a.admission_date == e.arrival_date
                 })
                 .count();
         }
@@ -191,8 +189,7 @@ fn allowed(o: &Oracle) -> Vec<(&'static str, Vec<Vec<Cell>>, bool)> {
 
 const ROWS: &str = "refused: the query returns individual rows of apc_episodes; a trust node answers only aggregate queries (e.g. SELECT age_band, count(*), avg(…) FROM apc_episodes GROUP BY age_band)";
 const LIMIT: &str = "refused: LIMIT over individual rows of apc_episodes is not allowed (it selects particular records); apply LIMIT to aggregated groups";
-const COMPARED: &str =
-    "refused: column person_id is an identifier and cannot be compared with a value";
+const COMPARED: &str = "refused: column person_id is an identifier and cannot be compared with a value";
 const SUBQUERY: &str = "refused: sub-queries inside expressions (IN (SELECT …), EXISTS, scalar sub-queries) are not allowed; use a JOIN or a derived table";
 
 /// Refused or invalid queries: (sql, gRPC code, exact message).
@@ -293,15 +290,9 @@ async fn node_answers_aggregates_exactly_and_refuses_row_level_queries_with_reas
     }
     for (sql, code, message) in &refused {
         match node.ask(sql).await {
-            Ok(answer) => failures.push(format!(
-                "{sql}\n  was answered with {} rows",
-                answer.num_rows()
-            )),
+            Ok(answer) => failures.push(format!("{sql}\n  was answered with {} rows", answer.num_rows())),
             Err(e) if e.code() == Some(*code) && e.to_string() == *message => {}
-            Err(e) => failures.push(format!(
-                "{sql}\n  got {:?}: {e}\n  want {code:?}: {message}",
-                e.code()
-            )),
+            Err(e) => failures.push(format!("{sql}\n  got {:?}: {e}\n  want {code:?}: {message}", e.code())),
         }
     }
     assert!(
@@ -326,11 +317,7 @@ async fn node_answers_aggregates_exactly_and_refuses_row_level_queries_with_reas
             (*sql, Decision::Allowed, expected.len())
         );
         assert_eq!(
-            (
-                entry.requester.as_str(),
-                entry.project.as_str(),
-                entry.call.as_str()
-            ),
+            (entry.requester.as_str(), entry.project.as_str(), entry.call.as_str()),
             ("tester", "battery", "DoGet")
         );
     }
@@ -341,12 +328,7 @@ async fn node_answers_aggregates_exactly_and_refuses_row_level_queries_with_reas
             Decision::Error
         };
         assert_eq!(
-            (
-                entry.sql.as_str(),
-                entry.decision,
-                entry.reason.as_deref(),
-                entry.rows
-            ),
+            (entry.sql.as_str(), entry.decision, entry.reason.as_deref(), entry.rows),
             (*sql, decision, Some(message.as_str()), 0)
         );
     }

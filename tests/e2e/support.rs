@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{
-    DataType, Date32Type, Float64Type, Int32Type, Int8Type, TimestampMicrosecondType,
-};
+use datafusion::arrow::datatypes::{DataType, Date32Type, Float64Type, Int32Type, Int8Type, TimestampMicrosecondType};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use tessera_flight::client::{ClientError, NodeAnswer, NodeClient};
 use tessera_flight::node::{RunningNode, TrustNode};
@@ -50,11 +48,7 @@ impl TestData {
             .iter()
             .find(|t| t.provider == provider)
             .expect("provider generated");
-        let tables = trust
-            .tables
-            .iter()
-            .map(|t| t.table.clone())
-            .collect::<Vec<_>>();
+        let tables = trust.tables.iter().map(|t| t.table.clone()).collect::<Vec<_>>();
         let mut config = NodeConfig::for_generated(provider, "127.0.0.1:0", &tables);
         config.base_dir = trust.dir.clone();
         config.source = trust.dir.join("node.toml");
@@ -76,13 +70,8 @@ impl TestNode {
         let node = TrustNode::start(config, &Catalog::builtin())
             .await
             .expect("node starts");
-        let running = node
-            .spawn("127.0.0.1:0".parse().unwrap())
-            .await
-            .expect("node binds");
-        let client = NodeClient::connect(&running.url())
-            .await
-            .expect("client connects");
+        let running = node.spawn("127.0.0.1:0".parse().unwrap()).await.expect("node binds");
+        let client = NodeClient::connect(&running.url()).await.expect("client connects");
         TestNode {
             running,
             client,
@@ -181,17 +170,9 @@ fn cell(array: &dyn Array, i: usize) -> Cell {
         return Cell::Null;
     }
     match array.data_type() {
-        DataType::Int8
-        | DataType::Int16
-        | DataType::Int32
-        | DataType::Int64
-        | DataType::UInt32
-        | DataType::UInt64 => {
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::UInt32 | DataType::UInt64 => {
             let a = cast(&array.slice(i, 1), &DataType::Int64).unwrap();
-            Cell::Int(
-                a.as_primitive::<datafusion::arrow::datatypes::Int64Type>()
-                    .value(0),
-            )
+            Cell::Int(a.as_primitive::<datafusion::arrow::datatypes::Int64Type>().value(0))
         }
         DataType::Float32 | DataType::Float64 | DataType::Decimal128(..) => {
             let a = cast(&array.slice(i, 1), &DataType::Float64).unwrap();
@@ -249,19 +230,10 @@ fn col_strings(batches: &[RecordBatch], name: &str) -> Vec<Option<String>> {
         .collect()
 }
 
-fn col<T: datafusion::arrow::datatypes::ArrowPrimitiveType>(
-    batches: &[RecordBatch],
-    name: &str,
-) -> Vec<T::Native> {
+fn col<T: datafusion::arrow::datatypes::ArrowPrimitiveType>(batches: &[RecordBatch], name: &str) -> Vec<T::Native> {
     batches
         .iter()
-        .flat_map(|b| {
-            b.column_by_name(name)
-                .unwrap()
-                .as_primitive::<T>()
-                .values()
-                .to_vec()
-        })
+        .flat_map(|b| b.column_by_name(name).unwrap().as_primitive::<T>().values().to_vec())
         .collect()
 }
 
@@ -418,21 +390,16 @@ impl Oracle {
             .skip(1)
         {
             let parts = line.split(',').collect::<Vec<_>>();
-            oracle.unit_costs.insert(
-                (parts[0].to_string(), parts[1].to_string()),
-                parts[2].parse().unwrap(),
-            );
+            oracle
+                .unit_costs
+                .insert((parts[0].to_string(), parts[1].to_string()), parts[2].parse().unwrap());
         }
         oracle
     }
 }
 
 /// Groups `items` by `key` and folds each group with `value`; returns (key, value) rows.
-pub fn group_by<T, K: Ord + Clone, V>(
-    items: &[T],
-    key: impl Fn(&T) -> K,
-    value: impl Fn(&[&T]) -> V,
-) -> Vec<(K, V)> {
+pub fn group_by<T, K: Ord + Clone, V>(items: &[T], key: impl Fn(&T) -> K, value: impl Fn(&[&T]) -> V) -> Vec<(K, V)> {
     let mut groups: BTreeMap<K, Vec<&T>> = BTreeMap::new();
     for item in items {
         groups.entry(key(item)).or_default().push(item);
@@ -468,11 +435,7 @@ pub fn variance(values: &[f64], sample: bool) -> f64 {
 pub fn correlation(x: &[f64], y: &[f64]) -> f64 {
     let n = x.len() as f64;
     let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
-    let sxy = x
-        .iter()
-        .zip(y)
-        .map(|(a, b)| (a - mx) * (b - my))
-        .sum::<f64>();
+    let sxy = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum::<f64>();
     let sxx = x.iter().map(|a| (a - mx).powi(2)).sum::<f64>();
     let syy = y.iter().map(|b| (b - my).powi(2)).sum::<f64>();
     sxy / (sxx.sqrt() * syy.sqrt())

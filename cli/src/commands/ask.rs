@@ -25,9 +25,7 @@ pub struct AskArgs {
 
 pub fn run(args: AskArgs) -> Outcome {
     runtime()?.block_on(async {
-        let client = NodeClient::connect(&args.node)
-            .await
-            .map_err(Failure::connection)?;
+        let client = NodeClient::connect(&args.node).await.map_err(Failure::connection)?;
         let request = FragmentRequest {
             requester: args.requester,
             project: args.project,

@@ -17,9 +17,7 @@ pub fn verify(file: &Path) -> Outcome {
             );
             Ok(())
         }
-        Err(e @ AuditError::Tampered { .. }) => {
-            Err(Failure::query(format!("audit log tampered: {e}")))
-        }
+        Err(e @ AuditError::Tampered { .. }) => Err(Failure::query(format!("audit log tampered: {e}"))),
         Err(e) => Err(Failure::connection(e)),
     }
 }

@@ -60,15 +60,14 @@ const TOUR: &[(&str, &str)] = &[
 ];
 
 /// A question no node will answer: it asks for patient rows.
-const REFUSED: &str =
-    "SELECT person_id, admission_date, cost_gbp FROM apc_episodes WHERE los_days > 100";
+const REFUSED: &str = "SELECT person_id, admission_date, cost_gbp FROM apc_episodes WHERE los_days > 100";
 
 pub fn run(args: DemoArgs) -> Outcome {
     let (out, _temp) = match &args.out {
         Some(dir) => (dir.clone(), None),
         None => {
-            let temp = tempfile::tempdir()
-                .map_err(|e| Failure::query(format!("cannot create a temporary folder: {e}")))?;
+            let temp =
+                tempfile::tempdir().map_err(|e| Failure::query(format!("cannot create a temporary folder: {e}")))?;
             (temp.path().to_path_buf(), Some(temp))
         }
     };

@@ -58,11 +58,7 @@ pub fn run(args: GenArgs) -> Outcome {
 pub fn generate_with_configs(args: &GenArgs) -> Result<Vec<GeneratedTrust>, Failure> {
     let config = GenConfig {
         out: args.out.clone(),
-        providers: args
-            .providers
-            .iter()
-            .map(|p| p.trim().to_uppercase())
-            .collect(),
+        providers: args.providers.iter().map(|p| p.trim().to_uppercase()).collect(),
         rows: args.rows,
         seed: args.seed,
     };
@@ -75,11 +71,7 @@ pub fn generate_with_configs(args: &GenArgs) -> Result<Vec<GeneratedTrust>, Fail
 }
 
 fn write_node_config(trust: &GeneratedTrust, port: u16) -> Result<(), Failure> {
-    let tables = trust
-        .tables
-        .iter()
-        .map(|t| t.table.clone())
-        .collect::<Vec<_>>();
+    let tables = trust.tables.iter().map(|t| t.table.clone()).collect::<Vec<_>>();
     let config = NodeConfig::for_generated(&trust.provider, &format!("127.0.0.1:{port}"), &tables);
     let text = format!(
         "# Tessera trust node for {} (written by `tessera gen`).\n# Paths are relative to this file. See README.md for every key.\n\n{}",

@@ -23,11 +23,7 @@ pub fn run(config_path: &Path) -> Outcome {
                 config.node.listen
             ))
         })?;
-        let tables = node
-            .tables()
-            .map(|t| t.name.clone())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let tables = node.tables().map(|t| t.name.clone()).collect::<Vec<_>>().join(", ");
         println!(
             "tessera node {} serving Flight SQL on {} (tables: {tables}; audit log: {})",
             node.name(),
@@ -44,8 +40,7 @@ pub fn run(config_path: &Path) -> Outcome {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
-        .unwrap_or_else(|_| "warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG").unwrap_or_else(|_| "warn".into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

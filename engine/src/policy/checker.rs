@@ -83,11 +83,7 @@ impl<'a> PolicyChecker<'a> {
                 }
                 {
                     let resolve = resolver(&input, s.input.schema());
-                    for sort in s
-                        .expr
-                        .iter()
-                        .filter(|sort| bare_column(&sort.expr).is_none())
-                    {
+                    for sort in s.expr.iter().filter(|sort| bare_column(&sort.expr).is_none()) {
                         check_uses(&sort.expr, &resolve)?;
                     }
                 }
@@ -97,12 +93,7 @@ impl<'a> PolicyChecker<'a> {
                 let left = self.visit(&j.left)?;
                 let right = self.visit(&j.right)?;
                 self.check_join_keys(j, &left, &right)?;
-                let both = left
-                    .columns
-                    .iter()
-                    .chain(&right.columns)
-                    .cloned()
-                    .collect::<Vec<_>>();
+                let both = left.columns.iter().chain(&right.columns).cloned().collect::<Vec<_>>();
                 let both_schema = j
                     .left
                     .schema()
@@ -115,10 +106,7 @@ impl<'a> PolicyChecker<'a> {
                 if let Some(filter) = &j.filter {
                     check_uses(filter, &resolver(&both_info, &both_schema))?;
                 }
-                let exposes_rows_of = left
-                    .exposes_rows_of
-                    .clone()
-                    .or(right.exposes_rows_of.clone());
+                let exposes_rows_of = left.exposes_rows_of.clone().or(right.exposes_rows_of.clone());
                 let columns = match j.join_type {
                     JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full => both,
                     JoinType::LeftSemi | JoinType::LeftAnti => left.columns,
@@ -133,11 +121,7 @@ impl<'a> PolicyChecker<'a> {
             }
             LogicalPlan::Repartition(r) => self.visit(&r.input),
             LogicalPlan::Union(u) => {
-                let inputs = u
-                    .inputs
-                    .iter()
-                    .map(|i| self.visit(i))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let inputs = u.inputs.iter().map(|i| self.visit(i)).collect::<Result<Vec<_>, _>>()?;
                 let width = u.schema.fields().len();
                 let mut columns = vec![Taint::Plain; width];
                 for input in &inputs {
@@ -160,12 +144,11 @@ impl<'a> PolicyChecker<'a> {
                         "table function {function} is not allowed at a node"
                     )));
                 }
-                let contract = self.tables.get(name).ok_or_else(|| {
-                    Refusal::new(format!("table {name} is not served by this trust"))
-                })?;
-                if !self.policy.allowed_tables.is_empty()
-                    && !self.policy.allowed_tables.contains(name)
-                {
+                let contract = self
+                    .tables
+                    .get(name)
+                    .ok_or_else(|| Refusal::new(format!("table {name} is not served by this trust")))?;
+                if !self.policy.allowed_tables.is_empty() && !self.policy.allowed_tables.contains(name) {
                     return Err(Refusal::new(format!(
                         "table {name} is not shared by this trust's policy"
                     )));
@@ -204,10 +187,8 @@ impl<'a> PolicyChecker<'a> {
             }
             LogicalPlan::Distinct(Distinct::All(input)) => {
                 let info = self.visit(input)?;
-                if let Some(Taint::Identifier { name }) = info
-                    .columns
-                    .iter()
-                    .find(|t| matches!(t, Taint::Identifier { .. }))
+                if let Some(Taint::Identifier { name }) =
+                    info.columns.iter().find(|t| matches!(t, Taint::Identifier { .. }))
                 {
                     return Err(Refusal::new(format!(
                         "column {name} is an identifier and cannot appear in SELECT DISTINCT"
@@ -215,9 +196,7 @@ impl<'a> PolicyChecker<'a> {
                 }
                 Ok(info)
             }
-            LogicalPlan::Distinct(Distinct::On(_)) => {
-                Err(Refusal::new("DISTINCT ON is not allowed at a node"))
-            }
+            LogicalPlan::Distinct(Distinct::On(_)) => Err(Refusal::new("DISTINCT ON is not allowed at a node")),
             LogicalPlan::Statement(_) => Err(not_a_query("a statement")),
             LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => Err(not_a_query("EXPLAIN")),
             LogicalPlan::Extension(_) => Err(not_a_query("an extension plan")),
@@ -226,9 +205,7 @@ impl<'a> PolicyChecker<'a> {
             LogicalPlan::Copy(_) => Err(not_a_query("COPY")),
             LogicalPlan::DescribeTable(_) => Err(not_a_query("DESCRIBE")),
             LogicalPlan::Unnest(_) => Err(Refusal::new("UNNEST is not allowed at a node")),
-            LogicalPlan::RecursiveQuery(_) => {
-                Err(Refusal::new("recursive queries are not allowed at a node"))
-            }
+            LogicalPlan::RecursiveQuery(_) => Err(Refusal::new("recursive queries are not allowed at a node")),
         }
     }
 
@@ -270,12 +247,8 @@ impl<'a> PolicyChecker<'a> {
             };
         }
         match contract.column(name) {
-            Some(c) if c.role == Role::Identifier => Taint::Identifier {
-                name: name.to_string(),
-            },
-            Some(c) if c.sensitive => Taint::SensitiveRaw {
-                name: name.to_string(),
-            },
+            Some(c) if c.role == Role::Identifier => Taint::Identifier { name: name.to_string() },
+            Some(c) if c.sensitive => Taint::SensitiveRaw { name: name.to_string() },
             Some(_) => Taint::Plain,
             // A column the contract does not know cannot be judged: treat it as withheld.
             None => Taint::Denied {
@@ -287,10 +260,7 @@ impl<'a> PolicyChecker<'a> {
 }
 
 /// Resolves columns of `schema` to the taints in `info`.
-fn resolver<'i>(
-    info: &'i NodeInfo,
-    schema: &'i DFSchema,
-) -> impl Fn(&Column) -> Result<Taint, Refusal> + 'i {
+fn resolver<'i>(info: &'i NodeInfo, schema: &'i DFSchema) -> impl Fn(&Column) -> Result<Taint, Refusal> + 'i {
     move |column: &Column| info.taint_of(schema, column).cloned()
 }
 

@@ -23,9 +23,7 @@ fn in_expression(name: &str) -> Refusal {
 }
 
 fn denied(table: &str, name: &str) -> Refusal {
-    Refusal::new(format!(
-        "column {table}.{name} is withheld by this trust's policy"
-    ))
+    Refusal::new(format!("column {table}.{name} is withheld by this trust's policy"))
 }
 
 pub fn subquery() -> Refusal {
@@ -113,11 +111,7 @@ fn check_node(e: &Expr, resolve: &Resolve) -> Result<Option<TreeNodeRecursion>, 
             let left = bare_identifier(&b.left, resolve)?;
             let right = bare_identifier(&b.right, resolve)?;
             match (left, right) {
-                (Some(_), Some(_))
-                    if matches!(b.op, Operator::Eq | Operator::IsNotDistinctFrom) =>
-                {
-                    skip
-                }
+                (Some(_), Some(_)) if matches!(b.op, Operator::Eq | Operator::IsNotDistinctFrom) => skip,
                 (Some(name), _) | (_, Some(name)) => Err(compared(&name)),
                 (None, None) => Ok(None),
             }
@@ -146,11 +140,7 @@ fn check_node(e: &Expr, resolve: &Resolve) -> Result<Option<TreeNodeRecursion>, 
             }
             Ok(None)
         }
-        Expr::IsNull(inner) | Expr::IsNotNull(inner)
-            if bare_identifier(inner, resolve)?.is_some() =>
-        {
-            skip
-        }
+        Expr::IsNull(inner) | Expr::IsNotNull(inner) if bare_identifier(inner, resolve)?.is_some() => skip,
         Expr::Column(c) => match resolve(c)? {
             Taint::Identifier { name } => Err(in_expression(&name)),
             Taint::Denied { table, name } => Err(denied(&table, &name)),
@@ -261,11 +251,7 @@ pub fn check_group_expr(expr: &Expr, resolve: &Resolve) -> Result<Taint, Refusal
 }
 
 /// An aggregate expression: allowed function; identifiers only counted; no min/max of sensitive measures.
-pub fn check_aggregate_expr(
-    expr: &Expr,
-    resolve: &Resolve,
-    policy: &NodePolicy,
-) -> Result<(), Refusal> {
+pub fn check_aggregate_expr(expr: &Expr, resolve: &Resolve, policy: &NodePolicy) -> Result<(), Refusal> {
     let mut aggregates = Vec::new();
     expr.apply(|e| {
         if let Expr::AggregateFunction(f) = e {

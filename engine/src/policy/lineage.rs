@@ -39,9 +39,9 @@ impl NodeInfo {
 
     /// The taint of `column`, resolved against this node's `schema`.
     pub fn taint_of(&self, schema: &DFSchema, column: &Column) -> Result<&Taint, Refusal> {
-        let index = schema.maybe_index_of_column(column).ok_or_else(|| {
-            Refusal::new(format!("column {} cannot be resolved", column.flat_name()))
-        })?;
+        let index = schema
+            .maybe_index_of_column(column)
+            .ok_or_else(|| Refusal::new(format!("column {} cannot be resolved", column.flat_name())))?;
         Ok(&self.columns[index])
     }
 }

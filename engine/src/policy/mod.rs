@@ -94,9 +94,7 @@ pub struct Refusal {
 
 impl Refusal {
     pub fn new(reason: impl Into<String>) -> Refusal {
-        Refusal {
-            reason: reason.into(),
-        }
+        Refusal { reason: reason.into() }
     }
 
     /// The refusal for an answer with more groups than `max_groups`.

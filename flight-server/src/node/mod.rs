@@ -47,10 +47,8 @@ pub struct StartError(pub String);
 impl TrustNode {
     /// Prepares a node from its configuration and the federation's contracts.
     pub async fn start(config: &NodeConfig, catalog: &Catalog) -> Result<TrustNode, StartError> {
-        let memory = (config.node.memory_limit_mb > 0)
-            .then(|| config.node.memory_limit_mb as usize * 1024 * 1024);
-        let ctx = tessera_engine::session::new_session(memory)
-            .map_err(|e| StartError(e.strip_backtrace()))?;
+        let memory = (config.node.memory_limit_mb > 0).then(|| config.node.memory_limit_mb as usize * 1024 * 1024);
+        let ctx = tessera_engine::session::new_session(memory).map_err(|e| StartError(e.strip_backtrace()))?;
         let tables = crate::tables::register_all(&ctx, config, catalog)
             .await
             .map_err(|e| StartError(e.to_string()))?;

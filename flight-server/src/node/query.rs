@@ -93,12 +93,8 @@ impl TrustNode {
     fn planning_error(&self, e: DataFusionError) -> QueryError {
         let root = e.find_root();
         match root {
-            DataFusionError::SQL(parser, _) => {
-                QueryError::Invalid(format!("syntax error: {parser}"))
-            }
-            DataFusionError::Plan(message)
-                if message.starts_with("table '") && message.ends_with("' not found") =>
-            {
+            DataFusionError::SQL(parser, _) => QueryError::Invalid(format!("syntax error: {parser}")),
+            DataFusionError::Plan(message) if message.starts_with("table '") && message.ends_with("' not found") => {
                 let full = &message["table '".len()..message.len() - "' not found".len()];
                 let name = full.rsplit('.').next().unwrap_or(full);
                 let served = self.tables.keys().cloned().collect::<Vec<_>>().join(", ");
@@ -127,11 +123,7 @@ impl TrustNode {
                 }
                 batches.push(batch);
             }
-            Ok::<_, DataFusionError>(Ok(Answer {
-                schema,
-                batches,
-                rows,
-            }))
+            Ok::<_, DataFusionError>(Ok(Answer { schema, batches, rows }))
         };
         match tokio::time::timeout(timeout, run).await {
             Err(_) => Err(QueryError::Timeout(format!(
@@ -147,11 +139,7 @@ impl TrustNode {
     }
 
     /// The answer's schema, for `GetFlightInfo` and prepared statements; refusals are audited.
-    pub async fn describe(
-        &self,
-        request: &FragmentRequest,
-        call: &str,
-    ) -> Result<SchemaRef, Status> {
+    pub async fn describe(&self, request: &FragmentRequest, call: &str) -> Result<SchemaRef, Status> {
         match self.plan_checked(&request.sql).await {
             Ok(plan) => Ok(plan.schema().inner().clone()),
             Err(e) => Err(self.record_failure(request, call, e)),

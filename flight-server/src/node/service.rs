@@ -6,14 +6,13 @@ use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::server::FlightSqlService;
 use arrow_flight::sql::{
-    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
-    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
-    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
-    CommandStatementQuery, ProstMessageExt, SqlInfo, TicketStatementQuery,
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult,
+    Any, CommandGetCatalogs, CommandGetDbSchemas, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
+    CommandPreparedStatementQuery, CommandStatementQuery, ProstMessageExt, SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
-    Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
-    IpcMessage, SchemaAsIpc, Ticket,
+    Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc,
+    Ticket,
 };
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
@@ -80,9 +79,7 @@ fn flight_info(
     ticket: Vec<u8>,
     descriptor: FlightDescriptor,
 ) -> Result<Response<FlightInfo>, Status> {
-    let endpoint = FlightEndpoint::new().with_ticket(Ticket {
-        ticket: ticket.into(),
-    });
+    let endpoint = FlightEndpoint::new().with_ticket(Ticket { ticket: ticket.into() });
     let info = FlightInfo::new()
         .try_with_schema(schema)
         .map_err(|e| Status::internal(format!("cannot encode the answer's schema: {e}")))?
@@ -92,11 +89,7 @@ fn flight_info(
 }
 
 impl TrustNode {
-    async fn run(
-        &self,
-        request: FragmentRequest,
-        call: &str,
-    ) -> Result<Response<DoGetStream>, Status> {
+    async fn run(&self, request: FragmentRequest, call: &str) -> Result<Response<DoGetStream>, Status> {
         let request = self.complete(request);
         let answer = self.answer(&request, call).await?;
         Ok(stream_batches(answer.schema, answer.batches))
@@ -134,10 +127,7 @@ impl FlightSqlService for TrustNode {
     async fn do_handshake(
         &self,
         _request: Request<Streaming<HandshakeRequest>>,
-    ) -> Result<
-        Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
-        Status,
-    > {
+    ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status> {
         // No authentication yet: answer the handshake so clients that always send one can connect.
         let response = HandshakeResponse {
             protocol_version: 0,
@@ -161,20 +151,12 @@ impl FlightSqlService for TrustNode {
         _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         // The handle comes from the client: it is decoded, re-planned and re-checked like any query.
-        self.run(decode_handle(&ticket.statement_handle)?, "DoGet")
-            .await
+        self.run(decode_handle(&ticket.statement_handle)?, "DoGet").await
     }
 
-    async fn do_get_fallback(
-        &self,
-        request: Request<Ticket>,
-        message: Any,
-    ) -> Result<Response<DoGetStream>, Status> {
+    async fn do_get_fallback(&self, request: Request<Ticket>, message: Any) -> Result<Response<DoGetStream>, Status> {
         match message.unpack::<CommandStatementQuery>() {
-            Ok(Some(query)) => {
-                self.run(from_client(query.query, request.metadata()), "DoGet")
-                    .await
-            }
+            Ok(Some(query)) => self.run(from_client(query.query, request.metadata()), "DoGet").await,
             _ => Err(Status::unimplemented(format!(
                 "this node does not answer {}",
                 message.type_url
@@ -300,13 +282,7 @@ impl FlightSqlService for TrustNode {
         for contract in self.tables.values() {
             let kind = if contract.public { "VIEW" } else { "TABLE" };
             builder
-                .append(
-                    CATALOG,
-                    SCHEMA,
-                    &contract.name,
-                    kind,
-                    &contract.arrow_schema(),
-                )
+                .append(CATALOG, SCHEMA, &contract.name, kind, &contract.arrow_schema())
                 .map_err(|e| Status::internal(e.to_string()))?;
         }
         one_batch(builder.schema(), builder.build())

@@ -3,15 +3,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, Date32Builder, Float64Builder, Int32Builder, Int8Builder, StringArray, StringBuilder,
-};
+use arrow::array::{ArrayRef, Date32Builder, Float64Builder, Int32Builder, Int8Builder, StringArray, StringBuilder};
 use rand::Rng;
 use rand_distr::LogNormal;
 
-use super::clinical::{
-    age_los_factor, imd_sampler, AgeProfile, AgeSamplers, AGE_BANDS, OBSTETRICS, SPECIALTIES,
-};
+use super::clinical::{age_los_factor, imd_sampler, AgeProfile, AgeSamplers, AGE_BANDS, OBSTETRICS, SPECIALTIES};
 use super::people::Population;
 use super::rng::{elective_day_weight, emergency_day_weight, unit, Calendar, Categorical, GenRng};
 use super::trust::TrustProfile;
@@ -201,8 +197,7 @@ impl<'a> ApcGenerator<'a> {
             } else {
                 0
             };
-            let (diag, _, proc_code, proc_chance) =
-                spec.diagnoses[self.diagnosis[spec_idx].sample(rng)];
+            let (diag, _, proc_code, proc_chance) = spec.diagnoses[self.diagnosis[spec_idx].sample(rng)];
             let proc_done = proc_code.filter(|_| unit(rng) < proc_chance);
             let unit_cost = self
                 .unit_costs
@@ -210,8 +205,7 @@ impl<'a> ApcGenerator<'a> {
                 .copied()
                 .unwrap_or(2500.0);
             let spread = LogNormal::new(0.0, 0.35).expect("valid log-normal");
-            let mut episode_cost =
-                unit_cost * rng.sample(spread) + f64::from((stay - 5).max(0)) * 420.0;
+            let mut episode_cost = unit_cost * rng.sample(spread) + f64::from((stay - 5).max(0)) * 420.0;
             if proc_done.is_some() {
                 episode_cost *= 1.25;
             }

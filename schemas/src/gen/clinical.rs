@@ -98,10 +98,7 @@ pub const SPECIALTIES: &[Specialty] = &[
         day_case: 0.95,
         los_median: 1.0,
         ages: AgeProfile::Elderly,
-        diagnoses: &[
-            ("H25", 8.0, Some("C751"), 0.95),
-            ("H40", 2.0, Some("C606"), 0.6),
-        ],
+        diagnoses: &[("H25", 8.0, Some("C751"), 0.95), ("H40", 2.0, Some("C606"), 0.6)],
     },
     Specialty {
         code: "300",
@@ -248,9 +245,7 @@ pub const SPECIALTIES: &[Specialty] = &[
 pub const OBSTETRICS: usize = 12;
 
 /// Age bands, in domain order.
-pub const AGE_BANDS: &[&str] = &[
-    "0-4", "5-17", "18-29", "30-44", "45-59", "60-69", "70-79", "80+",
-];
+pub const AGE_BANDS: &[&str] = &["0-4", "5-17", "18-29", "30-44", "45-59", "60-69", "70-79", "80+"];
 
 /// Age-band choice for each profile.
 pub struct AgeSamplers {

@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, Int32Builder, Int8Builder, StringArray, StringBuilder, TimestampMicrosecondBuilder,
-};
+use arrow::array::{ArrayRef, Int32Builder, Int8Builder, StringArray, StringBuilder, TimestampMicrosecondBuilder};
 use rand::Rng;
 use rand_distr::LogNormal;
 
@@ -41,8 +39,7 @@ impl<'a> EcGenerator<'a> {
                 let h = f64::from(m) / 60.0;
                 (
                     m,
-                    0.35 + (-(h - 11.5).powi(2) / 30.0).exp()
-                        + 0.4 * (-(h - 19.0).powi(2) / 12.0).exp(),
+                    0.35 + (-(h - 11.5).powi(2) / 30.0).exp() + 0.4 * (-(h - 19.0).powi(2) / 12.0).exp(),
                 )
             })
             .collect::<Vec<_>>();
@@ -93,8 +90,7 @@ impl<'a> EcGenerator<'a> {
     /// One batch: an attendance for each A&E admission, plus the attendances that went home.
     pub fn batch(&self, rng: &mut GenRng, admitted: &[AdmittedViaAe]) -> Vec<ArrayRef> {
         let expected_others = admitted.len() as f64 * ATTENDANCES_PER_ADMISSION;
-        let others =
-            expected_others.floor() as usize + usize::from(unit(rng) < expected_others.fract());
+        let others = expected_others.floor() as usize + usize::from(unit(rng) < expected_others.fract());
         let rows = admitted.len() + others;
         let mut person = StringBuilder::with_capacity(rows, rows * 16);
         let mut arrival = TimestampMicrosecondBuilder::with_capacity(rows);

@@ -96,9 +96,7 @@ fn check(config: &GenConfig, catalog: &Catalog) -> Result<(), GenError> {
             )));
         }
         if config.providers[..i].contains(p) {
-            return Err(GenError::Invalid(format!(
-                "--providers: `{p}` is listed twice"
-            )));
+            return Err(GenError::Invalid(format!("--providers: `{p}` is listed twice")));
         }
     }
     if config.rows < config.providers.len() as u64 {
@@ -144,12 +142,9 @@ pub fn generate(config: &GenConfig, catalog: &Catalog) -> Result<Vec<GeneratedTr
     shares[0] += config.rows - assigned;
     let costs = unit_costs(catalog);
     let plans = plan_populations(&shares, config.rows);
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
 
-    let mut results: Vec<Option<Result<GeneratedTrust, GenError>>> =
-        (0..profiles.len()).map(|_| None).collect();
+    let mut results: Vec<Option<Result<GeneratedTrust, GenError>>> = (0..profiles.len()).map(|_| None).collect();
     for chunk in (0..profiles.len()).collect::<Vec<_>>().chunks(workers) {
         std::thread::scope(|scope| {
             let handles = chunk
@@ -158,23 +153,19 @@ pub fn generate(config: &GenConfig, catalog: &Catalog) -> Result<Vec<GeneratedTr
                     let (profile, rows, plan, costs) = (&profiles[i], shares[i], plans[i], &costs);
                     (
                         i,
-                        scope.spawn(move || {
-                            generate_trust(config, catalog, profile, rows, plan, costs)
-                        }),
+                        scope.spawn(move || generate_trust(config, catalog, profile, rows, plan, costs)),
                     )
                 })
                 .collect::<Vec<_>>();
             for (i, h) in handles {
-                results[i] = Some(h.join().unwrap_or_else(|_| {
-                    Err(GenError::Invalid("a generator thread panicked".into()))
-                }));
+                results[i] = Some(
+                    h.join()
+                        .unwrap_or_else(|_| Err(GenError::Invalid("a generator thread panicked".into()))),
+                );
             }
         });
     }
-    results
-        .into_iter()
-        .map(|r| r.expect("every trust ran"))
-        .collect()
+    results.into_iter().map(|r| r.expect("every trust ran")).collect()
 }
 
 /// (first person number, local pool size, shared pool size) per trust.
@@ -213,8 +204,7 @@ fn generate_trust(
     let label = |t: &str| format!("{}/{t}", profile.code);
 
     let mut apc_sink = writer::ParquetSink::create(&path("apc_episodes"), schema("apc_episodes")?)?;
-    let mut ec_sink =
-        writer::ParquetSink::create(&path("ec_attendances"), schema("ec_attendances")?)?;
+    let mut ec_sink = writer::ParquetSink::create(&path("ec_attendances"), schema("ec_attendances")?)?;
     let apc = apc::ApcGenerator::new(profile, &people, &calendar, costs);
     let ec = ec::EcGenerator::new(profile, &people, &calendar);
     let mut apc_rng = rng::stream(config.seed, &label("apc_episodes"));
@@ -230,8 +220,7 @@ fn generate_trust(
     let apc_written = apc_sink.finish()?;
     let ec_written = ec_sink.finish()?;
 
-    let mut op_sink =
-        writer::ParquetSink::create(&path("op_appointments"), schema("op_appointments")?)?;
+    let mut op_sink = writer::ParquetSink::create(&path("op_appointments"), schema("op_appointments")?)?;
     let op = op::OpGenerator::new(profile, &people, &calendar);
     let mut op_rng = rng::stream(config.seed, &label("op_appointments"));
     let mut left = (apc_rows as f64 * op::APPOINTMENTS_PER_EPISODE).round() as u64;
@@ -242,17 +231,10 @@ fn generate_trust(
     }
     let op_written = op_sink.finish()?;
 
-    let mut wf_sink = writer::ParquetSink::create(
-        &path("workforce_finance_monthly"),
-        schema("workforce_finance_monthly")?,
-    )?;
+    let mut wf_sink =
+        writer::ParquetSink::create(&path("workforce_finance_monthly"), schema("workforce_finance_monthly")?)?;
     let mut wf_rng = rng::stream(config.seed, &label("workforce_finance_monthly"));
-    wf_sink.write(workforce::generate(
-        profile,
-        &calendar,
-        apc_rows,
-        &mut wf_rng,
-    ))?;
+    wf_sink.write(workforce::generate(profile, &calendar, apc_rows, &mut wf_rng))?;
     let wf_written = wf_sink.finish()?;
 
     let table = |t: &str, rows| GeneratedTable {

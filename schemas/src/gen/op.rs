@@ -71,13 +71,11 @@ impl<'a> OpGenerator<'a> {
             first.append_value(unit(rng) < 0.35);
             attended.append_value(outcome);
             age.append_value(AGE_BANDS[age_band]);
-            sex.append_value(
-                if spec.code == "501" || spec.code == "502" || unit(rng) < 0.54 {
-                    "F"
-                } else {
-                    "M"
-                },
-            );
+            sex.append_value(if spec.code == "501" || spec.code == "502" || unit(rng) < 0.54 {
+                "F"
+            } else {
+                "M"
+            });
         }
         vec![
             Arc::new(person.finish()),

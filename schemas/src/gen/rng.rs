@@ -40,8 +40,7 @@ impl<T: Copy> Categorical<T> {
     /// Builds the choice; weights need not sum to one. Panics on an empty or all-zero table (a bug in our tables).
     pub fn new(pairs: &[(T, f64)]) -> Self {
         let items = pairs.iter().map(|(t, _)| *t).collect();
-        let index = WeightedIndex::new(pairs.iter().map(|(_, w)| w.max(0.0)))
-            .expect("weights are positive");
+        let index = WeightedIndex::new(pairs.iter().map(|(_, w)| w.max(0.0))).expect("weights are positive");
         Categorical { items, index }
     }
 
@@ -85,26 +84,21 @@ impl Calendar {
         let mut d = self.first_day;
         while d < self.day(self.days) {
             out.push((d, (d - epoch).num_days() as i32));
-            d = d
-                .checked_add_months(chrono::Months::new(1))
-                .expect("valid date");
+            d = d.checked_add_months(chrono::Months::new(1)).expect("valid date");
         }
         out
     }
 
     /// A day sampler whose weights come from `weight(date)`.
     pub fn sampler(&self, weight: impl Fn(NaiveDate) -> f64) -> Categorical<u32> {
-        let pairs = (0..self.days)
-            .map(|o| (o, weight(self.day(o))))
-            .collect::<Vec<_>>();
+        let pairs = (0..self.days).map(|o| (o, weight(self.day(o)))).collect::<Vec<_>>();
         Categorical::new(&pairs)
     }
 }
 
 /// Emergency demand: a winter peak and a Monday peak.
 pub fn emergency_day_weight(d: NaiveDate) -> f64 {
-    let season =
-        1.0 + 0.15 * (2.0 * std::f64::consts::PI * (f64::from(d.ordinal()) - 15.0) / 365.25).cos();
+    let season = 1.0 + 0.15 * (2.0 * std::f64::consts::PI * (f64::from(d.ordinal()) - 15.0) / 365.25).cos();
     let weekday = match d.weekday().num_days_from_monday() {
         0 => 1.12,
         1..=4 => 1.0,

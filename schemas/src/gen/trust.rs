@@ -40,8 +40,8 @@ impl TrustProfile {
     pub fn new(code: &str, seed: u64, specialties: usize) -> TrustProfile {
         let mut rng = stream(seed, &format!("{code}/profile"));
         let mut draw = |lo: f64, hi: f64| lo + (hi - lo) * unit(&mut rng);
-        let (size, emergency_share, los_factor, ae_breach_rate, dna_rate, deprivation, staffing) =
-            known(code).unwrap_or_else(|| {
+        let (size, emergency_share, los_factor, ae_breach_rate, dna_rate, deprivation, staffing) = known(code)
+            .unwrap_or_else(|| {
                 (
                     draw(0.5, 1.7),
                     draw(0.36, 0.46),

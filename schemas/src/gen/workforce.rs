@@ -22,12 +22,7 @@ const STAFF_GROUPS: &[(&str, f64, f64, f64)] = &[
 const FTE_PER_MONTHLY_EPISODE: f64 = 0.8;
 
 /// One row per month and staff group, as Arrow columns in contract order.
-pub fn generate(
-    trust: &TrustProfile,
-    calendar: &Calendar,
-    apc_rows: u64,
-    rng: &mut GenRng,
-) -> Vec<ArrayRef> {
+pub fn generate(trust: &TrustProfile, calendar: &Calendar, apc_rows: u64, rng: &mut GenRng) -> Vec<ArrayRef> {
     let months = calendar.months();
     let monthly_episodes = apc_rows as f64 / months.len() as f64;
     let rows = months.len() * STAFF_GROUPS.len();
@@ -53,9 +48,7 @@ pub fn generate(
             month.append_value(*day);
             group.append_value(*name);
             fte.append_value(round2(staff));
-            pay.append_value(round2(
-                staff * pay_per_fte * award * rng.random_range(0.98..1.02),
-            ));
+            pay.append_value(round2(staff * pay_per_fte * award * rng.random_range(0.98..1.02)));
             non_pay.append_value(round2(staff * non_pay_per_fte * rng.random_range(0.9..1.1)));
         }
     }

@@ -45,19 +45,14 @@ impl ParquetSink {
 
     /// Appends one batch made of `columns` (in schema order).
     pub fn write(&mut self, columns: Vec<ArrayRef>) -> Result<(), GenError> {
-        let batch = RecordBatch::try_new(self.schema.clone(), columns)
-            .map_err(|e| GenError::Arrow(e.to_string()))?;
+        let batch = RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| GenError::Arrow(e.to_string()))?;
         self.rows += batch.num_rows() as u64;
-        self.writer
-            .write(&batch)
-            .map_err(|e| GenError::parquet(&self.path, e))
+        self.writer.write(&batch).map_err(|e| GenError::parquet(&self.path, e))
     }
 
     /// Finishes the file and returns its row count.
     pub fn finish(self) -> Result<u64, GenError> {
-        self.writer
-            .close()
-            .map_err(|e| GenError::parquet(&self.path, e))?;
+        self.writer.close().map_err(|e| GenError::parquet(&self.path, e))?;
         Ok(self.rows)
     }
 }
