@@ -11,12 +11,12 @@ fn record(i: usize) -> AuditRecord {
         project: "p1".into(),
         call: "DoGet".into(),
         sql: format!("SELECT count(*) FROM apc_episodes WHERE los_days > {i}"),
-        decision: if i % 2 == 0 {
+        decision: if i.is_multiple_of(2) {
             Decision::Allowed
         } else {
             Decision::Refused
         },
-        reason: (i % 2 == 1).then(|| "refused: test".to_string()),
+        reason: (!i.is_multiple_of(2)).then(|| "refused: test".to_string()),
         rows: i as u64,
     }
 }

@@ -1,5 +1,6 @@
 //! End-to-end tests: real nodes on real ports, queried over Arrow Flight.
 
 mod audit_log;
+mod flight_sql;
 mod node_battery;
 mod node_startup;

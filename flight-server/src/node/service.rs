@@ -231,7 +231,7 @@ impl FlightSqlService for TrustNode {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         self.metadata_info(schema, query.as_any(), request.into_inner())
     }
 
