@@ -31,12 +31,28 @@ pub fn run(config_path: &Path) -> Outcome {
             config.audit_path().display()
         );
         node.serve(listener, async {
-            let _ = tokio::signal::ctrl_c().await;
+            stop_signal().await;
             eprintln!("stopping");
         })
         .await
         .map_err(|e| Failure::connection(format!("the node stopped: {e}")))
     })
+}
+
+/// Resolves on Ctrl-C or, on Unix, SIGTERM (how service managers stop a node).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 fn init_logging() {

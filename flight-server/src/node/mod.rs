@@ -17,7 +17,7 @@ use tessera_engine::NodePolicy;
 use tessera_schemas::{Catalog, Contract};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::audit::AuditLog;
 use crate::config::NodeConfig;
@@ -93,7 +93,7 @@ impl TrustNode {
             .max_encoding_message_size(64 * 1024 * 1024);
         tonic::transport::Server::builder()
             .add_service(service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
             .await
     }
 

@@ -142,7 +142,7 @@ impl TrustNode {
     pub async fn describe(&self, request: &FragmentRequest, call: &str) -> Result<SchemaRef, Status> {
         match self.plan_checked(&request.sql).await {
             Ok(plan) => Ok(plan.schema().inner().clone()),
-            Err(e) => Err(self.record_failure(request, call, e)),
+            Err(e) => Err(self.record_failure(request, call, e).await),
         }
     }
 
@@ -158,23 +158,27 @@ impl TrustNode {
         };
         match outcome {
             Ok(answer) => {
-                self.record(request, call, Decision::Allowed, None, answer.rows)?;
+                self.record(request, call, Decision::Allowed, None, answer.rows).await?;
                 Ok(answer)
             }
-            Err(e) => Err(self.record_failure(request, call, e)),
+            Err(e) => Err(self.record_failure(request, call, e).await),
         }
     }
 
-    fn record_failure(&self, request: &FragmentRequest, call: &str, error: QueryError) -> Status {
+    async fn record_failure(&self, request: &FragmentRequest, call: &str, error: QueryError) -> Status {
         let status = error.status();
-        match self.record(request, call, error.decision(), Some(error.message()), 0) {
+        match self
+            .record(request, call, error.decision(), Some(error.message()), 0)
+            .await
+        {
             Ok(()) => status,
             Err(audit_failure) => audit_failure,
         }
     }
 
-    /// Appends one line to the audit log; if the log cannot be written, nothing is answered.
-    fn record(
+    /// Appends one line to the audit log (durably, off the async workers); if the log cannot be
+    /// written, nothing is answered.
+    async fn record(
         &self,
         request: &FragmentRequest,
         call: &str,
@@ -192,7 +196,11 @@ impl TrustNode {
             reason,
             rows,
         };
-        self.audit.append(record).map(|_| ()).map_err(|e| {
+        let audit = self.audit.clone();
+        let written = tokio::task::spawn_blocking(move || audit.append(record))
+            .await
+            .map_err(|e| Status::internal(format!("the audit writer failed: {e}")))?;
+        written.map(|_| ()).map_err(|e| {
             tracing::error!("audit log write failed: {e}");
             Status::unavailable(format!(
                 "the node cannot write its audit log, so it answers nothing: {e}"
