@@ -5,7 +5,10 @@
 //! [`session`] builder that gives every node the same DataFusion configuration. The coordinator's
 //! federated planner will live here too, so both sides share one reading of the rules.
 
+pub mod catalog;
+pub mod coordinator;
 pub mod policy;
+pub mod protocol;
 pub mod session;
 
 pub use policy::{NodePolicy, PolicyChecker, Refusal};

@@ -7,11 +7,10 @@
 //! - [`fragment`]: the request the coordinator sends in a single `DoGet` ticket.
 
 pub mod audit;
-pub mod client;
 pub mod config;
-pub mod fragment;
 pub mod node;
 pub mod tables;
 
 pub use config::NodeConfig;
 pub use fragment::FragmentRequest;
+pub use tessera_engine::protocol::{client, fragment};

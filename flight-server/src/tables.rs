@@ -4,12 +4,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use datafusion::arrow::csv::ReaderBuilder;
 use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
-use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use object_store::aws::AmazonS3Builder;
 use tessera_schemas::{validate_schema, Catalog, Contract, SchemaSource};
@@ -173,17 +171,6 @@ async fn register_one(
 
 /// Public reference tables ship with Tessera and are registered in memory at every node.
 pub fn register_public(ctx: &SessionContext, catalog: &Catalog, contract: &Contract) -> Result<(), TableError> {
-    let csv = catalog.public_data(&contract.name).unwrap_or("");
-    let schema = contract.arrow_schema();
-    let reader = ReaderBuilder::new(schema.clone())
-        .with_header(true)
-        .build(std::io::Cursor::new(csv.as_bytes()))
-        .map_err(|e| TableError(format!("public table {}: {e}", contract.name)))?;
-    let batches = reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TableError(format!("public table {}: {e}", contract.name)))?;
-    let table = MemTable::try_new(schema, vec![batches]).map_err(|e| TableError(e.to_string()))?;
-    ctx.register_table(contract.name.as_str(), Arc::new(table))
-        .map_err(|e| TableError(e.to_string()))?;
-    Ok(())
+    tessera_engine::catalog::register_public(ctx, catalog, contract)
+        .map_err(|e| TableError(format!("public table {}: {}", contract.name, e.strip_backtrace())))
 }

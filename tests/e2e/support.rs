@@ -440,3 +440,96 @@ pub fn correlation(x: &[f64], y: &[f64]) -> f64 {
     let syy = y.iter().map(|b| (b - my).powi(2)).sum::<f64>();
     sxy / (sxx.sqrt() * syy.sqrt())
 }
+
+/// Several trusts' nodes, a coordinator over them, and a single DataFusion session over the union
+/// of the same files (the reference every federated answer must equal).
+pub struct Federation {
+    pub data: TestData,
+    pub nodes: Vec<TestNode>,
+    pub coordinator: tessera_engine::coordinator::Coordinator,
+    pub reference: datafusion::prelude::SessionContext,
+}
+
+impl Federation {
+    /// Generates `rows` episodes across `providers`, starts a node per trust and a coordinator.
+    pub async fn start(providers: &[&str], rows: u64, seed: u64) -> Federation {
+        Federation::start_with(providers, rows, seed, |_| {}).await
+    }
+
+    /// As [`Federation::start`], with `edit` applied to the federation config.
+    pub async fn start_with(
+        providers: &[&str],
+        rows: u64,
+        seed: u64,
+        edit: impl FnOnce(&mut tessera_engine::coordinator::FederationConfig),
+    ) -> Federation {
+        use tessera_engine::coordinator::config::{FederationSection, NodeEntry};
+        let data = TestData::generate(providers, rows, seed);
+        let mut nodes = Vec::new();
+        for p in providers {
+            let config = data.node_config(p, |c| c.policy.max_groups = 1_000_000);
+            nodes.push(TestNode::start(&config).await);
+        }
+        let mut config = tessera_engine::coordinator::FederationConfig {
+            federation: FederationSection {
+                requester: "harness".into(),
+                project: "exactness".into(),
+                ..FederationSection::default()
+            },
+            nodes: providers
+                .iter()
+                .zip(&nodes)
+                .map(|(p, n)| NodeEntry {
+                    name: p.to_string(),
+                    url: n.running.url(),
+                })
+                .collect(),
+        };
+        edit(&mut config);
+        let catalog = Catalog::builtin();
+        let coordinator = tessera_engine::coordinator::Coordinator::new(config, &catalog).expect("coordinator");
+        let reference = union_session(&data, &catalog).await;
+        Federation {
+            data,
+            nodes,
+            coordinator,
+            reference,
+        }
+    }
+
+    /// The reference answer: single-node DataFusion over the union of every trust's files.
+    pub async fn reference(&self, sql: &str) -> datafusion::error::Result<Vec<RecordBatch>> {
+        self.reference.sql(sql).await?.collect().await
+    }
+}
+
+/// One DataFusion session whose tables are the union of every trust's files.
+async fn union_session(data: &TestData, catalog: &Catalog) -> datafusion::prelude::SessionContext {
+    use datafusion::datasource::file_format::parquet::ParquetFormat;
+    use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+    let ctx = tessera_engine::session::new_session(None).unwrap();
+    for contract in catalog.contracts().filter(|c| !c.public) {
+        let urls = data
+            .trusts
+            .iter()
+            .map(|t| {
+                ListingTableUrl::parse(t.dir.join(format!("{}.parquet", contract.name)).to_str().unwrap()).unwrap()
+            })
+            .collect::<Vec<_>>();
+        let options = ListingOptions::new(std::sync::Arc::new(
+            ParquetFormat::default().with_force_view_types(false),
+        ));
+        let config = ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(options)
+            .with_schema(contract.arrow_schema());
+        ctx.register_table(
+            contract.name.as_str(),
+            std::sync::Arc::new(ListingTable::try_new(config).unwrap()),
+        )
+        .unwrap();
+    }
+    for contract in catalog.contracts().filter(|c| c.public) {
+        tessera_engine::catalog::register_public(&ctx, catalog, contract).unwrap();
+    }
+    ctx
+}

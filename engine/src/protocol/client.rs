@@ -14,7 +14,7 @@ use prost::Message;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
-use crate::fragment::FragmentRequest;
+use super::fragment::FragmentRequest;
 
 /// Why a node gave no answer.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,15 @@ impl ClientError {
         match self {
             ClientError::Status(s) => Some(s.code()),
             _ => None,
+        }
+    }
+}
+
+impl From<FlightError> for ClientError {
+    fn from(error: FlightError) -> ClientError {
+        match error {
+            FlightError::Tonic(status) => ClientError::Status(*status),
+            other => ClientError::Decode(other.to_string()),
         }
     }
 }
@@ -78,13 +87,27 @@ impl NodeClient {
         })
     }
 
+    /// A client whose connection opens on first use; connection failures surface per request.
+    pub fn lazy(url: &str) -> Result<NodeClient, ClientError> {
+        let endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(|e| ClientError::Connect {
+                url: url.to_string(),
+                message: e.to_string(),
+            })?
+            .connect_timeout(Duration::from_secs(10));
+        Ok(NodeClient {
+            url: url.to_string(),
+            inner: FlightServiceClient::new(endpoint.connect_lazy()).max_decoding_message_size(64 * 1024 * 1024),
+        })
+    }
+
     /// The node's URL.
     pub fn url(&self) -> &str {
         &self.url
     }
 
-    /// Sends one fragment and collects the answer.
-    pub async fn query(&self, request: &FragmentRequest) -> Result<NodeAnswer, ClientError> {
+    /// Sends one fragment and returns the answer as it arrives (the schema comes with the first message).
+    pub async fn stream(&self, request: &FragmentRequest) -> Result<FlightRecordBatchStream, ClientError> {
         let ticket = TicketStatementQuery {
             statement_handle: request.encode().into(),
         };
@@ -93,13 +116,16 @@ impl NodeClient {
         };
         let mut client = self.inner.clone();
         let response = client.do_get(ticket).await.map_err(ClientError::Status)?;
-        let mut stream =
-            FlightRecordBatchStream::new_from_flight_data(response.into_inner().map_err(FlightError::from));
+        Ok(FlightRecordBatchStream::new_from_flight_data(
+            response.into_inner().map_err(FlightError::from),
+        ))
+    }
+
+    /// Sends one fragment and collects the answer.
+    pub async fn query(&self, request: &FragmentRequest) -> Result<NodeAnswer, ClientError> {
+        let mut stream = self.stream(request).await?;
         let mut batches = Vec::new();
-        while let Some(batch) = stream.try_next().await.map_err(|e| match e {
-            FlightError::Tonic(status) => ClientError::Status(*status),
-            other => ClientError::Decode(other.to_string()),
-        })? {
+        while let Some(batch) = stream.try_next().await.map_err(ClientError::from)? {
             batches.push(batch);
         }
         let schema = stream

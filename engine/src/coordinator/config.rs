@@ -1,0 +1,126 @@
+//! `federation.toml`: the trusts a coordinator asks, and how it behaves when one does not answer.
+//!
+//! ```toml
+//! [federation]
+//! requester = "analyst@university.ac.uk"   # recorded in every trust's audit log
+//! project = "los-variation-2024"
+//! on_node_failure = "fail"                 # or "partial"
+//! node_timeout_secs = 60
+//!
+//! [[nodes]]
+//! name = "RRK"                             # the trust's ODS code
+//! url = "http://10.0.0.5:50051"
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// What to do when a trust cannot be reached or fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnNodeFailure {
+    /// Any failing trust fails the query (the default: answers are always complete).
+    #[default]
+    Fail,
+    /// Answer from the trusts that responded, and say which did not.
+    Partial,
+}
+
+/// The coordinator's configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationConfig {
+    #[serde(default)]
+    pub federation: FederationSection,
+    pub nodes: Vec<NodeEntry>,
+}
+
+/// `[federation]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationSection {
+    pub requester: String,
+    pub project: String,
+    pub on_node_failure: OnNodeFailure,
+    pub node_timeout_secs: u64,
+}
+
+impl Default for FederationSection {
+    fn default() -> Self {
+        FederationSection {
+            requester: String::new(),
+            project: String::new(),
+            on_node_failure: OnNodeFailure::Fail,
+            node_timeout_secs: 60,
+        }
+    }
+}
+
+/// `[[nodes]]`: one trust.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeEntry {
+    /// The trust's ODS code, e.g. `RRK`.
+    pub name: String,
+    /// The node's Flight SQL address, e.g. `http://127.0.0.1:50051`.
+    pub url: String,
+}
+
+/// A problem with `federation.toml`, naming the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct FederationConfigError {
+    pub file: PathBuf,
+    pub message: String,
+}
+
+impl FederationConfig {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<FederationConfig, FederationConfigError> {
+        let error = |message: String| FederationConfigError {
+            file: path.to_path_buf(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read: {e}")))?;
+        let config: FederationConfig = toml::from_str(&text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| format!(" (line {})", text[..s.start.min(text.len())].matches('\n').count() + 1))
+                .unwrap_or_default();
+            error(format!("invalid configuration{line}: {}", e.message()))
+        })?;
+        config.check().map_err(error)?;
+        Ok(config)
+    }
+
+    /// Checks what TOML types alone cannot.
+    pub fn check(&self) -> Result<(), String> {
+        if self.nodes.is_empty() {
+            return Err("[[nodes]]: list at least one trust node (name and url)".into());
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            if node.name.trim().is_empty() {
+                return Err(format!("[[nodes]] #{}: name is empty", i + 1));
+            }
+            if !(node.url.starts_with("http://") || node.url.starts_with("https://")) {
+                return Err(format!(
+                    "[[nodes]] `{}`: url `{}` must start with http:// or https://",
+                    node.name, node.url
+                ));
+            }
+            if self.nodes[..i].iter().any(|n| n.name == node.name) {
+                return Err(format!("[[nodes]] `{}` is listed twice", node.name));
+            }
+        }
+        if self.federation.node_timeout_secs == 0 {
+            return Err("[federation] node_timeout_secs: must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a federation config always serialises")
+    }
+}

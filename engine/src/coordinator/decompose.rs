@@ -1,0 +1,268 @@
+//! Splitting each aggregate into what a trust computes (partial) and how the centre merges it.
+//!
+//! | user asks | each trust returns | the centre computes |
+//! |---|---|---|
+//! | `count(x)`, `count(*)` | `count` | `sum` |
+//! | `sum(x)` | `sum` | `sum` |
+//! | `avg(x)` | `sum`, `count` | `sum / sum` |
+//! | `min`, `max`, `bool_and`, `bool_or` | the same | the same |
+//! | variance, stddev, covariance, corr, regr_* | `regr_count/avgx/avgy/sxx/syy/sxy` | Chan merge ([`super::moments`]) |
+//! | `count/sum/avg(DISTINCT d)` | one row per group *and value of d* | the distinct aggregate over the values |
+//!
+//! When the query groups by `provider_code`, each group comes from one trust only, so distinct
+//! counts are computed at the trust and summed.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::Column;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::{cast, lit, when, AggregateUDF, Expr};
+
+use super::moments::{MergeMoments, Statistic};
+
+/// The decomposition of all aggregates of one `Aggregate` node.
+#[derive(Debug, Default)]
+pub struct Decomposition {
+    /// Aggregates each trust computes, in order; column `p{k}` of the partial answer.
+    pub partials: Vec<Expr>,
+    /// An extra grouping column (`d0`) for DISTINCT aggregates merged centrally.
+    pub distinct: Option<Expr>,
+    /// Merge aggregates over the partial columns; column `m{k}` of the central aggregate.
+    pub merges: Vec<Expr>,
+    /// Per user aggregate, its final value over the merge columns.
+    pub finals: Vec<Expr>,
+}
+
+/// What the decomposition needs to know about the query.
+pub struct Context<'a> {
+    pub state: &'a SessionState,
+    /// Names of identifier columns in any contract (`person_id`).
+    pub identifiers: &'a BTreeSet<String>,
+    /// The query groups by `provider_code`: every group belongs to one trust.
+    pub grouped_by_trust: bool,
+}
+
+fn column(name: String) -> Expr {
+    Expr::Column(Column::from_name(name))
+}
+
+fn unsupported(message: impl Into<String>) -> DataFusionError {
+    DataFusionError::Plan(message.into())
+}
+
+impl Context<'_> {
+    fn udaf(&self, name: &str) -> Result<Arc<AggregateUDF>> {
+        self.state
+            .aggregate_functions()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| DataFusionError::Internal(format!("aggregate function {name} is not registered")))
+    }
+
+    fn call(&self, name: &str, args: Vec<Expr>, distinct: bool, filter: Option<Box<Expr>>) -> Result<Expr> {
+        Ok(Expr::AggregateFunction(AggregateFunction::new_udf(
+            self.udaf(name)?,
+            args,
+            distinct,
+            filter,
+            vec![],
+            None,
+        )))
+    }
+}
+
+impl Decomposition {
+    fn partial(&mut self, expr: Expr) -> Expr {
+        self.partials.push(expr);
+        column(format!("p{}", self.partials.len() - 1))
+    }
+
+    fn merge(&mut self, expr: Expr) -> Expr {
+        self.merges.push(expr);
+        column(format!("m{}", self.merges.len() - 1))
+    }
+
+    fn distinct_column(&mut self, arg: &Expr) -> Result<Expr> {
+        match &self.distinct {
+            Some(existing) if existing != arg => Err(unsupported(
+                "over federated data, DISTINCT may be used with only one column or expression per query",
+            )),
+            _ => {
+                self.distinct = Some(arg.clone());
+                Ok(column("d0".into()))
+            }
+        }
+    }
+
+    /// Adds one user aggregate.
+    pub fn add(&mut self, ctx: &Context, expr: &Expr) -> Result<()> {
+        let Expr::AggregateFunction(f) = strip_alias(expr) else {
+            return Err(unsupported(format!(
+                "`{expr}` is not an aggregate Tessera can split across trusts"
+            )));
+        };
+        let name = f.func.name().to_string();
+        let params = &f.params;
+        let (args, distinct, filter) = (params.args.clone(), params.distinct, params.filter.clone());
+        if !params.order_by.is_empty() {
+            return Err(unsupported(format!(
+                "{name}(… ORDER BY …) is not supported over federated data"
+            )));
+        }
+        if distinct && filter.is_some() {
+            return Err(unsupported(format!(
+                "{name}(DISTINCT …) FILTER (WHERE …) is not supported over federated data"
+            )));
+        }
+        let distinct_arg = if distinct {
+            let [arg] = args.as_slice() else {
+                return Err(unsupported(format!(
+                    "{name}(DISTINCT …) takes one argument over federated data"
+                )));
+            };
+            if let Some(identifier) = identifier_of(arg, ctx.identifiers) {
+                if !ctx.grouped_by_trust {
+                    return Err(unsupported(format!(
+                        "count(DISTINCT {identifier}) across trusts is not supported yet: per-trust counts of people cannot be \
+                         added up (a patient seen at two trusts would count twice). Add provider_code to GROUP BY to count \
+                         people within each trust, or count(*) to count episodes"
+                    )));
+                }
+            }
+            Some(arg.clone())
+        } else {
+            None
+        };
+        let final_expr = match name.as_str() {
+            "count" if distinct && ctx.grouped_by_trust => {
+                let p = self.partial(ctx.call("count", args, true, None)?);
+                let m = self.merge(ctx.call("sum", vec![p], false, None)?);
+                when(m.clone().is_null(), lit(0i64)).otherwise(m)?
+            }
+            "count" if distinct => {
+                let d = self.distinct_column(distinct_arg.as_ref().expect("distinct argument"))?;
+                self.merge(ctx.call("count", vec![d], true, None)?)
+            }
+            "count" => {
+                let p = self.partial(ctx.call("count", args, false, filter)?);
+                let m = self.merge(ctx.call("sum", vec![p], false, None)?);
+                when(m.clone().is_null(), lit(0i64)).otherwise(m)?
+            }
+            "sum" | "avg" if distinct => {
+                let d = self.distinct_column(distinct_arg.as_ref().expect("distinct argument"))?;
+                self.merge(ctx.call(&name, vec![d], true, None)?)
+            }
+            "sum" | "min" | "max" | "bool_and" | "bool_or" => {
+                let merge_name = if name == "sum" { "sum" } else { name.as_str() };
+                let p = self.partial(ctx.call(&name, args, false, filter)?);
+                self.merge(ctx.call(merge_name, vec![p], false, None)?)
+            }
+            "avg" => {
+                let s = self.partial(ctx.call("sum", args.clone(), false, filter.clone())?);
+                let c = self.partial(ctx.call("count", args, false, filter)?);
+                let total = self.merge(ctx.call("sum", vec![cast(s, DataType::Float64)], false, None)?);
+                let count = self.merge(ctx.call("sum", vec![c], false, None)?);
+                when(count.clone().gt(lit(0i64)), total / cast(count, DataType::Float64)).end()?
+            }
+            other => match Statistic::of_aggregate(other) {
+                Some(_) if distinct => {
+                    return Err(unsupported(format!(
+                        "{other}(DISTINCT …) is not supported over federated data"
+                    )))
+                }
+                Some(statistic) => self.moments(ctx, statistic, args, filter)?,
+                None => return Err(refusal_for(other)),
+            },
+        };
+        self.finals.push(final_expr);
+        Ok(())
+    }
+
+    /// Second moments: each trust sends count, means and co-moments; the centre merges them exactly.
+    fn moments(
+        &mut self,
+        ctx: &Context,
+        statistic: Statistic,
+        args: Vec<Expr>,
+        filter: Option<Box<Expr>>,
+    ) -> Result<Expr> {
+        // regr_*(y, x) takes y first; covar/corr(x, y) take x first; variance has one argument.
+        let (y, x) = match (statistic.is_univariate(), statistic.takes_y_first(), args.as_slice()) {
+            (true, _, [x]) => (x.clone(), x.clone()),
+            (false, true, [y, x]) => (y.clone(), x.clone()),
+            (false, false, [x, y]) => (y.clone(), x.clone()),
+            _ => return Err(unsupported(format!("wrong number of arguments for {statistic:?}"))),
+        };
+        let mut part = |name: &str| -> Result<Expr> {
+            let call = ctx.call(name, vec![y.clone(), x.clone()], false, filter.clone())?;
+            Ok(cast(self.partial(call), DataType::Float64))
+        };
+        let n = part("regr_count")?;
+        let mean_x = part("regr_avgx")?;
+        let sxx = part("regr_sxx")?;
+        let (mean_y, syy, sxy) = if statistic.is_univariate() {
+            (mean_x.clone(), sxx.clone(), sxx.clone())
+        } else {
+            (part("regr_avgy")?, part("regr_syy")?, part("regr_sxy")?)
+        };
+        let merge = Expr::AggregateFunction(AggregateFunction::new_udf(
+            MergeMoments::udaf(statistic),
+            vec![n, mean_x, mean_y, sxx, syy, sxy],
+            false,
+            None,
+            vec![],
+            None,
+        ));
+        Ok(self.merge(merge))
+    }
+}
+
+fn strip_alias(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Alias(a) => strip_alias(&a.expr),
+        other => other,
+    }
+}
+
+/// The identifier column `expr` is, if it is one.
+fn identifier_of(expr: &Expr, identifiers: &BTreeSet<String>) -> Option<String> {
+    match strip_alias(expr) {
+        Expr::Column(c) if identifiers.contains(&c.name) => Some(c.name.clone()),
+        Expr::Cast(c) => identifier_of(&c.expr, identifiers),
+        _ => None,
+    }
+}
+
+/// The error for an aggregate Tessera cannot split, naming the supported alternative.
+fn refusal_for(name: &str) -> DataFusionError {
+    unsupported(match name {
+        "median"
+        | "percentile_cont"
+        | "approx_median"
+        | "approx_percentile_cont"
+        | "approx_percentile_cont_with_weight" => {
+            format!(
+                "{name} is not supported over federated data yet: exact percentiles cannot be merged from per-trust \
+                 answers (mergeable sketches are planned). Use avg(…) and stddev(…), or count(*) by a banded value"
+            )
+        }
+        "approx_distinct" => {
+            "approx_distinct is not supported over federated data yet (mergeable sketches are planned); \
+                              use count(DISTINCT …) on a dimension"
+                .to_string()
+        }
+        "array_agg" | "string_agg" | "first_value" | "last_value" | "nth_value" | "any_value" => format!(
+            "{name} would release individual values, so it is not available over federated data; use count(*) or \
+             another aggregate"
+        ),
+        "grouping" => "grouping() is not supported over federated data".to_string(),
+        other => format!(
+            "aggregate function {other} is not supported over federated data (supported: count, sum, avg, min, max, \
+             var/stddev, covar/corr, regr_*, bool_and/bool_or, count(DISTINCT dimension))"
+        ),
+    })
+}

@@ -1,0 +1,264 @@
+//! The coordinator: plans ordinary SQL over federated tables, sends per-trust fragments to every
+//! node in parallel, merges the partial aggregates exactly, and says which trusts answered.
+//!
+//! ```text
+//! SQL ─▶ DataFusion logical plan ─▶ federated rewrite ─▶ optimise ─▶ physical plan
+//!                                     (fragment + merge)              FederatedScanExec: one DoGet per trust,
+//!                                                                     partial batches stream into the merge
+//! ```
+
+pub mod config;
+pub mod decompose;
+pub mod moments;
+pub mod nodes;
+pub mod provenance;
+pub mod rewrite;
+pub mod scan;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::SessionState;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::{collect, ExecutionPlan};
+use datafusion::prelude::SessionContext;
+use tessera_schemas::{Catalog, Role};
+
+pub use config::{FederationConfig, OnNodeFailure};
+pub use provenance::Provenance;
+
+use nodes::{NodeSet, TrustError};
+use rewrite::{RequestInfo, Rewriter};
+use scan::{federated_scans, FederatedQueryPlanner, FederatedScan};
+
+/// A finished federated query.
+#[derive(Debug, Clone)]
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    /// Which trusts answered.
+    pub provenance: Provenance,
+    pub elapsed: Duration,
+}
+
+impl QueryResult {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// What kind of failure a query met (decides the CLI's exit code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The query is not valid or not allowed (including a trust's refusal).
+    Query,
+    /// A trust could not be reached or failed.
+    Connection,
+}
+
+/// A query failed; the message is for the researcher.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct QueryError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl From<DataFusionError> for QueryError {
+    fn from(error: DataFusionError) -> QueryError {
+        let root = error.find_root();
+        if let DataFusionError::External(inner) = root {
+            if let Some(trust) = inner.downcast_ref::<TrustError>() {
+                return QueryError {
+                    kind: if trust.refused {
+                        ErrorKind::Query
+                    } else {
+                        ErrorKind::Connection
+                    },
+                    message: trust.to_string(),
+                };
+            }
+        }
+        let message = match root {
+            DataFusionError::SQL(parser, _) => format!("syntax error: {parser}"),
+            DataFusionError::Plan(message) => message.clone(),
+            other => other.strip_backtrace(),
+        };
+        QueryError {
+            kind: ErrorKind::Query,
+            message,
+        }
+    }
+}
+
+/// The coordinator for one federation.
+pub struct Coordinator {
+    ctx: SessionContext,
+    nodes: Arc<NodeSet>,
+    config: FederationConfig,
+    federated: BTreeSet<String>,
+    public: BTreeSet<String>,
+    identifiers: BTreeSet<String>,
+    next_query: AtomicU64,
+}
+
+impl Coordinator {
+    /// A coordinator for the trusts in `config`, over the tables in `catalog`.
+    pub fn new(config: FederationConfig, catalog: &Catalog) -> Result<Coordinator, QueryError> {
+        let connection = |message: String| QueryError {
+            kind: ErrorKind::Connection,
+            message,
+        };
+        config.check().map_err(connection)?;
+        let nodes = Arc::new(NodeSet::from_config(&config).map_err(|e| connection(e.to_string()))?);
+        let state = SessionStateBuilder::new_with_default_features()
+            .with_config(crate::session::session_config())
+            .with_query_planner(Arc::new(FederatedQueryPlanner { nodes: nodes.clone() }))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        crate::catalog::register_federated(&ctx, catalog)?;
+        let federated = catalog
+            .contracts()
+            .filter(|c| !c.public)
+            .map(|c| c.name.clone())
+            .collect();
+        let public = catalog
+            .contracts()
+            .filter(|c| c.public)
+            .map(|c| c.name.clone())
+            .collect();
+        let identifiers = catalog
+            .contracts()
+            .flat_map(|c| c.columns.iter())
+            .filter(|c| c.role == Role::Identifier)
+            .map(|c| c.name.clone())
+            .collect();
+        Ok(Coordinator {
+            ctx,
+            nodes,
+            config,
+            federated,
+            public,
+            identifiers,
+            next_query: AtomicU64::new(1),
+        })
+    }
+
+    /// The DataFusion session (federated tables registered; scanning them directly fails).
+    pub fn session(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The trusts, in configuration order.
+    pub fn trusts(&self) -> Vec<String> {
+        self.nodes.names().collect()
+    }
+
+    fn request_info(&self) -> RequestInfo {
+        let n = self.next_query.fetch_add(1, Ordering::Relaxed);
+        let requester = match self.config.federation.requester.as_str() {
+            "" => std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+            r => r.to_string(),
+        };
+        RequestInfo {
+            query_id: format!("tessera-{}-{n}", chrono_like_millis()),
+            requester,
+            project: self.config.federation.project.clone(),
+        }
+    }
+
+    /// Plans `sql`: the central plan with a [`FederatedScan`] wherever trusts are asked.
+    pub async fn plan(&self, sql: &str) -> Result<LogicalPlan, QueryError> {
+        let state = self.ctx.state();
+        let raw = state.create_logical_plan(sql).await?;
+        let raw = match raw {
+            LogicalPlan::Explain(explain) => Arc::unwrap_or_clone(explain.plan),
+            other => other,
+        };
+        self.federate(&state, raw)
+    }
+
+    fn federate(&self, state: &SessionState, plan: LogicalPlan) -> Result<LogicalPlan, QueryError> {
+        let rewriter = Rewriter {
+            state,
+            federated: &self.federated,
+            public: &self.public,
+            identifiers: &self.identifiers,
+            request: self.request_info(),
+        };
+        Ok(rewriter.federate(plan)?)
+    }
+
+    /// Whether `sql` is an EXPLAIN statement.
+    pub fn is_explain(sql: &str) -> bool {
+        sql.trim_start()
+            .get(..7)
+            .is_some_and(|w| w.eq_ignore_ascii_case("explain"))
+    }
+
+    /// The central plan and the exact fragment SQL each trust will receive.
+    pub async fn explain(&self, sql: &str) -> Result<String, QueryError> {
+        let plan = self.plan(sql).await?;
+        let optimized = self.ctx.state().optimize(&plan)?;
+        let mut fragments = Vec::new();
+        plan.apply(|node| {
+            if let LogicalPlan::Extension(e) = node {
+                if let Some(scan) = e.node.as_any().downcast_ref::<FederatedScan>() {
+                    fragments.push(scan.sql.clone());
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        let mut text = format!(
+            "Central plan (runs at the coordinator):\n{}\n",
+            optimized.display_indent()
+        );
+        let trusts = self.trusts().join(", ");
+        for (i, fragment) in fragments.iter().enumerate() {
+            text.push_str(&format!("\nFragment {} (sent to {trusts}):\n  {fragment}\n", i + 1));
+        }
+        if fragments.is_empty() {
+            text.push_str("\nNo trust is asked: the query reads only public reference data.\n");
+        }
+        Ok(text)
+    }
+
+    /// Runs `sql` across every trust and merges the answers.
+    pub async fn query(&self, sql: &str) -> Result<QueryResult, QueryError> {
+        let started = Instant::now();
+        let plan = self.plan(sql).await?;
+        let physical = self.ctx.state().create_physical_plan(&plan).await?;
+        let batches = collect(physical.clone(), self.ctx.task_ctx()).await;
+        let provenance = provenance_of(&physical);
+        let batches = batches?;
+        Ok(QueryResult {
+            schema: physical.schema(),
+            batches,
+            provenance,
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+/// Which trusts answered each fragment of an executed plan.
+fn provenance_of(plan: &Arc<dyn ExecutionPlan>) -> Provenance {
+    let mut provenance = Provenance::default();
+    for scan in federated_scans(plan) {
+        provenance.record(scan.sql(), scan.outcomes());
+    }
+    provenance
+}
+
+fn chrono_like_millis() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default()
+}

@@ -1,0 +1,295 @@
+//! The federated rewrite: every aggregate over trust data becomes a fragment for the trusts plus
+//! a merge at the centre.
+//!
+//! Bottom-up, each `Aggregate` whose input reads only federated tables (through projections,
+//! filters, unions and joins within a trust) and public reference tables is replaced by
+//!
+//! ```text
+//! Projection   final values, cast and named exactly as the original aggregate's output
+//!   Aggregate  merge of the partial states, grouped by g0…
+//!     FederatedScan  fragment: SELECT <groups> AS g0…, <partials> AS p0… FROM … GROUP BY …
+//! ```
+//!
+//! Everything above (HAVING, ORDER BY, LIMIT, window functions, joins between aggregates, UNION
+//! of aggregates, CTEs) stays an ordinary DataFusion plan that runs centrally.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, DFSchema};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{
+    cast, Aggregate, BinaryExpr, Expr, Extension, LogicalPlan, Operator, Projection, UserDefinedLogicalNodeCore,
+};
+use datafusion::sql::unparser::Unparser;
+
+use super::decompose::{Context, Decomposition};
+use super::scan::FederatedScan;
+
+/// The column every contract table uses for the trust's ODS code.
+pub const TRUST_COLUMN: &str = "provider_code";
+
+/// Who is asking, stamped on every fragment.
+#[derive(Debug, Clone, Default)]
+pub struct RequestInfo {
+    pub query_id: String,
+    pub requester: String,
+    pub project: String,
+}
+
+/// Rewrites one query's plan.
+pub struct Rewriter<'a> {
+    pub state: &'a SessionState,
+    pub federated: &'a BTreeSet<String>,
+    pub public: &'a BTreeSet<String>,
+    pub identifiers: &'a BTreeSet<String>,
+    pub request: RequestInfo,
+}
+
+/// What an aggregate's input reads.
+#[derive(Debug)]
+enum Scope {
+    /// Trust data (the federated tables read), possibly joined with public tables.
+    Federated(BTreeSet<String>),
+    /// Only public reference data or constants: runs centrally as is.
+    Public,
+    /// Something that cannot run at a trust (an already merged aggregate, LIMIT, a window…).
+    Central,
+}
+
+fn plan_error(message: impl Into<String>) -> DataFusionError {
+    DataFusionError::Plan(message.into())
+}
+
+impl Rewriter<'_> {
+    /// Replaces every federatable aggregate, innermost first.
+    pub fn federate(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
+        let rewritten = plan.transform_up(|node| match node {
+            LogicalPlan::Aggregate(aggregate) => self.rewrite_aggregate(aggregate),
+            other => Ok(Transformed::no(other)),
+        })?;
+        let plan = rewritten.data;
+        self.refuse_leftover_scans(&plan)?;
+        Ok(plan)
+    }
+
+    /// A federated table still scanned after the rewrite is read without aggregation.
+    fn refuse_leftover_scans(&self, plan: &LogicalPlan) -> Result<()> {
+        let mut leftover = None;
+        plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                if self.federated.contains(scan.table_name.table()) {
+                    leftover = Some(scan.table_name.table().to_string());
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        match leftover {
+            Some(table) => Err(crate::catalog::rows_never_leave(&table)),
+            None => Ok(()),
+        }
+    }
+
+    fn rewrite_aggregate(&self, aggregate: Aggregate) -> Result<Transformed<LogicalPlan>> {
+        let tables = match self.scope(&aggregate.input, &[])? {
+            Scope::Federated(tables) => tables,
+            Scope::Public | Scope::Central => return Ok(Transformed::no(LogicalPlan::Aggregate(aggregate))),
+        };
+        if aggregate.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
+            return Err(plan_error(
+                "ROLLUP, CUBE and GROUPING SETS over federated data are not supported yet; run one GROUP BY per level",
+            ));
+        }
+        let grouped_by_trust = aggregate
+            .group_expr
+            .iter()
+            .any(|e| matches!(e, Expr::Column(c) if c.name == TRUST_COLUMN));
+        let ctx = Context {
+            state: self.state,
+            identifiers: self.identifiers,
+            grouped_by_trust,
+        };
+        let mut parts = Decomposition::default();
+        for expr in &aggregate.aggr_expr {
+            parts.add(&ctx, expr)?;
+        }
+        let scan = self.fragment(&aggregate, &parts, tables)?;
+        let merged = self.merge(&aggregate, parts, scan)?;
+        Ok(Transformed::yes(merged))
+    }
+
+    /// Builds the fragment every trust runs and wraps it in a [`FederatedScan`].
+    fn fragment(&self, aggregate: &Aggregate, parts: &Decomposition, tables: BTreeSet<String>) -> Result<LogicalPlan> {
+        let mut groups = aggregate.group_expr.clone();
+        groups.extend(parts.distinct.clone());
+        let partial = LogicalPlan::Aggregate(Aggregate::try_new(
+            aggregate.input.clone(),
+            groups.clone(),
+            parts.partials.clone(),
+        )?);
+        let names = (0..aggregate.group_expr.len())
+            .map(|i| format!("g{i}"))
+            .chain(parts.distinct.iter().map(|_| "d0".to_string()))
+            .chain((0..parts.partials.len()).map(|k| format!("p{k}")));
+        let projection = partial
+            .schema()
+            .columns()
+            .into_iter()
+            .zip(names)
+            .map(|(c, name)| Expr::Column(c).alias(name))
+            .collect::<Vec<_>>();
+        let fragment = LogicalPlan::Projection(Projection::try_new(projection, Arc::new(partial))?);
+        let sql = Unparser::default()
+            .plan_to_sql(&fragment)
+            .map_err(|e| plan_error(format!("cannot express the fragment as SQL: {}", e.strip_backtrace())))?
+            .to_string();
+        let schema = Arc::new(DFSchema::try_from(fragment.schema().as_arrow().clone())?);
+        let scan = FederatedScan {
+            sql,
+            tables: tables.into_iter().collect(),
+            query_id: self.request.query_id.clone(),
+            requester: self.request.requester.clone(),
+            project: self.request.project.clone(),
+            schema,
+        };
+        let _ = scan.name();
+        Ok(LogicalPlan::Extension(Extension { node: Arc::new(scan) }))
+    }
+
+    /// The central merge over the partial answers, shaped exactly like the original aggregate.
+    fn merge(&self, aggregate: &Aggregate, parts: Decomposition, scan: LogicalPlan) -> Result<LogicalPlan> {
+        let group_cols = (0..aggregate.group_expr.len())
+            .map(|i| Expr::Column(Column::from_name(format!("g{i}"))))
+            .collect::<Vec<_>>();
+        let merges = parts
+            .merges
+            .into_iter()
+            .enumerate()
+            .map(|(k, e)| e.alias(format!("m{k}")))
+            .collect::<Vec<_>>();
+        let merged = LogicalPlan::Aggregate(Aggregate::try_new(Arc::new(scan), group_cols.clone(), merges)?);
+        let outputs = group_cols.into_iter().chain(parts.finals);
+        let projection = outputs
+            .zip(aggregate.schema.iter())
+            .map(|(expr, (qualifier, field))| {
+                cast(expr, field.data_type().clone()).alias_qualified(qualifier.cloned(), field.name())
+            })
+            .collect::<Vec<_>>();
+        Ok(LogicalPlan::Projection(Projection::try_new(
+            projection,
+            Arc::new(merged),
+        )?))
+    }
+
+    /// What `plan` reads; `conditions` are predicates from filters above it (for join checks).
+    fn scope(&self, plan: &LogicalPlan, conditions: &[Expr]) -> Result<Scope> {
+        match plan {
+            LogicalPlan::TableScan(scan) => {
+                let name = scan.table_name.table();
+                Ok(if self.federated.contains(name) {
+                    Scope::Federated(BTreeSet::from([name.to_string()]))
+                } else if self.public.contains(name) {
+                    Scope::Public
+                } else {
+                    Scope::Central
+                })
+            }
+            LogicalPlan::Projection(p) => {
+                refuse_subqueries(&p.expr)?;
+                self.scope(&p.input, conditions)
+            }
+            LogicalPlan::Filter(f) => {
+                refuse_subqueries(std::slice::from_ref(&f.predicate))?;
+                let mut more = conditions.to_vec();
+                more.extend(split_conjunction(&f.predicate).into_iter().cloned());
+                self.scope(&f.input, &more)
+            }
+            LogicalPlan::SubqueryAlias(s) => self.scope(&s.input, conditions),
+            LogicalPlan::Union(u) => {
+                let mut combined = Scope::Public;
+                for input in &u.inputs {
+                    combined = combine(combined, self.scope(input, &[])?);
+                }
+                Ok(combined)
+            }
+            LogicalPlan::Join(j) => {
+                let left = self.scope(&j.left, &[])?;
+                let right = self.scope(&j.right, &[])?;
+                if let (Scope::Federated(l), Scope::Federated(r)) = (&left, &right) {
+                    let mut predicates = conditions.to_vec();
+                    predicates.extend(j.on.iter().map(|(l, r)| l.clone().eq(r.clone())));
+                    predicates.extend(j.filter.iter().flat_map(|f| split_conjunction(f).into_iter().cloned()));
+                    if !joins_within_trust(&predicates, j.left.schema(), j.right.schema()) {
+                        return Err(plan_error(format!(
+                            "joining {} with {} would match rows across trusts, which never meet. Add \
+                             `… AND <left>.provider_code = <right>.provider_code` to the join condition to join \
+                             each trust's own records",
+                            l.iter().cloned().collect::<Vec<_>>().join(", "),
+                            r.iter().cloned().collect::<Vec<_>>().join(", ")
+                        )));
+                    }
+                }
+                Ok(combine(left, right))
+            }
+            LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => Ok(Scope::Public),
+            _ => Ok(Scope::Central),
+        }
+    }
+}
+
+fn combine(a: Scope, b: Scope) -> Scope {
+    match (a, b) {
+        (Scope::Central, _) | (_, Scope::Central) => Scope::Central,
+        (Scope::Federated(mut x), Scope::Federated(y)) => {
+            x.extend(y);
+            Scope::Federated(x)
+        }
+        (Scope::Federated(x), Scope::Public) | (Scope::Public, Scope::Federated(x)) => Scope::Federated(x),
+        (Scope::Public, Scope::Public) => Scope::Public,
+    }
+}
+
+/// Whether some predicate equates the trust column of the left input with that of the right.
+fn joins_within_trust(predicates: &[Expr], left: &DFSchema, right: &DFSchema) -> bool {
+    let trust_column = |e: &Expr, schema: &DFSchema| match e {
+        Expr::Column(c) => c.name == TRUST_COLUMN && schema.has_column(c),
+        _ => false,
+    };
+    predicates.iter().any(|p| match p {
+        Expr::BinaryExpr(BinaryExpr {
+            left: l,
+            op: Operator::Eq,
+            right: r,
+        }) => (trust_column(l, left) && trust_column(r, right)) || (trust_column(l, right) && trust_column(r, left)),
+        _ => false,
+    })
+}
+
+/// Sub-queries inside expressions are not sent to trusts (their policy refuses them).
+fn refuse_subqueries(exprs: &[Expr]) -> Result<()> {
+    for expr in exprs {
+        let mut found = false;
+        expr.apply(|e| {
+            found |= matches!(
+                e,
+                Expr::Exists(_) | Expr::InSubquery(_) | Expr::ScalarSubquery(_) | Expr::SetComparison(_)
+            );
+            Ok(if found {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
+            })
+        })?;
+        if found {
+            return Err(plan_error(
+                "sub-queries inside expressions (IN (SELECT …), EXISTS, scalar sub-queries) over federated data are not \
+                 supported; use a JOIN, or compute the inner aggregate in a CTE and join it",
+            ));
+        }
+    }
+    Ok(())
+}
