@@ -44,6 +44,8 @@ pub struct Context<'a> {
     pub identifiers: &'a BTreeSet<String>,
     /// The query groups by `provider_code`: every group belongs to one trust.
     pub grouped_by_trust: bool,
+    /// The query's own GROUP BY expressions.
+    pub group_exprs: &'a [Expr],
 }
 
 fn column(name: String) -> Expr {
@@ -76,17 +78,21 @@ impl Context<'_> {
 }
 
 impl Decomposition {
+    /// Column `p{k}` computing `expr` at each trust (shared when two aggregates need the same partial).
     fn partial(&mut self, expr: Expr) -> Expr {
-        self.partials.push(expr);
-        column(format!("p{}", self.partials.len() - 1))
+        column(format!("p{}", position_or_push(&mut self.partials, expr)))
     }
 
+    /// Column `m{k}` of the central merge (shared likewise).
     fn merge(&mut self, expr: Expr) -> Expr {
-        self.merges.push(expr);
-        column(format!("m{}", self.merges.len() - 1))
+        column(format!("m{}", position_or_push(&mut self.merges, expr)))
     }
 
-    fn distinct_column(&mut self, arg: &Expr) -> Result<Expr> {
+    /// The column holding the DISTINCT argument: a group column if the query already groups by it, else `d0`.
+    fn distinct_column(&mut self, ctx: &Context, arg: &Expr) -> Result<Expr> {
+        if let Some(i) = ctx.group_exprs.iter().position(|g| g == arg) {
+            return Ok(column(format!("g{i}")));
+        }
         match &self.distinct {
             Some(existing) if existing != arg => Err(unsupported(
                 "over federated data, DISTINCT may be used with only one column or expression per query",
@@ -144,7 +150,7 @@ impl Decomposition {
                 when(m.clone().is_null(), lit(0i64)).otherwise(m)?
             }
             "count" if distinct => {
-                let d = self.distinct_column(distinct_arg.as_ref().expect("distinct argument"))?;
+                let d = self.distinct_column(ctx, distinct_arg.as_ref().expect("distinct argument"))?;
                 self.merge(ctx.call("count", vec![d], true, None)?)
             }
             "count" => {
@@ -153,7 +159,7 @@ impl Decomposition {
                 when(m.clone().is_null(), lit(0i64)).otherwise(m)?
             }
             "sum" | "avg" if distinct => {
-                let d = self.distinct_column(distinct_arg.as_ref().expect("distinct argument"))?;
+                let d = self.distinct_column(ctx, distinct_arg.as_ref().expect("distinct argument"))?;
                 self.merge(ctx.call(&name, vec![d], true, None)?)
             }
             "sum" | "min" | "max" | "bool_and" | "bool_or" => {
@@ -218,6 +224,16 @@ impl Decomposition {
             None,
         ));
         Ok(self.merge(merge))
+    }
+}
+
+fn position_or_push(exprs: &mut Vec<Expr>, expr: Expr) -> usize {
+    match exprs.iter().position(|e| *e == expr) {
+        Some(k) => k,
+        None => {
+            exprs.push(expr);
+            exprs.len() - 1
+        }
     }
 }
 

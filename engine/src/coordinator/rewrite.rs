@@ -112,6 +112,7 @@ impl Rewriter<'_> {
             state: self.state,
             identifiers: self.identifiers,
             grouped_by_trust,
+            group_exprs: &aggregate.group_expr,
         };
         let mut parts = Decomposition::default();
         for expr in &aggregate.aggr_expr {
