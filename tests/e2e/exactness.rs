@@ -126,7 +126,9 @@ async fn check_all(fed: &Federation, label: &str) -> usize {
             Ok(result) => {
                 if let Err(diff) = compare(&rows_of(&result.batches), &expected, *ordered) {
                     failures.push(format!("{sql}\n  {diff}"));
-                } else if !sql.contains("FROM ref_unit_costs WHERE") && result.provenance.answered().len() != fed.nodes.len() {
+                } else if !sql.contains("FROM ref_unit_costs WHERE")
+                    && result.provenance.answered().len() != fed.nodes.len()
+                {
                     failures.push(format!("{sql}\n  provenance: {}", result.provenance.summary()));
                 }
             }

@@ -1,6 +1,7 @@
 //! End-to-end tests: real nodes on real ports, queried over Arrow Flight.
 
 mod audit_log;
+mod coordinator;
 mod exactness;
 mod federation;
 mod flight_sql;

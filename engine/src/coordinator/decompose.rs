@@ -114,6 +114,13 @@ impl Decomposition {
         let name = f.func.name().to_string();
         let params = &f.params;
         let (args, distinct, filter) = (params.args.clone(), params.distinct, params.filter.clone());
+        let splittable = matches!(
+            name.as_str(),
+            "count" | "sum" | "avg" | "min" | "max" | "bool_and" | "bool_or"
+        ) || Statistic::of_aggregate(&name).is_some();
+        if !splittable {
+            return Err(refusal_for(&name));
+        }
         if !params.order_by.is_empty() {
             return Err(unsupported(format!(
                 "{name}(… ORDER BY …) is not supported over federated data"

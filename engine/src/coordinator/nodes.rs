@@ -117,7 +117,7 @@ impl TrustError {
         match error {
             ClientError::Status(status) => match status.code() {
                 Code::PermissionDenied => make(status.message().to_string(), true),
-                Code::Unavailable => make(format!("unreachable ({})", root_cause(status.message())), false),
+                Code::Unavailable => make(format!("unreachable ({})", root_cause(&with_causes(&status))), false),
                 Code::DeadlineExceeded => make(format!("timed out: {}", status.message()), false),
                 Code::InvalidArgument => make(format!("rejected the fragment: {}", status.message()), false),
                 Code::Cancelled => make("cancelled".into(), false),
@@ -127,6 +127,18 @@ impl TrustError {
             ClientError::Decode(message) => make(format!("sent an unreadable answer: {message}"), false),
         }
     }
+}
+
+/// A status's message followed by its chain of causes.
+fn with_causes(status: &tonic::Status) -> String {
+    let mut text = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// The innermost cause of a transport error, e.g. `connection refused`.

@@ -258,11 +258,10 @@ impl ExecutionPlan for FederatedScanExec {
                 Err(_) => TrustError::timed_out(&trust, timeout),
             };
             // A refusal is never papered over: the researcher must see it.
+            record(NodeOutcome::Failed(failure.to_string()));
             if on_failure == OnNodeFailure::Partial && !failure.refused {
-                record(NodeOutcome::Failed(failure.reason.clone()));
                 Ok(stream::empty().boxed())
             } else {
-                record(NodeOutcome::Failed(failure.reason.clone()));
                 Err(DataFusionError::External(Box::new(failure)))
             }
         };

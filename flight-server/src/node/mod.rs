@@ -22,7 +22,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::audit::AuditLog;
 use crate::config::NodeConfig;
 
-pub use query::QueryError;
+pub use query::{QueryError, CANCELLED};
 
 /// Most bytes of one gRPC message a node accepts.
 const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;

@@ -152,10 +152,23 @@ impl TrustNode {
             .timeout_ms
             .map(Duration::from_millis)
             .map_or(self.timeout, |t| t.min(self.timeout));
+        // If the caller goes away (Ctrl-C at the coordinator), this future is dropped mid-query:
+        // the guard still leaves a line in the audit log.
+        let mut guard = CancelGuard {
+            record: Some(audit_record(
+                request,
+                call,
+                Decision::Error,
+                Some(CANCELLED.to_string()),
+                0,
+            )),
+            audit: self.audit.clone(),
+        };
         let outcome = match self.plan_checked(&request.sql).await {
             Ok(plan) => self.execute(plan, timeout).await,
             Err(e) => Err(e),
         };
+        guard.record = None;
         match outcome {
             Ok(answer) => {
                 self.record(request, call, Decision::Allowed, None, answer.rows).await?;
@@ -186,16 +199,7 @@ impl TrustNode {
         reason: Option<String>,
         rows: u64,
     ) -> Result<(), Status> {
-        let record = AuditRecord {
-            query_id: request.query_id.clone(),
-            requester: request.requester.clone(),
-            project: request.project.clone(),
-            call: call.to_string(),
-            sql: request.sql.clone(),
-            decision,
-            reason,
-            rows,
-        };
+        let record = audit_record(request, call, decision, reason, rows);
         let audit = self.audit.clone();
         let written = tokio::task::spawn_blocking(move || audit.append(record))
             .await
@@ -206,5 +210,52 @@ impl TrustNode {
                 "the node cannot write its audit log, so it answers nothing: {e}"
             ))
         })
+    }
+}
+
+/// The audit reason for a request whose caller went away before the answer was ready.
+pub const CANCELLED: &str = "cancelled: the caller went away before the answer was ready";
+
+fn audit_record(
+    request: &FragmentRequest,
+    call: &str,
+    decision: Decision,
+    reason: Option<String>,
+    rows: u64,
+) -> AuditRecord {
+    AuditRecord {
+        query_id: request.query_id.clone(),
+        requester: request.requester.clone(),
+        project: request.project.clone(),
+        call: call.to_string(),
+        sql: request.sql.clone(),
+        decision,
+        reason,
+        rows,
+    }
+}
+
+/// Writes a "cancelled" audit line if dropped while still holding its record.
+struct CancelGuard {
+    record: Option<AuditRecord>,
+    audit: crate::audit::AuditLog,
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if let Some(record) = self.record.take() {
+            let audit = self.audit.clone();
+            let write = move || {
+                if let Err(e) = audit.append(record) {
+                    tracing::error!("audit log write failed: {e}");
+                }
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn_blocking(write);
+                }
+                Err(_) => write(),
+            }
+        }
     }
 }
