@@ -11,6 +11,8 @@ pub struct Failure {
 pub const QUERY_ERROR: u8 = 1;
 /// A connection, configuration or start-up error.
 pub const CONNECTION_ERROR: u8 = 2;
+/// A statement of a `-f` script failed, or the script could not be read.
+pub const SCRIPT_ERROR: u8 = 3;
 
 impl Failure {
     pub fn query(message: impl std::fmt::Display) -> Failure {

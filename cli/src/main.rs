@@ -1,7 +1,11 @@
 //! `tessera`: generate synthetic NHS data, run a trust node, verify its audit log, ask a node a question.
 
 mod commands;
+mod describe;
 mod exit;
+mod output;
+mod progress;
+mod repl;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +35,8 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Ask SQL across every trust of a federation (-c, -f, or an interactive prompt).
+    Query(commands::query::QueryArgs),
     /// Send one SQL query straight to a node and print its answer.
     Ask(commands::ask::AskArgs),
     /// Generate data for three trusts, start their nodes and ask each a few questions.
@@ -55,6 +61,7 @@ fn main() -> ExitCode {
             command: AuditCommand::Verify { file },
         } => commands::audit::verify(&file),
         Command::Ask(args) => commands::ask::run(args),
+        Command::Query(args) => commands::query::run(args),
         Command::Demo(args) => commands::demo::run(args),
     };
     match outcome {

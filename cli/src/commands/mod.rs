@@ -5,3 +5,4 @@ pub mod audit;
 pub mod demo;
 pub mod gen;
 pub mod node;
+pub mod query;

@@ -232,18 +232,71 @@ impl Coordinator {
 
     /// Runs `sql` across every trust and merges the answers.
     pub async fn query(&self, sql: &str) -> Result<QueryResult, QueryError> {
+        self.prepare(sql).await?.run().await
+    }
+
+    /// Plans `sql` down to an executable plan, without asking any trust yet.
+    pub async fn prepare(&self, sql: &str) -> Result<PreparedQuery, QueryError> {
         let started = Instant::now();
         let plan = self.plan(sql).await?;
         let physical = self.ctx.state().create_physical_plan(&plan).await?;
-        let batches = collect(physical.clone(), self.ctx.task_ctx()).await;
-        let provenance = provenance_of(&physical);
+        Ok(PreparedQuery {
+            physical,
+            task: self.ctx.task_ctx(),
+            started,
+        })
+    }
+}
+
+/// A planned query, ready to run; its trusts' progress can be watched while it runs.
+pub struct PreparedQuery {
+    physical: Arc<dyn ExecutionPlan>,
+    task: Arc<datafusion::execution::TaskContext>,
+    started: Instant,
+}
+
+impl PreparedQuery {
+    /// A handle for watching each trust while the query runs.
+    pub fn watch(&self) -> QueryWatch {
+        QueryWatch {
+            physical: self.physical.clone(),
+        }
+    }
+
+    /// Asks every trust, merges, and reports who answered. Dropping the future cancels the fragments.
+    pub async fn run(self) -> Result<QueryResult, QueryError> {
+        let batches = collect(self.physical.clone(), self.task).await;
+        let provenance = provenance_of(&self.physical);
         let batches = batches?;
         Ok(QueryResult {
-            schema: physical.schema(),
+            schema: self.physical.schema(),
             batches,
             provenance,
-            elapsed: started.elapsed(),
+            elapsed: self.started.elapsed(),
         })
+    }
+}
+
+/// Each trust's state during a query: `None` while it is still working.
+#[derive(Clone)]
+pub struct QueryWatch {
+    physical: Arc<dyn ExecutionPlan>,
+}
+
+impl QueryWatch {
+    /// Per trust: `None` while any of its fragments is running, else how the last one ended.
+    pub fn states(&self) -> Vec<(String, Option<provenance::NodeOutcome>)> {
+        let mut states: Vec<(String, Option<provenance::NodeOutcome>)> = Vec::new();
+        for scan in federated_scans(&self.physical) {
+            for (trust, outcome) in scan.outcomes() {
+                match states.iter_mut().find(|(t, _)| *t == trust) {
+                    Some(slot) if slot.1.is_some() => slot.1 = outcome,
+                    Some(_) => {}
+                    None => states.push((trust, outcome)),
+                }
+            }
+        }
+        states
     }
 }
 
