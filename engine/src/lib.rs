@@ -1,14 +1,17 @@
 //! Tessera's engine.
 //!
-//! Today it holds what a trust node needs to judge a query: the [`policy`] checker that walks a
-//! DataFusion logical plan and refuses anything that could expose patient-level rows, and the
-//! [`session`] builder that gives every node the same DataFusion configuration. The coordinator's
-//! federated planner will live here too, so both sides share one reading of the rules.
+//! - [`coordinator`]: plans SQL over federated tables, fans fragments out to every trust, merges
+//!   the partial aggregates exactly and reports which trusts answered;
+//! - [`policy`]: the checker every trust node runs on each query's logical plan;
+//! - [`protocol`]: the fragment request and the client that sends it;
+//! - [`catalog`], [`session`]: the tables and DataFusion configuration both sides share.
 
 pub mod catalog;
 pub mod coordinator;
 pub mod policy;
 pub mod protocol;
+pub mod reference;
 pub mod session;
+pub mod tour;
 
 pub use policy::{NodePolicy, PolicyChecker, Refusal};

@@ -488,7 +488,8 @@ impl Federation {
         edit(&mut config);
         let catalog = Catalog::builtin();
         let coordinator = tessera_engine::coordinator::Coordinator::new(config, &catalog).expect("coordinator");
-        let reference = union_session(&data, &catalog).await;
+        let dirs = data.trusts.iter().map(|t| t.dir.clone()).collect::<Vec<_>>();
+        let reference = tessera_engine::reference::union_session(&dirs, &catalog).expect("reference session");
         Federation {
             data,
             nodes,
@@ -501,35 +502,4 @@ impl Federation {
     pub async fn reference(&self, sql: &str) -> datafusion::error::Result<Vec<RecordBatch>> {
         self.reference.sql(sql).await?.collect().await
     }
-}
-
-/// One DataFusion session whose tables are the union of every trust's files.
-async fn union_session(data: &TestData, catalog: &Catalog) -> datafusion::prelude::SessionContext {
-    use datafusion::datasource::file_format::parquet::ParquetFormat;
-    use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
-    let ctx = tessera_engine::session::new_session(None).unwrap();
-    for contract in catalog.contracts().filter(|c| !c.public) {
-        let urls = data
-            .trusts
-            .iter()
-            .map(|t| {
-                ListingTableUrl::parse(t.dir.join(format!("{}.parquet", contract.name)).to_str().unwrap()).unwrap()
-            })
-            .collect::<Vec<_>>();
-        let options = ListingOptions::new(std::sync::Arc::new(
-            ParquetFormat::default().with_force_view_types(false),
-        ));
-        let config = ListingTableConfig::new_with_multi_paths(urls)
-            .with_listing_options(options)
-            .with_schema(contract.arrow_schema());
-        ctx.register_table(
-            contract.name.as_str(),
-            std::sync::Arc::new(ListingTable::try_new(config).unwrap()),
-        )
-        .unwrap();
-    }
-    for contract in catalog.contracts().filter(|c| c.public) {
-        tessera_engine::catalog::register_public(&ctx, catalog, contract).unwrap();
-    }
-    ctx
 }
