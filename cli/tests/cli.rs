@@ -125,21 +125,12 @@ fn wait_for(addr: &str) {
     }
 }
 
-#[test]
-fn a_node_answers_ask_refuses_rows_and_its_audit_log_detects_tampering() {
-    let dir = tempfile::tempdir().unwrap();
-    assert!(gen(dir.path(), "3").status.success());
-    let config = dir.path().join("RRK").join("node.toml");
-    let text = std::fs::read_to_string(&config).unwrap();
-    let addr = text
-        .lines()
-        .find(|l| l.starts_with("listen"))
-        .unwrap()
-        .split('"')
-        .nth(1)
-        .unwrap()
-        .to_string();
-    let _node = NodeProcess(
+/// Runs `tessera node` for `config` and waits until it listens; returns the process and its address.
+fn start_node(config: &Path) -> (NodeProcess, String) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let listen = text.lines().find(|l| l.starts_with("listen")).expect("listen key");
+    let addr = listen.split('"').nth(1).expect("quoted address").to_string();
+    let node = NodeProcess(
         Command::new(env!("CARGO_BIN_EXE_tessera"))
             .args(["node", "--config", config.to_str().unwrap()])
             .stdout(Stdio::null())
@@ -148,6 +139,14 @@ fn a_node_answers_ask_refuses_rows_and_its_audit_log_detects_tampering() {
             .unwrap(),
     );
     wait_for(&addr);
+    (node, addr)
+}
+
+#[test]
+fn a_node_answers_ask_refuses_rows_and_its_audit_log_detects_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(gen(dir.path(), "3").status.success());
+    let (_node, addr) = start_node(&dir.path().join("RRK").join("node.toml"));
     let url = format!("http://{addr}");
 
     let out = tessera(&[
@@ -217,25 +216,8 @@ fn two_trusts() -> TwoTrusts {
     let mut nodes = Vec::new();
     let mut entries = String::new();
     for trust in ["RRK", "RJ1"] {
-        let config = dir.path().join(trust).join("node.toml");
-        let text = std::fs::read_to_string(&config).unwrap();
-        let addr = text
-            .lines()
-            .find(|l| l.starts_with("listen"))
-            .unwrap()
-            .split('"')
-            .nth(1)
-            .unwrap()
-            .to_string();
-        nodes.push(NodeProcess(
-            Command::new(env!("CARGO_BIN_EXE_tessera"))
-                .args(["node", "--config", config.to_str().unwrap()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        ));
-        wait_for(&addr);
+        let (node, addr) = start_node(&dir.path().join(trust).join("node.toml"));
+        nodes.push(node);
         entries.push_str(&format!("[[nodes]]\nname = \"{trust}\"\nurl = \"http://{addr}\"\n\n"));
     }
     let config = dir.path().join("federation.toml");

@@ -7,6 +7,7 @@
 //! - [`catalog`], [`session`]: the tables and DataFusion configuration both sides share.
 
 pub mod catalog;
+pub mod config_file;
 pub mod coordinator;
 pub mod policy;
 pub mod protocol;

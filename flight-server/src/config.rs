@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use tessera_engine::config_file::{read_toml, ConfigFileError};
 use tessera_engine::NodePolicy;
 
 /// Default time a node spends on one query.
@@ -82,32 +83,15 @@ pub struct TableSource {
 }
 
 /// A configuration problem, naming the file and the key.
-#[derive(Debug, thiserror::Error)]
-#[error("{file}: {message}")]
-pub struct ConfigError {
-    pub file: PathBuf,
-    pub message: String,
-}
+pub type ConfigError = ConfigFileError;
 
 impl NodeConfig {
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
-        let error = |message: String| ConfigError {
-            file: path.to_path_buf(),
-            message,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read: {e}")))?;
-        let mut config: NodeConfig = toml::from_str(&text).map_err(|e| {
-            let key = e
-                .span()
-                .map(|s| line_of(&text, s.start))
-                .map(|l| format!(" (line {l})"))
-                .unwrap_or_default();
-            error(format!("invalid configuration{key}: {}", e.message()))
-        })?;
+        let mut config: NodeConfig = read_toml(path)?;
         config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         config.source = path.to_path_buf();
-        config.check().map_err(error)?;
+        config.check().map_err(|message| ConfigFileError::new(path, message))?;
         Ok(config)
     }
 
@@ -159,11 +143,16 @@ impl NodeConfig {
     }
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
-}
-
 impl NodeConfig {
+    /// The configuration `tessera gen` writes for a trust, as if read from `dir/node.toml`.
+    pub fn for_trust_dir(provider: &str, dir: &Path, listen: &str, tables: &[String]) -> NodeConfig {
+        NodeConfig {
+            base_dir: dir.to_path_buf(),
+            source: dir.join("node.toml"),
+            ..NodeConfig::for_generated(provider, listen, tables)
+        }
+    }
+
     /// A ready configuration for a trust whose Parquet files sit beside the config file.
     pub fn for_generated(provider: &str, listen: &str, tables: &[String]) -> NodeConfig {
         NodeConfig {

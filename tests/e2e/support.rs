@@ -49,9 +49,7 @@ impl TestData {
             .find(|t| t.provider == provider)
             .expect("provider generated");
         let tables = trust.tables.iter().map(|t| t.table.clone()).collect::<Vec<_>>();
-        let mut config = NodeConfig::for_generated(provider, "127.0.0.1:0", &tables);
-        config.base_dir = trust.dir.clone();
-        config.source = trust.dir.join("node.toml");
+        let mut config = NodeConfig::for_trust_dir(provider, &trust.dir, "127.0.0.1:0", &tables);
         edit(&mut config);
         config
     }

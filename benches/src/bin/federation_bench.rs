@@ -46,9 +46,7 @@ async fn main() {
     let mut running = Vec::new();
     for trust in &trusts {
         let tables = trust.tables.iter().map(|t| t.table.clone()).collect::<Vec<_>>();
-        let mut config = NodeConfig::for_generated(&trust.provider, "127.0.0.1:0", &tables);
-        config.base_dir = trust.dir.clone();
-        config.source = trust.dir.join("node.toml");
+        let config = NodeConfig::for_trust_dir(&trust.provider, &trust.dir, "127.0.0.1:0", &tables);
         let node = TrustNode::start(&config, &catalog).await.expect("node starts");
         running.push((
             trust.provider.clone(),

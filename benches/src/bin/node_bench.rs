@@ -80,9 +80,7 @@ async fn main() {
 
     let trust = &trusts[0];
     let tables = trust.tables.iter().map(|t| t.table.clone()).collect::<Vec<_>>();
-    let mut config = NodeConfig::for_generated("RRK", "127.0.0.1:0", &tables);
-    config.base_dir = trust.dir.clone();
-    config.source = trust.dir.join("node.toml");
+    let mut config = NodeConfig::for_trust_dir("RRK", &trust.dir, "127.0.0.1:0", &tables);
     config.policy.max_groups = 100_000;
     let node = TrustNode::start(&config, &catalog).await.expect("node starts");
     let running = node.spawn("127.0.0.1:0".parse().unwrap()).await.expect("node binds");

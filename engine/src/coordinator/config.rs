@@ -12,9 +12,11 @@
 //! url = "http://10.0.0.5:50051"
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+
+use crate::config_file::{read_toml, ConfigFileError};
 
 /// What to do when a trust cannot be reached or fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -68,29 +70,13 @@ pub struct NodeEntry {
 }
 
 /// A problem with `federation.toml`, naming the file.
-#[derive(Debug, thiserror::Error)]
-#[error("{file}: {message}")]
-pub struct FederationConfigError {
-    pub file: PathBuf,
-    pub message: String,
-}
+pub type FederationConfigError = ConfigFileError;
 
 impl FederationConfig {
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<FederationConfig, FederationConfigError> {
-        let error = |message: String| FederationConfigError {
-            file: path.to_path_buf(),
-            message,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read: {e}")))?;
-        let config: FederationConfig = toml::from_str(&text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| format!(" (line {})", text[..s.start.min(text.len())].matches('\n').count() + 1))
-                .unwrap_or_default();
-            error(format!("invalid configuration{line}: {}", e.message()))
-        })?;
-        config.check().map_err(error)?;
+        let config: FederationConfig = read_toml(path)?;
+        config.check().map_err(|message| ConfigFileError::new(path, message))?;
         Ok(config)
     }
 

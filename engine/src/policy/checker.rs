@@ -6,7 +6,7 @@ use datafusion::common::{Column, DFSchema, JoinType};
 use datafusion::logical_expr::{Distinct, LogicalPlan};
 use tessera_schemas::{Contract, Role};
 
-use super::exprs::{self, check_aggregate_expr, check_group_expr, check_uses, value_taint};
+use super::exprs::{self, bare_column, check_aggregate_expr, check_group_expr, check_uses, value_taint};
 use super::lineage::{NodeInfo, Taint};
 use super::{NodePolicy, Refusal};
 
@@ -262,17 +262,6 @@ impl<'a> PolicyChecker<'a> {
 /// Resolves columns of `schema` to the taints in `info`.
 fn resolver<'i>(info: &'i NodeInfo, schema: &'i DFSchema) -> impl Fn(&Column) -> Result<Taint, Refusal> + 'i {
     move |column: &Column| info.taint_of(schema, column).cloned()
-}
-
-fn bare_column(expr: &datafusion::logical_expr::Expr) -> Option<&Column> {
-    use datafusion::logical_expr::Expr;
-    match expr {
-        Expr::Column(c) => Some(c),
-        Expr::Alias(a) => bare_column(&a.expr),
-        Expr::Cast(c) => bare_column(&c.expr),
-        Expr::TryCast(c) => bare_column(&c.expr),
-        _ => None,
-    }
 }
 
 /// Most restrictive first, so a UNION column takes the strictest taint of its inputs.

@@ -39,7 +39,7 @@ pub fn grouping_sets() -> Refusal {
 }
 
 /// The column behind `expr` if it is a bare column, possibly renamed or cast.
-fn bare_column(expr: &Expr) -> Option<&Column> {
+pub(super) fn bare_column(expr: &Expr) -> Option<&Column> {
     match expr {
         Expr::Column(c) => Some(c),
         Expr::Alias(a) => bare_column(&a.expr),
