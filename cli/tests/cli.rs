@@ -223,7 +223,7 @@ fn two_trusts() -> TwoTrusts {
     let config = dir.path().join("federation.toml");
     std::fs::write(
         &config,
-        format!("[federation]\nrequester = \"cli-test\"\nproject = \"formats\"\n\n{entries}"),
+        format!("[federation]\nrequester = \"cli-test\"\nproject = \"formats\"\n\n[disclosure]\nmode = \"off\"\nallow_unsafe_output = true\n\n{entries}"),
     )
     .unwrap();
     TwoTrusts {
@@ -259,7 +259,10 @@ fn query_writes_every_format_and_uses_psql_exit_codes() {
         .sum();
     assert_eq!(total, fed.episodes);
     assert!(lines[1].starts_with("F,") && lines[2].starts_with("M,"));
-    assert_eq!(stderr(&out).trim(), "2 of 2 trusts answered (RJ1, RRK)");
+    assert_eq!(
+        stderr(&out).trim(),
+        "2 of 2 trusts answered (RJ1, RRK)\ndisclosure control: WARNING: disclosure control is OFF (allow_unsafe_output): exact counts, small cells included"
+    );
 
     let out = query(&["-c", BY_SEX, "--format", "tsv"]);
     assert_eq!(stdout(&out).lines().next(), Some("sex\tn"));

@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod config_file;
 pub mod coordinator;
+pub mod disclosure;
 pub mod policy;
 pub mod protocol;
 pub mod reference;

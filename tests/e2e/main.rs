@@ -2,6 +2,7 @@
 
 mod audit_log;
 mod coordinator;
+mod disclosure;
 mod exactness;
 mod federation;
 mod flight_sql;

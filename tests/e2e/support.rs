@@ -482,6 +482,8 @@ impl Federation {
                     url: n.running.url(),
                 })
                 .collect(),
+            // Exactness is checked with disclosure control explicitly off.
+            disclosure: tessera_engine::disclosure::DisclosureConfig::off(),
         };
         edit(&mut config);
         let catalog = Catalog::builtin();

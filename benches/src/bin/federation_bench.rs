@@ -65,6 +65,7 @@ async fn main() {
                 url: node.url(),
             })
             .collect(),
+        disclosure: Default::default(),
     };
     let coordinator = Coordinator::new(federation, &catalog).expect("coordinator");
     let dirs = trusts.iter().map(|t| t.dir.clone()).collect::<Vec<_>>();

@@ -88,6 +88,7 @@ pub fn run(args: DemoArgs) -> Outcome {
                     url: node.url(),
                 })
                 .collect(),
+            disclosure: Default::default(),
         };
         let coordinator = Coordinator::new(federation.clone(), &catalog).map_err(query::failure)?;
         for (i, (title, sql)) in tessera_engine::tour::TOUR.iter().enumerate() {
@@ -101,6 +102,7 @@ pub fn run(args: DemoArgs) -> Outcome {
                 result.provenance.summary(),
                 result.elapsed.as_secs_f64() * 1000.0
             );
+            println!("disclosure control: {}", result.disclosure);
             for (k, fragment) in result.provenance.fragments.iter().enumerate() {
                 println!("  fragment {} sent to each trust: {fragment}", k + 1);
             }

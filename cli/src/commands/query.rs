@@ -84,7 +84,11 @@ impl Sink {
         let result = crate::progress::with_progress(coordinator, sql).await?;
         self.emit(|out| output::write(self.format, &result.schema, &result.batches, out))
             .map_err(write_error)?;
-        let mut footer = result.provenance.summary();
+        let mut footer = format!(
+            "{}\ndisclosure control: {}",
+            result.provenance.summary(),
+            result.disclosure
+        );
         if self.timing {
             footer.push_str(&format!("; {:.1} ms", started.elapsed().as_secs_f64() * 1000.0));
         }

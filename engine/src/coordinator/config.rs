@@ -17,6 +17,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::config_file::{read_toml, ConfigFileError};
+use crate::disclosure::DisclosureConfig;
 
 /// What to do when a trust cannot be reached or fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -36,6 +37,9 @@ pub struct FederationConfig {
     #[serde(default)]
     pub federation: FederationSection,
     pub nodes: Vec<NodeEntry>,
+    /// Statistical disclosure control (on unless explicitly turned off).
+    #[serde(default)]
+    pub disclosure: DisclosureConfig,
 }
 
 /// `[federation]`.
@@ -99,6 +103,7 @@ impl FederationConfig {
                 return Err(format!("[[nodes]] `{}` is listed twice", node.name));
             }
         }
+        self.disclosure.check()?;
         if self.federation.node_timeout_secs == 0 {
             return Err("[federation] node_timeout_secs: must be at least 1".into());
         }

@@ -23,6 +23,7 @@ use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{cast, lit, when, AggregateUDF, Expr};
 
 use super::moments::{MergeMoments, Statistic};
+use crate::disclosure::ProtectKind;
 
 /// The decomposition of all aggregates of one `Aggregate` node.
 #[derive(Debug, Default)]
@@ -35,6 +36,18 @@ pub struct Decomposition {
     pub merges: Vec<Expr>,
     /// Per user aggregate, its final value over the merge columns.
     pub finals: Vec<Expr>,
+    /// Per user aggregate, how disclosure control judges it.
+    pub protections: Vec<Protection>,
+}
+
+/// What disclosure control needs about one merged aggregate.
+#[derive(Debug, Clone)]
+pub struct Protection {
+    pub kind: ProtectKind,
+    /// Records contributing (the group's rows, after the aggregate's own FILTER).
+    pub support: Expr,
+    /// Pairs used by a model (correlation, covariance, regression), for residual df.
+    pub pairs: Option<Expr>,
 }
 
 /// What the decomposition needs to know about the query.
@@ -192,7 +205,35 @@ impl Decomposition {
             },
         };
         self.finals.push(final_expr);
+        let protection = self.protection(ctx, &name, &params.args, filter_of(expr))?;
+        self.protections.push(protection);
         Ok(())
+    }
+
+    /// The hidden support (and, for models, pair count) disclosure control judges an aggregate by.
+    fn protection(
+        &mut self,
+        ctx: &Context,
+        name: &str,
+        args: &[Expr],
+        filter: Option<Box<Expr>>,
+    ) -> Result<Protection> {
+        let rows = self.partial(ctx.call("count", vec![lit(1i64)], false, filter.clone())?);
+        let support = self.merge(ctx.call("sum", vec![rows], false, None)?);
+        let statistic = Statistic::of_aggregate(name);
+        let kind = match (name, statistic) {
+            ("count", _) | (_, Some(Statistic::RegrCount)) => ProtectKind::Count,
+            (_, Some(s)) if s.is_model() => ProtectKind::Model,
+            _ => ProtectKind::Statistic,
+        };
+        let pairs = match (kind, args) {
+            (ProtectKind::Model, [a, b]) => {
+                let p = self.partial(ctx.call("regr_count", vec![a.clone(), b.clone()], false, filter)?);
+                Some(self.merge(ctx.call("sum", vec![p], false, None)?))
+            }
+            _ => None,
+        };
+        Ok(Protection { kind, support, pairs })
     }
 
     /// Second moments: each trust sends count, means and co-moments; the centre merges them exactly.
@@ -231,6 +272,13 @@ impl Decomposition {
             None,
         ));
         Ok(self.merge(merge))
+    }
+}
+
+fn filter_of(expr: &Expr) -> Option<Box<Expr>> {
+    match strip_alias(expr) {
+        Expr::AggregateFunction(f) => f.params.filter.clone(),
+        _ => None,
     }
 }
 

@@ -34,6 +34,8 @@ use tessera_schemas::{Catalog, Role};
 pub use config::{FederationConfig, OnNodeFailure};
 pub use provenance::Provenance;
 
+use crate::disclosure::{DisclosureConfig, Ledger};
+
 use nodes::{NodeSet, TrustError};
 use rewrite::{RequestInfo, Rewriter};
 use scan::{federated_scans, FederatedQueryPlanner, FederatedScan};
@@ -45,6 +47,8 @@ pub struct QueryResult {
     pub batches: Vec<RecordBatch>,
     /// Which trusts answered.
     pub provenance: Provenance,
+    /// What disclosure control did, e.g. `2 cells suppressed: 2 (threshold 10); counts rounded to 5`.
+    pub disclosure: String,
     pub elapsed: Duration,
 }
 
@@ -106,6 +110,7 @@ pub struct Coordinator {
     federated: BTreeSet<String>,
     public: BTreeSet<String>,
     identifiers: BTreeSet<String>,
+    person_tables: BTreeSet<String>,
     next_query: AtomicU64,
 }
 
@@ -140,6 +145,11 @@ impl Coordinator {
             .filter(|c| c.role == Role::Identifier)
             .map(|c| c.name.clone())
             .collect();
+        let person_tables = catalog
+            .contracts()
+            .filter(|c| c.identifiers().next().is_some())
+            .map(|c| c.name.clone())
+            .collect();
         Ok(Coordinator {
             ctx,
             nodes,
@@ -147,6 +157,7 @@ impl Coordinator {
             federated,
             public,
             identifiers,
+            person_tables,
             next_query: AtomicU64::new(1),
         })
     }
@@ -174,24 +185,33 @@ impl Coordinator {
         }
     }
 
-    /// Plans `sql`: the central plan with a [`FederatedScan`] wherever trusts are asked.
-    pub async fn plan(&self, sql: &str) -> Result<LogicalPlan, QueryError> {
+    /// Plans `sql`: the central plan with a [`FederatedScan`] wherever trusts are asked, and
+    /// disclosure control around every merged value (its counts go to `ledger`).
+    pub async fn plan(&self, sql: &str, ledger: Arc<Ledger>) -> Result<LogicalPlan, QueryError> {
         let state = self.ctx.state();
         let raw = state.create_logical_plan(sql).await?;
         let raw = match raw {
             LogicalPlan::Explain(explain) => Arc::unwrap_or_clone(explain.plan),
             other => other,
         };
-        self.federate(&state, raw)
+        self.federate(&state, raw, ledger)
     }
 
-    fn federate(&self, state: &SessionState, plan: LogicalPlan) -> Result<LogicalPlan, QueryError> {
+    fn federate(
+        &self,
+        state: &SessionState,
+        plan: LogicalPlan,
+        ledger: Arc<Ledger>,
+    ) -> Result<LogicalPlan, QueryError> {
+        let disclosure = &self.config.disclosure;
         let rewriter = Rewriter {
             state,
             federated: &self.federated,
             public: &self.public,
             identifiers: &self.identifiers,
+            person_tables: &self.person_tables,
             request: self.request_info(),
+            disclosure: disclosure.is_on().then_some((disclosure, ledger)),
         };
         Ok(rewriter.federate(plan)?)
     }
@@ -205,7 +225,7 @@ impl Coordinator {
 
     /// The central plan and the exact fragment SQL each trust will receive.
     pub async fn explain(&self, sql: &str) -> Result<String, QueryError> {
-        let plan = self.plan(sql).await?;
+        let plan = self.plan(sql, Arc::default()).await?;
         let optimized = self.ctx.state().optimize(&plan)?;
         let mut fragments = Vec::new();
         plan.apply(|node| {
@@ -238,12 +258,15 @@ impl Coordinator {
     /// Plans `sql` down to an executable plan, without asking any trust yet.
     pub async fn prepare(&self, sql: &str) -> Result<PreparedQuery, QueryError> {
         let started = Instant::now();
-        let plan = self.plan(sql).await?;
+        let ledger = Arc::new(Ledger::default());
+        let plan = self.plan(sql, ledger.clone()).await?;
         let physical = self.ctx.state().create_physical_plan(&plan).await?;
         Ok(PreparedQuery {
             physical,
             task: self.ctx.task_ctx(),
             started,
+            ledger,
+            disclosure: self.config.disclosure.clone(),
         })
     }
 }
@@ -253,6 +276,8 @@ pub struct PreparedQuery {
     physical: Arc<dyn ExecutionPlan>,
     task: Arc<datafusion::execution::TaskContext>,
     started: Instant,
+    ledger: Arc<Ledger>,
+    disclosure: DisclosureConfig,
 }
 
 impl PreparedQuery {
@@ -272,6 +297,7 @@ impl PreparedQuery {
             schema: self.physical.schema(),
             batches,
             provenance,
+            disclosure: self.ledger.summary(&self.disclosure),
             elapsed: self.started.elapsed(),
         })
     }

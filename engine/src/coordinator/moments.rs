@@ -70,6 +70,12 @@ impl Statistic {
         )
     }
 
+    /// Whether the statistic describes a relationship between two variables (needs residual df).
+    pub fn is_model(self) -> bool {
+        use Statistic::*;
+        matches!(self, CovarSamp | CovarPop | Corr | RegrSlope | RegrIntercept | RegrR2)
+    }
+
     /// Whether the user's arguments are `(y, x)` (the regr_* family) rather than `(x, y)`.
     pub fn takes_y_first(self) -> bool {
         use Statistic::*;

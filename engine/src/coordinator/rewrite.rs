@@ -28,6 +28,9 @@ use datafusion::sql::unparser::Unparser;
 
 use super::decompose::{Context, Decomposition};
 use super::scan::FederatedScan;
+use crate::disclosure::{DisclosureConfig, Ledger, ProtectUdf};
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::ScalarUDF;
 
 /// The column every contract table uses for the trust's ODS code.
 pub const TRUST_COLUMN: &str = "provider_code";
@@ -46,7 +49,11 @@ pub struct Rewriter<'a> {
     pub federated: &'a BTreeSet<String>,
     pub public: &'a BTreeSet<String>,
     pub identifiers: &'a BTreeSet<String>,
+    /// Federated tables that hold records about people (they have an identifier column).
+    pub person_tables: &'a BTreeSet<String>,
     pub request: RequestInfo,
+    /// Disclosure rules and the query's ledger; `None` when disclosure control is off.
+    pub disclosure: Option<(&'a DisclosureConfig, Arc<Ledger>)>,
 }
 
 /// What an aggregate's input reads.
@@ -118,8 +125,11 @@ impl Rewriter<'_> {
         for expr in &aggregate.aggr_expr {
             parts.add(&ctx, expr)?;
         }
+        // Disclosure control protects statistics about people; organisational data (workforce and
+        // finance returns) has no records of persons to protect.
+        let about_people = tables.iter().any(|t| self.person_tables.contains(t));
         let scan = self.fragment(&aggregate, &parts, tables)?;
-        let merged = self.merge(&aggregate, parts, scan)?;
+        let merged = self.merge(&aggregate, parts, scan, about_people)?;
         Ok(Transformed::yes(merged))
     }
 
@@ -162,7 +172,13 @@ impl Rewriter<'_> {
     }
 
     /// The central merge over the partial answers, shaped exactly like the original aggregate.
-    fn merge(&self, aggregate: &Aggregate, parts: Decomposition, scan: LogicalPlan) -> Result<LogicalPlan> {
+    fn merge(
+        &self,
+        aggregate: &Aggregate,
+        parts: Decomposition,
+        scan: LogicalPlan,
+        protect: bool,
+    ) -> Result<LogicalPlan> {
         let group_cols = (0..aggregate.group_expr.len())
             .map(|i| Expr::Column(Column::from_name(format!("g{i}"))))
             .collect::<Vec<_>>();
@@ -173,7 +189,23 @@ impl Rewriter<'_> {
             .map(|(k, e)| e.alias(format!("m{k}")))
             .collect::<Vec<_>>();
         let merged = LogicalPlan::Aggregate(Aggregate::try_new(Arc::new(scan), group_cols.clone(), merges)?);
-        let outputs = group_cols.into_iter().chain(parts.finals);
+        let finals = match self.disclosure.as_ref().filter(|_| protect) {
+            Some((config, ledger)) => parts
+                .finals
+                .into_iter()
+                .zip(parts.protections)
+                .map(|(value, p)| {
+                    let udf = ScalarUDF::from(ProtectUdf::new(p.kind, config, ledger.clone()));
+                    let args = std::iter::once(value)
+                        .chain(std::iter::once(p.support))
+                        .chain(p.pairs)
+                        .collect();
+                    Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(udf), args))
+                })
+                .collect::<Vec<_>>(),
+            None => parts.finals,
+        };
+        let outputs = group_cols.into_iter().chain(finals);
         let projection = outputs
             .zip(aggregate.schema.iter())
             .map(|(expr, (qualifier, field))| {

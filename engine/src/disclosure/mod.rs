@@ -1,0 +1,21 @@
+//! Statistical disclosure control, applied at the coordinator the moment partial answers are
+//! merged, so no operator above (HAVING, ORDER BY, LIMIT, joins, windows) and no output path ever
+//! sees an unprotected value.
+//!
+//! Rules in force (configured in `[disclosure]` of `federation.toml`):
+//! - **threshold**: a cell whose support (records contributing) is below `threshold` is NULL, for
+//!   every statistic;
+//! - **rounding**: released counts are rounded to the nearest `round_to` (default 5); with
+//!   `redact_at_or_below = 7` counts of 7 or fewer are NULL first (OpenSAFELY style);
+//! - **zeros**: a zero count is suppressed (default) or released (`zeros = "release"`);
+//! - **models**: correlation, covariance and regression need residual degrees of freedom
+//!   (n - 2) of at least `min_residual_df`.
+//!
+//! Not yet covered (see the README): dominance (NK, p-percent), secondary suppression of margins,
+//! and differencing across queries.
+
+pub mod config;
+mod protect;
+
+pub use config::{DisclosureConfig, Mode, Zeros};
+pub use protect::{Ledger, ProtectKind, ProtectUdf};

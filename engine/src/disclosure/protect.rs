@@ -1,0 +1,216 @@
+//! The protecting functions the rewrite wraps around every merged value, and the ledger that
+//! counts what they did.
+
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array};
+use datafusion::arrow::compute::kernels::nullif::nullif;
+use datafusion::arrow::compute::{cast, is_not_null};
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
+use datafusion::error::Result;
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
+
+use super::config::{DisclosureConfig, Zeros};
+
+/// Counts of what disclosure control did to one query's result.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    pub threshold: AtomicU64,
+    pub zeros: AtomicU64,
+    pub redacted: AtomicU64,
+    pub residual_df: AtomicU64,
+    pub rounded: AtomicU64,
+}
+
+impl Ledger {
+    /// One line for the researcher, e.g. `4 cells suppressed (threshold 10), 1 (residual df < 10); counts rounded to 5`.
+    pub fn summary(&self, config: &DisclosureConfig) -> String {
+        if !config.is_on() {
+            return "WARNING: disclosure control is OFF (allow_unsafe_output): exact counts, small cells included"
+                .into();
+        }
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut parts = Vec::new();
+        for (count, why) in [
+            (get(&self.threshold), format!("threshold {}", config.threshold)),
+            (get(&self.redacted), format!("≤ {}", config.redact_at_or_below)),
+            (get(&self.zeros), "zero".to_string()),
+            (
+                get(&self.residual_df),
+                format!("residual df < {}", config.min_residual_df),
+            ),
+        ] {
+            if count > 0 {
+                parts.push(format!("{count} ({why})"));
+            }
+        }
+        let mut line = match parts.len() {
+            0 => "no cells suppressed".to_string(),
+            _ => {
+                let total: u64 = [&self.threshold, &self.redacted, &self.zeros, &self.residual_df]
+                    .iter()
+                    .map(|c| get(c))
+                    .sum();
+                format!(
+                    "{total} cell{} suppressed: {}",
+                    if total == 1 { "" } else { "s" },
+                    parts.join(", ")
+                )
+            }
+        };
+        if config.round_to > 1 {
+            line.push_str(&format!("; counts rounded to {}", config.round_to));
+        }
+        line
+    }
+}
+
+/// What kind of value is being protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProtectKind {
+    /// A count: threshold, zeros, redaction, then rounding. Arguments: (count, support).
+    Count,
+    /// Any other statistic: threshold. Arguments: (value, support).
+    Statistic,
+    /// Correlation, covariance, regression: threshold and residual df. Arguments: (value, support, n).
+    Model,
+}
+
+/// `tessera_protect_*(value, support[, n])`: the value, or NULL where a rule suppresses it.
+#[derive(Debug)]
+pub struct ProtectUdf {
+    kind: ProtectKind,
+    config: DisclosureConfig,
+    ledger: Arc<Ledger>,
+    signature: Signature,
+    name: String,
+}
+
+impl ProtectUdf {
+    pub fn new(kind: ProtectKind, config: &DisclosureConfig, ledger: Arc<Ledger>) -> ProtectUdf {
+        let name = match kind {
+            ProtectKind::Count => "tessera_protect_count",
+            ProtectKind::Statistic => "tessera_protect",
+            ProtectKind::Model => "tessera_protect_model",
+        };
+        ProtectUdf {
+            kind,
+            config: config.clone(),
+            ledger,
+            // Volatile: the optimizer must neither fold nor duplicate it (each call is counted).
+            signature: Signature::variadic_any(Volatility::Volatile),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl PartialEq for ProtectUdf {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && Arc::ptr_eq(&self.ledger, &other.ledger)
+    }
+}
+
+impl Eq for ProtectUdf {}
+
+impl Hash for ProtectUdf {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.kind.hash(state);
+        Arc::as_ptr(&self.ledger).hash(state);
+    }
+}
+
+fn as_i64(array: &ArrayRef) -> Result<Int64Array> {
+    Ok(cast(array, &DataType::Int64)?.as_primitive::<Int64Type>().clone())
+}
+
+impl ScalarUDFImpl for ProtectUdf {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(match self.kind {
+            ProtectKind::Count => DataType::Int64,
+            _ => arg_types[0].clone(),
+        })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let value = &arrays[0];
+        let support = as_i64(&arrays[1])?;
+        let threshold = self.config.threshold as i64;
+        let count = |c: &AtomicU64, suppress: bool| {
+            if suppress {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+            suppress
+        };
+        let present = is_not_null(value)?;
+        match self.kind {
+            ProtectKind::Count => {
+                let counts = as_i64(value)?;
+                let base = self.config.round_to.max(1) as i64;
+                let out = (0..rows)
+                    .map(|i| {
+                        if counts.is_null(i) {
+                            return None;
+                        }
+                        let (v, s) = (counts.value(i), if support.is_null(i) { 0 } else { support.value(i) });
+                        if v == 0 {
+                            return match self.config.zeros {
+                                Zeros::Release => Some(0),
+                                Zeros::Suppress => {
+                                    self.ledger.zeros.fetch_add(1, Ordering::Relaxed);
+                                    None
+                                }
+                            };
+                        }
+                        if count(&self.ledger.threshold, s < threshold) {
+                            return None;
+                        }
+                        if count(&self.ledger.redacted, v <= self.config.redact_at_or_below as i64) {
+                            return None;
+                        }
+                        let rounded = (v + base / 2).div_euclid(base) * base;
+                        if base > 1 {
+                            self.ledger.rounded.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Some(rounded)
+                    })
+                    .collect::<Int64Array>();
+                Ok(ColumnarValue::Array(std::sync::Arc::new(out)))
+            }
+            ProtectKind::Statistic | ProtectKind::Model => {
+                let n = match self.kind {
+                    ProtectKind::Model => Some(cast(&arrays[2], &DataType::Float64)?),
+                    _ => None,
+                };
+                let suppress = (0..rows)
+                    .map(|i| {
+                        if !present.value(i) {
+                            return Some(false);
+                        }
+                        let s = if support.is_null(i) { 0 } else { support.value(i) };
+                        if count(&self.ledger.threshold, s < threshold) {
+                            return Some(true);
+                        }
+                        let df_short = n.as_ref().is_some_and(|n| {
+                            let n = n.as_primitive::<Float64Type>();
+                            n.is_null(i) || n.value(i) - 2.0 < self.config.min_residual_df as f64
+                        });
+                        Some(count(&self.ledger.residual_df, df_short))
+                    })
+                    .collect::<BooleanArray>();
+                Ok(ColumnarValue::Array(nullif(value, &suppress)?))
+            }
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! Disclosure control checked against hand-computed expectations on small, hand-made trusts.
+//!
+//! Two trusts hold these admitted episodes (age band: rows at RRK + rows at RTH = total):
+//! - `18-29`: 2 + 1 = 3 episodes, every stay 1 day;
+//! - `30-44`: 8 + 4 = 12 episodes, every stay 3 days;
+//! - `45-59`: 20 + 3 = 23 episodes, every stay 5 days.
+//!
+//! So with threshold 10 and rounding to 5: `18-29` is suppressed (3 < 10); `30-44` releases
+//! count 10 (12 rounds to 10) and mean 3; `45-59` releases 25 (23 rounds to 25) and mean 5.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Date32Array, Float64Array, Int32Array, Int8Array, RecordBatch, StringArray};
+use tessera_engine::coordinator::config::{FederationSection, NodeEntry};
+use tessera_engine::coordinator::{Coordinator, FederationConfig};
+use tessera_engine::disclosure::{DisclosureConfig, Mode, Zeros};
+use tessera_flight::NodeConfig;
+use tessera_schemas::Catalog;
+use tessera_support::{compare, rows_of, Cell, TestNode};
+
+/// (age band, episodes, length of stay, cost) per trust.
+const RRK: &[(&str, usize, i32, f64)] = &[
+    ("18-29", 2, 1, 900.0),
+    ("30-44", 8, 3, 2_000.0),
+    ("45-59", 20, 5, 3_000.0),
+];
+const RTH: &[(&str, usize, i32, f64)] = &[
+    ("18-29", 1, 1, 950.0),
+    ("30-44", 4, 3, 2_100.0),
+    ("45-59", 3, 5, 3_100.0),
+];
+
+/// Writes a trust's `apc_episodes.parquet` with the given groups (every other column fixed).
+fn write_trust(dir: &Path, provider: &str, groups: &[(&str, usize, i32, f64)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let rows = groups
+        .iter()
+        .flat_map(|(age, n, los, cost)| std::iter::repeat_n((*age, *los, *cost), *n))
+        .collect::<Vec<_>>();
+    let n = rows.len();
+    let schema = Catalog::builtin().contract("apc_episodes").unwrap().arrow_schema();
+    let text = |v: &str| Arc::new(StringArray::from(vec![v; n])) as ArrayRef;
+    // Costs vary a little within a group (by position), so correlations are defined.
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(
+            (0..n).map(|i| format!("{provider}-{i}")).collect::<Vec<_>>(),
+        )),
+        text(provider),
+        Arc::new(Date32Array::from(vec![19_844; n])),
+        Arc::new(Date32Array::from(rows.iter().map(|r| 19_844 + r.1).collect::<Vec<_>>())),
+        Arc::new(Int32Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
+        text("21"),
+        text("1"),
+        text("300"),
+        text("R69"),
+        Arc::new(StringArray::from(vec![None::<&str>; n])),
+        text("F"),
+        Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())),
+        Arc::new(Int8Array::from(vec![5i8; n])),
+        Arc::new(Float64Array::from(
+            rows.iter().enumerate().map(|(i, r)| r.2 + i as f64).collect::<Vec<_>>(),
+        )),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+    let file = std::fs::File::create(dir.join("apc_episodes.parquet")).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+struct Small {
+    _dir: tempfile::TempDir,
+    _nodes: Vec<TestNode>,
+    entries: Vec<NodeEntry>,
+}
+
+async fn small_federation() -> Small {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = Vec::new();
+    let mut entries = Vec::new();
+    for (provider, groups) in [("RRK", RRK), ("RTH", RTH)] {
+        let trust = dir.path().join(provider);
+        write_trust(&trust, provider, groups);
+        let node = TestNode::start(&NodeConfig::for_trust_dir(
+            provider,
+            &trust,
+            "127.0.0.1:0",
+            &["apc_episodes".into()],
+        ))
+        .await;
+        entries.push(NodeEntry {
+            name: provider.into(),
+            url: node.running.url(),
+        });
+        nodes.push(node);
+    }
+    Small {
+        _dir: dir,
+        _nodes: nodes,
+        entries,
+    }
+}
+
+fn coordinator(small: &Small, disclosure: DisclosureConfig) -> Coordinator {
+    let config = FederationConfig {
+        federation: FederationSection::default(),
+        nodes: small.entries.clone(),
+        disclosure,
+    };
+    Coordinator::new(config, &Catalog::builtin()).unwrap()
+}
+
+fn null() -> Cell {
+    Cell::Null
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_cells_are_suppressed_for_every_statistic_and_counts_are_rounded() {
+    let small = small_federation().await;
+    let on = coordinator(&small, DisclosureConfig::default());
+    let result = on
+        .query("SELECT age_band, count(*) AS n, avg(los_days) AS mean_los, sum(los_days) AS bed_days FROM apc_episodes GROUP BY age_band ORDER BY age_band")
+        .await
+        .unwrap();
+    let expected = vec![
+        vec![Cell::from("18-29"), null(), null(), null()],
+        vec![Cell::from("30-44"), Cell::Int(10), Cell::Float(3.0), Cell::Int(36)],
+        vec![Cell::from("45-59"), Cell::Int(25), Cell::Float(5.0), Cell::Int(115)],
+    ];
+    compare(&rows_of(&result.batches), &expected, true).unwrap();
+    assert_eq!(
+        result.disclosure,
+        "3 cells suppressed: 3 (threshold 10); counts rounded to 5"
+    );
+
+    // With disclosure control off (and confirmed), the same query is exact.
+    let off = coordinator(&small, DisclosureConfig::off());
+    let exact = off
+        .query("SELECT age_band, count(*) AS n FROM apc_episodes GROUP BY age_band ORDER BY age_band")
+        .await
+        .unwrap();
+    let expected = vec![
+        vec![Cell::from("18-29"), Cell::Int(3)],
+        vec![Cell::from("30-44"), Cell::Int(12)],
+        vec![Cell::from("45-59"), Cell::Int(23)],
+    ];
+    compare(&rows_of(&exact.batches), &expected, true).unwrap();
+    assert!(exact.disclosure.starts_with("WARNING: disclosure control is OFF"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redaction_zeros_and_filtered_counts_follow_the_configured_policy() {
+    let small = small_federation().await;
+    let sql =
+        "SELECT count(*) FILTER (WHERE los_days > 100) AS none, count(*) FILTER (WHERE age_band = '18-29') AS few, \
+               count(*) FILTER (WHERE age_band = '30-44') AS some, count(*) AS everyone FROM apc_episodes";
+    // OpenSAFELY style: counts of 7 or fewer redacted, then rounded to 5; threshold 1.
+    let opensafely = DisclosureConfig {
+        threshold: 1,
+        redact_at_or_below: 7,
+        ..DisclosureConfig::default()
+    };
+    let result = coordinator(&small, opensafely.clone()).query(sql).await.unwrap();
+    // none = 0 (a zero: suppressed), few = 3 (≤ 7: redacted), some = 12 → 10, everyone = 38 → 40.
+    compare(
+        &rows_of(&result.batches),
+        &[vec![null(), null(), Cell::Int(10), Cell::Int(40)]],
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        result.disclosure,
+        "2 cells suppressed: 1 (≤ 7), 1 (zero); counts rounded to 5"
+    );
+
+    let zeros_released = DisclosureConfig {
+        zeros: Zeros::Release,
+        ..opensafely
+    };
+    let result = coordinator(&small, zeros_released).query(sql).await.unwrap();
+    compare(
+        &rows_of(&result.batches),
+        &[vec![Cell::Int(0), null(), Cell::Int(10), Cell::Int(40)]],
+        false,
+    )
+    .unwrap();
+
+    let no_rounding = DisclosureConfig {
+        round_to: 1,
+        ..DisclosureConfig::default()
+    };
+    let result = coordinator(&small, no_rounding).query(sql).await.unwrap();
+    // Threshold 10: few (3) suppressed; some = 12 and everyone = 38 released exactly.
+    compare(
+        &rows_of(&result.batches),
+        &[vec![null(), null(), Cell::Int(12), Cell::Int(38)]],
+        false,
+    )
+    .unwrap();
+    assert_eq!(result.disclosure, "2 cells suppressed: 1 (threshold 10), 1 (zero)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_need_ten_residual_degrees_of_freedom() {
+    let small = small_federation().await;
+    let on = coordinator(&small, DisclosureConfig::default());
+    // 30-44 has 12 pairs (df 10: released); restricted to RRK's 8 it has df 6.
+    let result = on
+        .query("SELECT age_band, corr(los_days, cost_gbp) AS r, covar_samp(cost_gbp, cost_gbp) AS v FROM apc_episodes WHERE age_band = '30-44' GROUP BY age_band")
+        .await
+        .unwrap();
+    let rows = rows_of(&result.batches);
+    assert!(matches!(rows[0][2], Cell::Float(v) if v > 0.0), "{rows:?}");
+    // With threshold 5 the 8 records pass the threshold, but 8 - 2 = 6 residual df do not.
+    let lower_threshold = coordinator(
+        &small,
+        DisclosureConfig {
+            threshold: 5,
+            ..DisclosureConfig::default()
+        },
+    );
+    let result = lower_threshold
+        .query("SELECT covar_samp(cost_gbp, cost_gbp) AS v FROM apc_episodes WHERE age_band = '30-44' AND provider_code = 'RRK'")
+        .await
+        .unwrap();
+    compare(&rows_of(&result.batches), &[vec![null()]], false).unwrap();
+    assert_eq!(
+        result.disclosure,
+        "1 cell suppressed: 1 (residual df < 10); counts rounded to 5"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn having_and_order_by_see_only_protected_values() {
+    let small = small_federation().await;
+    let on = coordinator(&small, DisclosureConfig::default());
+    // Probing for small groups with HAVING finds nothing: the small count is already NULL.
+    let result = on
+        .query("SELECT age_band FROM apc_episodes GROUP BY age_band HAVING count(*) < 5")
+        .await
+        .unwrap();
+    assert_eq!(result.num_rows(), 0);
+    // ORDER BY … LIMIT 1 cannot single out the suppressed cell's value either.
+    let result = on
+        .query("SELECT age_band, count(*) AS n FROM apc_episodes GROUP BY age_band ORDER BY n ASC NULLS LAST LIMIT 1")
+        .await
+        .unwrap();
+    compare(
+        &rows_of(&result.batches),
+        &[vec![Cell::from("30-44"), Cell::Int(10)]],
+        false,
+    )
+    .unwrap();
+}
+
+#[test]
+fn turning_disclosure_control_off_must_be_confirmed() {
+    let config = DisclosureConfig {
+        mode: Mode::Off,
+        ..DisclosureConfig::default()
+    };
+    assert_eq!(
+        config.check().unwrap_err(),
+        "[disclosure] mode = \"off\" releases exact small counts; set allow_unsafe_output = true to confirm"
+    );
+    assert_eq!(
+        DisclosureConfig {
+            threshold: 0,
+            ..DisclosureConfig::default()
+        }
+        .check()
+        .unwrap_err(),
+        "[disclosure] threshold: must be at least 1"
+    );
+    assert!(DisclosureConfig::off().check().is_ok());
+}
