@@ -311,7 +311,7 @@ fn query_writes_every_format_and_uses_psql_exit_codes() {
     );
     assert!(stdout(&out).is_empty());
     let out = query(&["-c", "SELECT max(cost_gbp) FROM apc_episodes"]);
-    assert_clean_error(&out, 1, "refused: max() of cost_gbp would reveal one record's value");
+    assert_clean_error(&out, 1, "max(cost_gbp) would release one patient's exact value");
 
     let dead = fed.dir.path().join("dead.toml");
     std::fs::write(&dead, "[[nodes]]\nname = \"RTH\"\nurl = \"http://127.0.0.1:9\"\n").unwrap();

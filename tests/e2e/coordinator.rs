@@ -66,6 +66,11 @@ async fn unsupported_and_unsafe_queries_are_refused_with_the_construct_and_the_a
             "sub-queries inside expressions (IN (SELECT …), EXISTS, scalar sub-queries) over federated data are not \
              supported; use a JOIN, or compute the inner aggregate in a CTE and join it",
         ),
+        (
+            "SELECT treatment_specialty, max(cost_gbp) FROM apc_episodes GROUP BY 1",
+            "max(cost_gbp) would release one patient's exact value (cost_gbp is a sensitive measure); use avg(cost_gbp), \
+             or count(*) by bands of cost_gbp",
+        ),
         ("SELEC 1", "syntax error: sql parser error: Expected: an SQL statement, found: SELEC at Line: 1, Column: 1"),
     ];
     for (sql, message) in cases {
@@ -74,13 +79,13 @@ async fn unsupported_and_unsafe_queries_are_refused_with_the_construct_and_the_a
     }
 
     // A trust's own refusal reaches the researcher verbatim, with the trust's name.
-    let (kind, got) = refusal(&fed, "SELECT max(cost_gbp) FROM apc_episodes").await;
+    let (kind, got) = refusal(&fed, "SELECT count(*) FROM apc_episodes WHERE person_id = 'abc'").await;
     assert_eq!(kind, ErrorKind::Query);
     let trust = got.split(' ').next().unwrap();
     assert!(["RRK", "RTH", "RJ1"].contains(&trust), "{got}");
     assert_eq!(
         got.strip_prefix(trust).unwrap(),
-        " refused: max() of cost_gbp would reveal one record's value (cost_gbp is a sensitive measure)"
+        " refused: column person_id is an identifier and cannot be compared with a value"
     );
 }
 
@@ -160,14 +165,19 @@ async fn with_partial_answers_the_result_says_which_trusts_answered() {
         result.provenance.summary(),
         "2 of 3 trusts answered (RRK, RTH) — RX1 unreachable (connection refused)"
     );
-    // A refusal is never turned into a partial answer.
+    // A trust's refusal is never turned into a partial answer.
     let err = fed
         .coordinator
-        .query("SELECT min(cost_gbp) FROM apc_episodes")
+        .query("SELECT count(*) FROM apc_episodes WHERE person_id LIKE 'a%'")
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Query);
-    assert!(err.message.contains("refused: min() of cost_gbp"), "{}", err.message);
+    assert!(
+        err.message
+            .ends_with("refused: column person_id is an identifier and cannot be compared with a value"),
+        "{}",
+        err.message
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -69,13 +69,13 @@ fn write_trust(dir: &Path, provider: &str, groups: &[(&str, usize, i32, f64)]) {
     writer.close().unwrap();
 }
 
-struct Small {
+pub(crate) struct Small {
     _dir: tempfile::TempDir,
     _nodes: Vec<TestNode>,
     entries: Vec<NodeEntry>,
 }
 
-async fn small_federation() -> Small {
+pub(crate) async fn small_federation() -> Small {
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = Vec::new();
     let mut entries = Vec::new();
@@ -102,7 +102,7 @@ async fn small_federation() -> Small {
     }
 }
 
-fn coordinator(small: &Small, disclosure: DisclosureConfig) -> Coordinator {
+pub(crate) fn coordinator(small: &Small, disclosure: DisclosureConfig) -> Coordinator {
     let config = FederationConfig {
         federation: FederationSection::default(),
         nodes: small.entries.clone(),

@@ -1,5 +1,6 @@
 //! End-to-end tests: real nodes on real ports, queried over Arrow Flight.
 
+mod attacks;
 mod audit_log;
 mod coordinator;
 mod disclosure;

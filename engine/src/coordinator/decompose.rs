@@ -55,6 +55,8 @@ pub struct Context<'a> {
     pub state: &'a SessionState,
     /// Names of identifier columns in any contract (`person_id`).
     pub identifiers: &'a BTreeSet<String>,
+    /// Names of sensitive measures in any contract (`cost_gbp`): their min/max is one person's value.
+    pub sensitive: &'a BTreeSet<String>,
     /// The query groups by `provider_code`: every group belongs to one trust.
     pub grouped_by_trust: bool,
     /// The query's own GROUP BY expressions.
@@ -127,6 +129,19 @@ impl Decomposition {
         let name = f.func.name().to_string();
         let params = &f.params;
         let (args, distinct, filter) = (params.args.clone(), params.distinct, params.filter.clone());
+        if name == "min" || name == "max" {
+            if let Some(measure) = args
+                .iter()
+                .flat_map(|a| a.column_refs())
+                .find(|c| ctx.sensitive.contains(&c.name))
+            {
+                let measure = &measure.name;
+                return Err(unsupported(format!(
+                    "{name}({measure}) would release one patient's exact value ({measure} is a sensitive measure); \
+                     use avg({measure}), or count(*) by bands of {measure}"
+                )));
+            }
+        }
         let splittable = matches!(
             name.as_str(),
             "count" | "sum" | "avg" | "min" | "max" | "bool_and" | "bool_or"

@@ -111,6 +111,7 @@ pub struct Coordinator {
     public: BTreeSet<String>,
     identifiers: BTreeSet<String>,
     person_tables: BTreeSet<String>,
+    sensitive: BTreeSet<String>,
     next_query: AtomicU64,
 }
 
@@ -150,6 +151,12 @@ impl Coordinator {
             .filter(|c| c.identifiers().next().is_some())
             .map(|c| c.name.clone())
             .collect();
+        let sensitive = catalog
+            .contracts()
+            .flat_map(|c| c.columns.iter())
+            .filter(|c| c.sensitive)
+            .map(|c| c.name.clone())
+            .collect();
         Ok(Coordinator {
             ctx,
             nodes,
@@ -158,6 +165,7 @@ impl Coordinator {
             public,
             identifiers,
             person_tables,
+            sensitive,
             next_query: AtomicU64::new(1),
         })
     }
@@ -210,6 +218,7 @@ impl Coordinator {
             public: &self.public,
             identifiers: &self.identifiers,
             person_tables: &self.person_tables,
+            sensitive: &self.sensitive,
             request: self.request_info(),
             disclosure: disclosure.is_on().then_some((disclosure, ledger)),
         };

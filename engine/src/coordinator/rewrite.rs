@@ -49,6 +49,8 @@ pub struct Rewriter<'a> {
     pub federated: &'a BTreeSet<String>,
     pub public: &'a BTreeSet<String>,
     pub identifiers: &'a BTreeSet<String>,
+    /// Sensitive measures in any contract.
+    pub sensitive: &'a BTreeSet<String>,
     /// Federated tables that hold records about people (they have an identifier column).
     pub person_tables: &'a BTreeSet<String>,
     pub request: RequestInfo,
@@ -118,6 +120,7 @@ impl Rewriter<'_> {
         let ctx = Context {
             state: self.state,
             identifiers: self.identifiers,
+            sensitive: self.sensitive,
             grouped_by_trust,
             group_exprs: &aggregate.group_expr,
         };
