@@ -155,3 +155,49 @@ async fn averaging_repeated_queries_learns_nothing_new() {
     }
     assert_eq!(first, [["10"]], "the true 12 is never released");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn margins_cannot_be_differenced_to_recover_a_suppressed_cell() {
+    let small = small_federation().await;
+    let c = coordinator(&small, DisclosureConfig::default());
+    // ROLLUP margin recovery: the total is computed from the released cells (10 + 25), so
+    // total minus released cells gives 0, not the suppressed 3.
+    let result = c
+        .query(
+            "SELECT age_band, count(*) AS n FROM apc_episodes GROUP BY ROLLUP(age_band) ORDER BY age_band NULLS LAST",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rows_of(&result.batches)
+            .iter()
+            .map(|r| format!("{r:?}"))
+            .collect::<Vec<_>>(),
+        [
+            "[Str(\"18-29\"), Null]",
+            "[Str(\"30-44\"), Int(10)]",
+            "[Str(\"45-59\"), Int(25)]",
+            "[Null, Int(35)]",
+        ]
+    );
+    assert_eq!(
+        result.disclosure,
+        "1 cell suppressed: 1 (threshold 10); counts rounded to 5; totals computed from released cells"
+    );
+    // CUBE and GROUPING SETS margins likewise add up to the released cells only.
+    let rows = released(
+        &c,
+        "SELECT age_band, sex, sum(los_days) AS s FROM apc_episodes GROUP BY CUBE(age_band, sex)",
+    )
+    .await;
+    hides(&rows, &["3", "3.0"], "CUBE margin recovery", false);
+    let total = rows
+        .iter()
+        .find(|r| r[0] == "NULL" && r[1] == "NULL")
+        .expect("grand total");
+    assert_eq!(
+        total[2],
+        (12 * 3 + 23 * 5).to_string(),
+        "the grand total is the sum of the released cells"
+    );
+}

@@ -108,6 +108,11 @@ const WRITTEN: &[(&str, bool)] = &[
       WHERE admission_date >= DATE '2024-06-01'", false),
     ("SELECT round(avg(los_days), 3) AS r, count(*) * 2 AS doubled, sum(los_days) / count(*) AS ratio FROM apc_episodes", false),
     ("SELECT treatment_specialty, unit_cost_gbp FROM ref_unit_costs WHERE patient_class = '1'", false),
+    ("SELECT age_band, sex, count(*) AS n, sum(los_days) AS s, min(los_days) AS lo, max(admission_date) AS last_day \
+      FROM apc_episodes GROUP BY ROLLUP(age_band, sex)", false),
+    ("SELECT provider_code, patient_class, count(*) AS n, sum(cost_gbp) AS cost FROM apc_episodes \
+      WHERE admission_method LIKE '1%' GROUP BY CUBE(provider_code, patient_class)", false),
+    ("SELECT sex, imd_decile, count(*) AS n FROM apc_episodes GROUP BY GROUPING SETS ((sex), (imd_decile), ())", false),
 ];
 
 async fn check_all(fed: &Federation, label: &str) -> usize {

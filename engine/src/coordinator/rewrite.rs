@@ -22,14 +22,15 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{
-    cast, Aggregate, BinaryExpr, Expr, Extension, LogicalPlan, Operator, Projection, UserDefinedLogicalNodeCore,
+    cast, Aggregate, BinaryExpr, Expr, Extension, GroupingSet, LogicalPlan, Operator, Projection,
+    UserDefinedLogicalNodeCore,
 };
 use datafusion::sql::unparser::Unparser;
 
 use super::decompose::{Context, Decomposition};
 use super::scan::FederatedScan;
 use crate::disclosure::{DisclosureConfig, Ledger, ProtectUdf};
-use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::expr::{AggregateFunction, ScalarFunction};
 use datafusion::logical_expr::ScalarUDF;
 
 /// The column every contract table uses for the trust's ODS code.
@@ -108,9 +109,12 @@ impl Rewriter<'_> {
             Scope::Federated(tables) => tables,
             Scope::Public | Scope::Central => return Ok(Transformed::no(LogicalPlan::Aggregate(aggregate))),
         };
+        if let [Expr::GroupingSet(set)] = aggregate.group_expr.as_slice() {
+            return self.rewrite_grouping_sets(&aggregate, set).map(Transformed::yes);
+        }
         if aggregate.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
             return Err(plan_error(
-                "ROLLUP, CUBE and GROUPING SETS over federated data are not supported yet; run one GROUP BY per level",
+                "over federated data, ROLLUP, CUBE or GROUPING SETS must be the whole GROUP BY clause",
             ));
         }
         let grouped_by_trust = aggregate
@@ -134,6 +138,98 @@ impl Rewriter<'_> {
         let scan = self.fragment(&aggregate, &parts, tables)?;
         let merged = self.merge(&aggregate, parts, scan, about_people)?;
         Ok(Transformed::yes(merged))
+    }
+
+    /// ROLLUP, CUBE and GROUPING SETS: the finest cells are federated and protected like any
+    /// aggregate, then every margin is computed centrally *from the released cells only*, so no
+    /// total can be used to subtract a suppressed cell back out.
+    fn rewrite_grouping_sets(&self, aggregate: &Aggregate, set: &GroupingSet) -> Result<LogicalPlan> {
+        let margin_function = |expr: &Expr| match expr {
+            Expr::AggregateFunction(f) if !f.params.distinct => match f.func.name() {
+                "count" | "sum" => Some("sum"),
+                "min" => Some("min"),
+                "max" => Some("max"),
+                _ => None,
+            },
+            _ => None,
+        };
+        let margins = aggregate
+            .aggr_expr
+            .iter()
+            .map(|e| {
+                margin_function(e).ok_or_else(|| {
+                    plan_error(format!(
+                        "with ROLLUP, CUBE or GROUPING SETS over federated data only count, sum, min and max are supported \
+                         (totals are computed from the released cells); `{e}` is not"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let finest = set.distinct_expr().into_iter().cloned().collect::<Vec<_>>();
+        let cells = Aggregate::try_new(aggregate.input.clone(), finest.clone(), aggregate.aggr_expr.clone())?;
+        let cell_columns = cells.schema.columns();
+        let released = self.rewrite_aggregate(cells)?.data;
+        let to_column = |e: &Expr| -> Result<Expr> {
+            let i = finest
+                .iter()
+                .position(|f| f == e)
+                .ok_or_else(|| plan_error("grouping expression not found"))?;
+            Ok(Expr::Column(cell_columns[i].clone()))
+        };
+        let map_all = |exprs: &[Expr]| exprs.iter().map(to_column).collect::<Result<Vec<_>>>();
+        let central_set = match set {
+            GroupingSet::Rollup(exprs) => GroupingSet::Rollup(map_all(exprs)?),
+            GroupingSet::Cube(exprs) => GroupingSet::Cube(map_all(exprs)?),
+            GroupingSet::GroupingSets(sets) => {
+                GroupingSet::GroupingSets(sets.iter().map(|s| map_all(s)).collect::<Result<Vec<_>>>()?)
+            }
+        };
+        let udaf = |name: &str| {
+            self.state
+                .aggregate_functions()
+                .get(name)
+                .cloned()
+                .ok_or_else(|| DataFusionError::Internal(format!("aggregate function {name} is not registered")))
+        };
+        let margin_exprs = margins
+            .iter()
+            .enumerate()
+            .map(|(j, name)| {
+                let cell = Expr::Column(cell_columns[finest.len() + j].clone());
+                Ok(Expr::AggregateFunction(AggregateFunction::new_udf(
+                    udaf(name)?,
+                    vec![cell],
+                    false,
+                    None,
+                    vec![],
+                    None,
+                ))
+                .alias(format!("margin{j}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let central = LogicalPlan::Aggregate(Aggregate::try_new(
+            Arc::new(released),
+            vec![Expr::GroupingSet(central_set)],
+            margin_exprs,
+        )?);
+        if let Some((_, ledger)) = &self.disclosure {
+            ledger
+                .margins_from_released
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let projection = central
+            .schema()
+            .columns()
+            .into_iter()
+            .zip(aggregate.schema.iter())
+            .map(|(column, (qualifier, field))| {
+                cast(Expr::Column(column), field.data_type().clone()).alias_qualified(qualifier.cloned(), field.name())
+            })
+            .collect::<Vec<_>>();
+        Ok(LogicalPlan::Projection(Projection::try_new(
+            projection,
+            Arc::new(central),
+        )?))
     }
 
     /// Builds the fragment every trust runs and wraps it in a [`FederatedScan`].

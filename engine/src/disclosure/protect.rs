@@ -2,7 +2,7 @@
 //! counts what they did.
 
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array};
@@ -22,6 +22,8 @@ pub struct Ledger {
     pub redacted: AtomicU64,
     pub residual_df: AtomicU64,
     pub rounded: AtomicU64,
+    /// Totals (ROLLUP, CUBE, GROUPING SETS) were computed from released cells only.
+    pub margins_from_released: AtomicBool,
 }
 
 impl Ledger {
@@ -62,6 +64,9 @@ impl Ledger {
         };
         if config.round_to > 1 {
             line.push_str(&format!("; counts rounded to {}", config.round_to));
+        }
+        if self.margins_from_released.load(Ordering::Relaxed) {
+            line.push_str("; totals computed from released cells");
         }
         line
     }
