@@ -461,30 +461,22 @@ impl Federation {
         seed: u64,
         edit: impl FnOnce(&mut tessera_engine::coordinator::FederationConfig),
     ) -> Federation {
-        use tessera_engine::coordinator::config::{FederationSection, NodeEntry};
         let data = TestData::generate(providers, rows, seed);
         let mut nodes = Vec::new();
         for p in providers {
             let config = data.node_config(p, |c| c.policy.max_groups = 1_000_000);
             nodes.push(TestNode::start(&config).await);
         }
-        let mut config = tessera_engine::coordinator::FederationConfig {
-            federation: FederationSection {
-                requester: "harness".into(),
-                project: "exactness".into(),
-                ..FederationSection::default()
-            },
-            nodes: providers
+        let mut config = tessera_engine::coordinator::FederationConfig::new(
+            "harness",
+            "exactness",
+            providers
                 .iter()
                 .zip(&nodes)
-                .map(|(p, n)| NodeEntry {
-                    name: p.to_string(),
-                    url: n.running.url(),
-                })
-                .collect(),
-            // Exactness is checked with disclosure control explicitly off.
-            disclosure: tessera_engine::disclosure::DisclosureConfig::off(),
-        };
+                .map(|(p, n)| (p.to_string(), n.running.url())),
+        );
+        // Exactness is checked with disclosure control explicitly off.
+        config.disclosure = tessera_engine::disclosure::DisclosureConfig::off();
         edit(&mut config);
         let catalog = Catalog::builtin();
         let coordinator = tessera_engine::coordinator::Coordinator::new(config, &catalog).expect("coordinator");

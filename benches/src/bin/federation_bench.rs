@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use tessera_benches::summarise;
-use tessera_engine::coordinator::config::{FederationSection, NodeEntry};
 use tessera_engine::coordinator::{Coordinator, FederationConfig};
 use tessera_engine::reference::union_session;
 use tessera_engine::tour::TOUR;
@@ -53,20 +52,11 @@ async fn main() {
             node.spawn("127.0.0.1:0".parse().unwrap()).await.expect("node binds"),
         ));
     }
-    let federation = FederationConfig {
-        federation: FederationSection {
-            requester: "bench".into(),
-            ..FederationSection::default()
-        },
-        nodes: running
-            .iter()
-            .map(|(name, node)| NodeEntry {
-                name: name.clone(),
-                url: node.url(),
-            })
-            .collect(),
-        disclosure: Default::default(),
-    };
+    let federation = FederationConfig::new(
+        "bench",
+        "",
+        running.iter().map(|(name, node)| (name.clone(), node.url())),
+    );
     let coordinator = Coordinator::new(federation, &catalog).expect("coordinator");
     let dirs = trusts.iter().map(|t| t.dir.clone()).collect::<Vec<_>>();
     let single = union_session(&dirs, &catalog).expect("reference session");

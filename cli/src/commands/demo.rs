@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use clap::Args;
 use datafusion::arrow::util::pretty::pretty_format_batches;
-use tessera_engine::coordinator::config::{FederationSection, NodeEntry};
 use tessera_engine::coordinator::{Coordinator, FederationConfig};
 use tessera_flight::client::NodeClient;
 use tessera_flight::node::{RunningNode, TrustNode};
@@ -75,21 +74,11 @@ pub fn run(args: DemoArgs) -> Outcome {
             println!("trust node {} listening on {}", trust.provider, running.url());
             nodes.push((trust.provider.clone(), running));
         }
-        let federation = FederationConfig {
-            federation: FederationSection {
-                requester: "demo@tessera".into(),
-                project: "demo-tour".into(),
-                ..FederationSection::default()
-            },
-            nodes: nodes
-                .iter()
-                .map(|(name, node)| NodeEntry {
-                    name: name.clone(),
-                    url: node.url(),
-                })
-                .collect(),
-            disclosure: Default::default(),
-        };
+        let federation = FederationConfig::new(
+            "demo@tessera",
+            "demo-tour",
+            nodes.iter().map(|(name, node)| (name.clone(), node.url())),
+        );
         let coordinator = Coordinator::new(federation.clone(), &catalog).map_err(query::failure)?;
         for (i, (title, sql)) in tessera_engine::tour::TOUR.iter().enumerate() {
             let sql = sql.split_whitespace().collect::<Vec<_>>().join(" ");

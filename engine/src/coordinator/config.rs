@@ -77,6 +77,20 @@ pub struct NodeEntry {
 pub type FederationConfigError = ConfigFileError;
 
 impl FederationConfig {
+    /// A federation of `nodes` (name, url) asked on behalf of `requester` for `project`, with the
+    /// default failure policy and disclosure control on.
+    pub fn new(requester: &str, project: &str, nodes: impl IntoIterator<Item = (String, String)>) -> FederationConfig {
+        FederationConfig {
+            federation: FederationSection {
+                requester: requester.to_string(),
+                project: project.to_string(),
+                ..FederationSection::default()
+            },
+            nodes: nodes.into_iter().map(|(name, url)| NodeEntry { name, url }).collect(),
+            disclosure: DisclosureConfig::default(),
+        }
+    }
+
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<FederationConfig, FederationConfigError> {
         let config: FederationConfig = read_toml(path)?;
