@@ -197,10 +197,10 @@ impl Decomposition {
                 let d = self.distinct_column(ctx, distinct_arg.as_ref().expect("distinct argument"))?;
                 self.merge(ctx.call(&name, vec![d], true, None)?)
             }
+            // These merge with themselves: a sum of sums, a min of mins, …
             "sum" | "min" | "max" | "bool_and" | "bool_or" => {
-                let merge_name = if name == "sum" { "sum" } else { name.as_str() };
                 let p = self.partial(ctx.call(&name, args, false, filter)?);
-                self.merge(ctx.call(merge_name, vec![p], false, None)?)
+                self.merge(ctx.call(&name, vec![p], false, None)?)
             }
             "avg" => {
                 let s = self.partial(ctx.call("sum", args.clone(), false, filter.clone())?);

@@ -23,7 +23,6 @@ use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{
     cast, Aggregate, BinaryExpr, Expr, Extension, GroupingSet, LogicalPlan, Operator, Projection,
-    UserDefinedLogicalNodeCore,
 };
 use datafusion::sql::unparser::Unparser;
 
@@ -266,7 +265,6 @@ impl Rewriter<'_> {
             project: self.request.project.clone(),
             schema,
         };
-        let _ = scan.name();
         Ok(LogicalPlan::Extension(Extension { node: Arc::new(scan) }))
     }
 
