@@ -134,6 +134,16 @@ async fn attacks_needing_raw_values_or_identifiers_are_refused() {
             "SELECT string_agg(CAST(cost_gbp AS VARCHAR), ',') FROM apc_episodes",
             "would release individual values",
         ),
+        (
+            "a sub-query singling out people",
+            "SELECT count(*) FROM apc_episodes WHERE person_id IN (SELECT person_id FROM apc_episodes WHERE cost_gbp > 2000)",
+            "sub-queries inside expressions",
+        ),
+        (
+            "linking one person's records across trusts",
+            "SELECT count(*) FROM apc_episodes a JOIN apc_episodes b ON a.person_id = b.person_id",
+            "would match rows across trusts",
+        ),
     ] {
         let message_got = refused(&c, sql).await;
         assert!(message_got.contains(message), "{attack}: {message_got}");
