@@ -74,6 +74,10 @@ async fn attacks_on_small_cells_recover_nothing() {
         ("join with a reference table isolating a value", "SELECT r.unit_cost_gbp, count(*), sum(a.cost_gbp) FROM apc_episodes a JOIN ref_unit_costs r ON a.treatment_specialty = r.treatment_specialty AND a.patient_class = r.patient_class WHERE a.age_band = '18-29' GROUP BY 1"),
         ("a statistic computed centrally from a small cell", "SELECT age_band, count(*) * 1.0 / 1, sum(cost_gbp) / count(*) FROM apc_episodes GROUP BY age_band"),
         ("a zero revealing everyone shares a trait", "SELECT count(*) FILTER (WHERE los_days > 1 AND age_band = '18-29') FROM apc_episodes"),
+        ("a small count hidden in count(CASE …)", "SELECT count(CASE WHEN age_band = '18-29' THEN 1 END) FROM apc_episodes"),
+        ("a small count hidden in a sum of an indicator", "SELECT sum(CASE WHEN age_band = '18-29' THEN 1 ELSE 0 END) FROM apc_episodes"),
+        ("a small count hidden in a mean of an indicator", "SELECT avg(CASE WHEN age_band = '18-29' THEN 1.0 ELSE 0.0 END) * 38 FROM apc_episodes"),
+        ("a small group's costs hidden in a sum over everyone", "SELECT sum(CASE WHEN age_band = '18-29' THEN cost_gbp ELSE 0 END) FROM apc_episodes"),
         ("window over aggregates exposing a small cell", "SELECT age_band, n, sum(n) OVER () AS total FROM (SELECT age_band, count(*) AS n FROM apc_episodes GROUP BY age_band) t"),
     ];
     for (attack, sql) in attacks {

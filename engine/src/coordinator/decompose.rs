@@ -44,7 +44,8 @@ pub struct Decomposition {
 #[derive(Debug, Clone)]
 pub struct Protection {
     pub kind: ProtectKind,
-    /// Records contributing (the group's rows, after the aggregate's own FILTER).
+    /// Records contributing: the group's rows after the aggregate's own FILTER, or for sums and
+    /// means the records with a non-zero value.
     pub support: Expr,
     /// Pairs used by a model (correlation, covariance, regression), for residual df.
     pub pairs: Option<Expr>,
@@ -233,7 +234,20 @@ impl Decomposition {
         args: &[Expr],
         filter: Option<Box<Expr>>,
     ) -> Result<Protection> {
-        let rows = self.partial(ctx.call("count", vec![lit(1i64)], false, filter.clone())?);
+        // A sum or mean is built from the records that contribute a non-zero value: a sum of a
+        // 0/1 indicator is a count in disguise, and is judged by how many records it counts.
+        let contributors = match (name, args) {
+            ("sum" | "avg", [arg]) => {
+                let nonzero = arg.clone().not_eq(lit(0i64));
+                let only = match filter.clone() {
+                    Some(f) => f.and(nonzero),
+                    None => nonzero,
+                };
+                ctx.call("count", vec![arg.clone()], false, Some(Box::new(only)))?
+            }
+            _ => ctx.call("count", vec![lit(1i64)], false, filter.clone())?,
+        };
+        let rows = self.partial(contributors);
         let support = self.merge(ctx.call("sum", vec![rows], false, None)?);
         let statistic = Statistic::of_aggregate(name);
         let kind = match (name, statistic) {

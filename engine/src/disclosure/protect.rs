@@ -75,7 +75,8 @@ impl Ledger {
 /// What kind of value is being protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProtectKind {
-    /// A count: threshold, zeros, redaction, then rounding. Arguments: (count, support).
+    /// A count: zeros, threshold (on the group's support and on the count itself), redaction, then
+    /// rounding. Arguments: (count, support).
     Count,
     /// Any other statistic: threshold. Arguments: (value, support).
     Statistic,
@@ -178,7 +179,8 @@ impl ScalarUDFImpl for ProtectUdf {
                                 }
                             };
                         }
-                        if count(&self.ledger.threshold, s < threshold) {
+                        // A count is its own support too: count(CASE WHEN … THEN 1 END) counts a subset of the group.
+                        if count(&self.ledger.threshold, s < threshold || v < threshold) {
                             return None;
                         }
                         if count(&self.ledger.redacted, v <= self.config.redact_at_or_below as i64) {
