@@ -57,7 +57,7 @@ async fn attacks_on_small_cells_recover_nothing() {
     let small = small_federation().await;
     let c = coordinator(&small, DisclosureConfig::default());
     // The secrets: the small group's count (3), total bed days (3), mean stay (1), costs and their sum/mean.
-    let secrets = ["3", "1", "1.0", "900", "901", "950", "2751", "917"];
+    let secrets = ["3", "3.0", "1", "1.0", "900", "901", "950", "2751", "917"];
 
     let attacks: &[(&str, &str)] = &[
         ("single small cell", "SELECT age_band, count(*) FROM apc_episodes GROUP BY age_band"),
@@ -77,6 +77,7 @@ async fn attacks_on_small_cells_recover_nothing() {
         ("a small count hidden in count(CASE …)", "SELECT count(CASE WHEN age_band = '18-29' THEN 1 END) FROM apc_episodes"),
         ("a small count hidden in a sum of an indicator", "SELECT sum(CASE WHEN age_band = '18-29' THEN 1 ELSE 0 END) FROM apc_episodes"),
         ("a small count hidden in a mean of an indicator", "SELECT avg(CASE WHEN age_band = '18-29' THEN 1.0 ELSE 0.0 END) * 38 FROM apc_episodes"),
+        ("a small complement inferred from a rate", "SELECT round((1 - avg(CASE WHEN age_band = '18-29' THEN 0 ELSE 1 END)) * 38) FROM apc_episodes"),
         ("a small group's costs hidden in a sum over everyone", "SELECT sum(CASE WHEN age_band = '18-29' THEN cost_gbp ELSE 0 END) FROM apc_episodes"),
         ("window over aggregates exposing a small cell", "SELECT age_band, n, sum(n) OVER () AS total FROM (SELECT age_band, count(*) AS n FROM apc_episodes GROUP BY age_band) t"),
     ];

@@ -236,19 +236,28 @@ impl Decomposition {
     ) -> Result<Protection> {
         // A sum or mean is built from the records that contribute a non-zero value: a sum of a
         // 0/1 indicator is a count in disguise, and is judged by how many records it counts.
-        let contributors = match (name, args) {
-            ("sum" | "avg", [arg]) => {
-                let nonzero = arg.clone().not_eq(lit(0i64));
-                let only = match filter.clone() {
-                    Some(f) => f.and(nonzero),
-                    None => nonzero,
-                };
-                ctx.call("count", vec![arg.clone()], false, Some(Box::new(only)))?
-            }
-            _ => ctx.call("count", vec![lit(1i64)], false, filter.clone())?,
+        let counted_where = |this: &mut Self, arg: &Expr, condition: Expr| -> Result<Expr> {
+            let only = match filter.clone() {
+                Some(f) => f.and(condition),
+                None => condition,
+            };
+            let rows = this.partial(ctx.call("count", vec![arg.clone()], false, Some(Box::new(only)))?);
+            Ok(this.merge(ctx.call("sum", vec![rows], false, None)?))
         };
-        let rows = self.partial(contributors);
-        let support = self.merge(ctx.call("sum", vec![rows], false, None)?);
+        let support = match (name, args) {
+            // A rate (the mean or sum of a 0/1 indicator) reveals both of its classes: the
+            // smaller of the ones and the zeros is what it is built from.
+            ("sum" | "avg", [arg]) if is_indicator(arg) => {
+                let ones = counted_where(self, arg, arg.clone().not_eq(lit(0i64)))?;
+                let zeros = counted_where(self, arg, arg.clone().eq(lit(0i64)))?;
+                when(ones.clone().lt(zeros.clone()), ones).otherwise(zeros)?
+            }
+            ("sum" | "avg", [arg]) => counted_where(self, arg, arg.clone().not_eq(lit(0i64)))?,
+            _ => {
+                let rows = self.partial(ctx.call("count", vec![lit(1i64)], false, filter.clone())?);
+                self.merge(ctx.call("sum", vec![rows], false, None)?)
+            }
+        };
         let statistic = Statistic::of_aggregate(name);
         let kind = match (name, statistic) {
             ("count", _) | (_, Some(Statistic::RegrCount)) => ProtectKind::Count,
@@ -301,6 +310,26 @@ impl Decomposition {
             None,
         ));
         Ok(self.merge(merge))
+    }
+}
+
+/// Whether `expr` can only be 0 or 1: `CASE WHEN … THEN 1 [ELSE 0] END` and the like.
+fn is_indicator(expr: &Expr) -> bool {
+    use datafusion::common::ScalarValue;
+    let zero_or_one = |e: &Expr| match strip_alias(e) {
+        Expr::Literal(value, _) => match value.cast_to(&DataType::Float64) {
+            Ok(ScalarValue::Float64(Some(v))) => v == 0.0 || v == 1.0,
+            _ => false,
+        },
+        _ => false,
+    };
+    match strip_alias(expr) {
+        Expr::Case(case) => {
+            case.when_then_expr.iter().all(|(_, then)| zero_or_one(then))
+                && case.else_expr.as_ref().is_none_or(|e| zero_or_one(e))
+        }
+        Expr::Cast(cast) => is_indicator(&cast.expr),
+        _ => false,
     }
 }
 
