@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod config_file;
 pub mod coordinator;
 pub mod disclosure;
+mod expr_util;
 pub mod policy;
 pub mod protocol;
 pub mod reference;

@@ -12,18 +12,17 @@
 //! When the query groups by `provider_code`, each group comes from one trust only, so distinct
 //! counts are computed at the trust and summed.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
-
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::Column;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::expr::AggregateFunction;
-use datafusion::logical_expr::{cast, lit, when, AggregateUDF, Expr};
+use datafusion::logical_expr::{cast, lit, when, Expr};
+use std::collections::BTreeSet;
 
 use super::moments::{MergeMoments, Statistic};
 use crate::disclosure::ProtectKind;
+use crate::expr_util::{aggregate_call, strip_alias};
 
 /// The decomposition of all aggregates of one `Aggregate` node.
 #[derive(Debug, Default)]
@@ -73,23 +72,8 @@ fn unsupported(message: impl Into<String>) -> DataFusionError {
 }
 
 impl Context<'_> {
-    fn udaf(&self, name: &str) -> Result<Arc<AggregateUDF>> {
-        self.state
-            .aggregate_functions()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| DataFusionError::Internal(format!("aggregate function {name} is not registered")))
-    }
-
     fn call(&self, name: &str, args: Vec<Expr>, distinct: bool, filter: Option<Box<Expr>>) -> Result<Expr> {
-        Ok(Expr::AggregateFunction(AggregateFunction::new_udf(
-            self.udaf(name)?,
-            args,
-            distinct,
-            filter,
-            vec![],
-            None,
-        )))
+        aggregate_call(self.state, name, args, distinct, filter)
     }
 }
 
@@ -347,13 +331,6 @@ fn position_or_push(exprs: &mut Vec<Expr>, expr: Expr) -> usize {
             exprs.push(expr);
             exprs.len() - 1
         }
-    }
-}
-
-fn strip_alias(expr: &Expr) -> &Expr {
-    match expr {
-        Expr::Alias(a) => strip_alias(&a.expr),
-        other => other,
     }
 }
 

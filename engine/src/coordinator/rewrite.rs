@@ -29,7 +29,8 @@ use datafusion::sql::unparser::Unparser;
 use super::decompose::{Context, Decomposition};
 use super::scan::FederatedScan;
 use crate::disclosure::{DisclosureConfig, Ledger, ProtectUdf};
-use datafusion::logical_expr::expr::{AggregateFunction, ScalarFunction};
+use crate::expr_util::aggregate_call;
+use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::ScalarUDF;
 
 /// The column every contract table uses for the trust's ODS code.
@@ -183,27 +184,12 @@ impl Rewriter<'_> {
                 GroupingSet::GroupingSets(sets.iter().map(|s| map_all(s)).collect::<Result<Vec<_>>>()?)
             }
         };
-        let udaf = |name: &str| {
-            self.state
-                .aggregate_functions()
-                .get(name)
-                .cloned()
-                .ok_or_else(|| DataFusionError::Internal(format!("aggregate function {name} is not registered")))
-        };
         let margin_exprs = margins
             .iter()
             .enumerate()
             .map(|(j, name)| {
                 let cell = Expr::Column(cell_columns[finest.len() + j].clone());
-                Ok(Expr::AggregateFunction(AggregateFunction::new_udf(
-                    udaf(name)?,
-                    vec![cell],
-                    false,
-                    None,
-                    vec![],
-                    None,
-                ))
-                .alias(format!("margin{j}")))
+                Ok(aggregate_call(self.state, name, vec![cell], false, None)?.alias(format!("margin{j}")))
             })
             .collect::<Result<Vec<_>>>()?;
         let central = LogicalPlan::Aggregate(Aggregate::try_new(

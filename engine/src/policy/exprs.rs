@@ -6,6 +6,7 @@ use datafusion::logical_expr::{Expr, Operator};
 
 use super::lineage::Taint;
 use super::{NodePolicy, Refusal, COUNTING_AGGREGATES, EXTREMUM_AGGREGATES};
+use crate::expr_util::strip_alias;
 
 /// Looks up the taint of a column referenced by an expression.
 pub type Resolve<'r> = dyn Fn(&Column) -> Result<Taint, Refusal> + 'r;
@@ -194,7 +195,7 @@ fn sensitive_source(expr: &Expr, resolve: &Resolve) -> Result<Option<String>, Re
 /// The taint of a value computed by `expr` (a projection item): bare columns pass their taint
 /// through; anything computed is checked and is sensitive if it reads a sensitive measure.
 pub fn value_taint(expr: &Expr, resolve: &Resolve) -> Result<Taint, Refusal> {
-    if let Some(column) = strip_alias(expr).as_column() {
+    if let Some(column) = strip_alias(expr).try_as_col() {
         return match resolve(column)? {
             Taint::Denied { table, name } => Err(denied(&table, &name)),
             taint => Ok(taint),
@@ -205,26 +206,6 @@ pub fn value_taint(expr: &Expr, resolve: &Resolve) -> Result<Taint, Refusal> {
         Some(name) => Taint::SensitiveDerived { name },
         None => Taint::Plain,
     })
-}
-
-fn strip_alias(expr: &Expr) -> &Expr {
-    match expr {
-        Expr::Alias(a) => strip_alias(&a.expr),
-        other => other,
-    }
-}
-
-trait AsColumn {
-    fn as_column(&self) -> Option<&Column>;
-}
-
-impl AsColumn for Expr {
-    fn as_column(&self) -> Option<&Column> {
-        match self {
-            Expr::Column(c) => Some(c),
-            _ => None,
-        }
-    }
 }
 
 /// A GROUP BY expression: never an identifier, never a raw sensitive measure.
@@ -239,7 +220,7 @@ pub fn check_group_expr(expr: &Expr, resolve: &Resolve) -> Result<Taint, Refusal
                     "column {name} is an identifier and cannot appear in GROUP BY"
                 )))
             }
-            Taint::SensitiveRaw { name } if strip_alias(expr).as_column().is_some() => {
+            Taint::SensitiveRaw { name } if strip_alias(expr).try_as_col().is_some() => {
                 return Err(Refusal::new(format!(
                     "column {name} is a sensitive measure and cannot appear in GROUP BY; aggregate it, or group by a banded expression such as floor({name} / 1000)"
                 )))
