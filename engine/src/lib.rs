@@ -6,6 +6,7 @@
 //! - [`protocol`]: the fragment request and the client that sends it;
 //! - [`catalog`], [`session`]: the tables and DataFusion configuration both sides share.
 
+pub mod auth;
 pub mod catalog;
 pub mod config_file;
 pub mod coordinator;

@@ -40,6 +40,9 @@ pub struct AuditEntry {
     pub query_id: String,
     pub requester: String,
     pub project: String,
+    /// The request carried this trust's coordinator token.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub coordinator: bool,
     /// The Flight SQL call that carried the query (e.g. `DoGet`, `GetFlightInfo`).
     pub call: String,
     pub sql: String,
@@ -57,6 +60,7 @@ pub struct AuditRecord {
     pub query_id: String,
     pub requester: String,
     pub project: String,
+    pub coordinator: bool,
     pub call: String,
     pub sql: String,
     pub decision: Decision,
@@ -237,6 +241,7 @@ impl AuditLog {
             query_id: record.query_id,
             requester: record.requester,
             project: record.project,
+            coordinator: record.coordinator,
             call: record.call,
             sql: record.sql,
             decision: record.decision,

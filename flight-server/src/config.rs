@@ -13,6 +13,9 @@
 //!
 //! [policy]
 //! max_groups = 10000
+//!
+//! [access]
+//! coordinator_token_sha256 = "…"      # SHA-256 of the coordinator's token (`tessera gen` writes it)
 //! ```
 
 use std::net::SocketAddr;
@@ -34,6 +37,8 @@ pub struct NodeConfig {
     pub tables: Vec<TableSource>,
     #[serde(default)]
     pub policy: NodePolicy,
+    #[serde(default)]
+    pub access: AccessSection,
     /// Folder the config file is in; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -58,6 +63,16 @@ pub struct NodeSection {
     /// Memory DataFusion may use for one node, in MiB (0: unlimited).
     #[serde(default)]
     pub memory_limit_mb: u64,
+}
+
+/// `[access]`: who the node recognises.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessSection {
+    /// SHA-256 (hex) of the federation coordinator's token. Requests carrying that token may ask
+    /// for the largest contributions the dominance rules need; without it no one may.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordinator_token_sha256: Option<String>,
 }
 
 fn default_timeout() -> u64 {
@@ -120,6 +135,10 @@ impl NodeConfig {
         if self.node.query_timeout_secs == 0 {
             return Err("[node] query_timeout_secs: must be at least 1".into());
         }
+        if let Some(digest) = &self.access.coordinator_token_sha256 {
+            tessera_engine::auth::check_digest(digest)
+                .map_err(|e| format!("[access] coordinator_token_sha256: {e}"))?;
+        }
         Ok(())
     }
 
@@ -172,6 +191,7 @@ impl NodeConfig {
                 })
                 .collect(),
             policy: NodePolicy::default(),
+            access: AccessSection::default(),
             base_dir: PathBuf::new(),
             source: PathBuf::new(),
         }

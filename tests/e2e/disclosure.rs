@@ -17,7 +17,7 @@ use tessera_engine::coordinator::{Coordinator, FederationConfig};
 use tessera_engine::disclosure::{DisclosureConfig, Mode, Zeros};
 use tessera_flight::NodeConfig;
 use tessera_schemas::Catalog;
-use tessera_support::{compare, rows_of, Cell, TestNode};
+use tessera_support::{compare, rows_of, trust_test_coordinator, Cell, TestNode, COORDINATOR_TOKEN};
 
 /// (age band, episodes, length of stay, cost) per trust.
 const RRK: &[(&str, usize, i32, f64)] = &[
@@ -32,16 +32,23 @@ const RTH: &[(&str, usize, i32, f64)] = &[
 ];
 
 /// Writes a trust's `apc_episodes.parquet` with the given groups (every other column fixed).
+/// Costs vary a little within a group (the row's position is added), so correlations are defined.
 fn write_trust(dir: &Path, provider: &str, groups: &[(&str, usize, i32, f64)]) {
-    std::fs::create_dir_all(dir).unwrap();
     let rows = groups
         .iter()
         .flat_map(|(age, n, los, cost)| std::iter::repeat_n((*age, *los, *cost), *n))
+        .enumerate()
+        .map(|(i, (age, los, cost))| (age, los, cost + i as f64))
         .collect::<Vec<_>>();
+    write_rows(dir, provider, &rows);
+}
+
+/// Writes a trust's `apc_episodes.parquet` with one episode per (age band, length of stay, cost).
+pub(crate) fn write_rows(dir: &Path, provider: &str, rows: &[(&str, i32, f64)]) {
+    std::fs::create_dir_all(dir).unwrap();
     let n = rows.len();
     let schema = Catalog::builtin().contract("apc_episodes").unwrap().arrow_schema();
     let text = |v: &str| Arc::new(StringArray::from(vec![v; n])) as ArrayRef;
-    // Costs vary a little within a group (by position), so correlations are defined.
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(
             (0..n).map(|i| format!("{provider}-{i}")).collect::<Vec<_>>(),
@@ -58,9 +65,7 @@ fn write_trust(dir: &Path, provider: &str, groups: &[(&str, usize, i32, f64)]) {
         text("F"),
         Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())),
         Arc::new(Int8Array::from(vec![5i8; n])),
-        Arc::new(Float64Array::from(
-            rows.iter().enumerate().map(|(i, r)| r.2 + i as f64).collect::<Vec<_>>(),
-        )),
+        Arc::new(Float64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
     ];
     let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
     let file = std::fs::File::create(dir.join("apc_episodes.parquet")).unwrap();
@@ -71,40 +76,44 @@ fn write_trust(dir: &Path, provider: &str, groups: &[(&str, usize, i32, f64)]) {
 
 pub(crate) struct Small {
     _dir: tempfile::TempDir,
-    _nodes: Vec<TestNode>,
-    entries: Vec<NodeEntry>,
+    pub(crate) nodes: Vec<TestNode>,
+    pub(crate) entries: Vec<NodeEntry>,
 }
 
 pub(crate) async fn small_federation() -> Small {
+    federation_of(&[("RRK", RRK), ("RTH", RTH)], write_trust).await
+}
+
+/// Nodes for `trusts` (ODS code and its data), each written by `write`.
+pub(crate) async fn federation_of<T: ?Sized>(trusts: &[(&str, &T)], write: fn(&Path, &str, &T)) -> Small {
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = Vec::new();
     let mut entries = Vec::new();
-    for (provider, groups) in [("RRK", RRK), ("RTH", RTH)] {
+    for (provider, data) in trusts {
         let trust = dir.path().join(provider);
-        write_trust(&trust, provider, groups);
-        let node = TestNode::start(&NodeConfig::for_trust_dir(
-            provider,
-            &trust,
-            "127.0.0.1:0",
-            &["apc_episodes".into()],
-        ))
-        .await;
+        write(&trust, provider, data);
+        let mut config = NodeConfig::for_trust_dir(provider, &trust, "127.0.0.1:0", &["apc_episodes".into()]);
+        trust_test_coordinator(&mut config);
+        let node = TestNode::start(&config).await;
         entries.push(NodeEntry {
-            name: provider.into(),
+            name: provider.to_string(),
             url: node.running.url(),
         });
         nodes.push(node);
     }
     Small {
         _dir: dir,
-        _nodes: nodes,
+        nodes,
         entries,
     }
 }
 
 pub(crate) fn coordinator(small: &Small, disclosure: DisclosureConfig) -> Coordinator {
     let config = FederationConfig {
-        federation: FederationSection::default(),
+        federation: FederationSection {
+            coordinator_token: Some(COORDINATOR_TOKEN.to_string()),
+            ..FederationSection::default()
+        },
         nodes: small.entries.clone(),
         disclosure,
     };

@@ -4,6 +4,7 @@ mod attacks;
 mod audit_log;
 mod coordinator;
 mod disclosure;
+mod dominance;
 mod exactness;
 mod federation;
 mod flight_sql;

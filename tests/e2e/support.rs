@@ -16,6 +16,14 @@ use tessera_flight::{FragmentRequest, NodeConfig};
 use tessera_schemas::gen::{generate, GenConfig, GeneratedTrust};
 use tessera_schemas::Catalog;
 
+/// The coordinator token test federations use; nodes are configured with its SHA-256.
+pub const COORDINATOR_TOKEN: &str = "test-coordinator-token-0123456789abcdef-0123456789";
+
+/// Makes `config` recognise the test coordinator (see [`COORDINATOR_TOKEN`]).
+pub fn trust_test_coordinator(config: &mut NodeConfig) {
+    config.access.coordinator_token_sha256 = Some(tessera_engine::auth::token_digest(COORDINATOR_TOKEN));
+}
+
 /// Generated data for some trusts in a temporary folder.
 pub struct TestData {
     pub dir: tempfile::TempDir,
@@ -50,6 +58,7 @@ impl TestData {
             .expect("provider generated");
         let tables = trust.tables.iter().map(|t| t.table.clone()).collect::<Vec<_>>();
         let mut config = NodeConfig::for_trust_dir(provider, &trust.dir, "127.0.0.1:0", &tables);
+        trust_test_coordinator(&mut config);
         edit(&mut config);
         config
     }
@@ -477,6 +486,7 @@ impl Federation {
         );
         // Exactness is checked with disclosure control explicitly off.
         config.disclosure = tessera_engine::disclosure::DisclosureConfig::off();
+        config.federation.coordinator_token = Some(COORDINATOR_TOKEN.to_string());
         edit(&mut config);
         let catalog = Catalog::builtin();
         let coordinator = tessera_engine::coordinator::Coordinator::new(config, &catalog).expect("coordinator");

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use tessera_benches::summarise;
+use tessera_engine::auth::{generate_token, token_digest};
 use tessera_engine::coordinator::{Coordinator, FederationConfig};
 use tessera_engine::reference::union_session;
 use tessera_engine::tour::TOUR;
@@ -42,21 +43,24 @@ async fn main() {
     )
     .expect("generation");
 
+    let token = generate_token();
     let mut running = Vec::new();
     for trust in &trusts {
         let tables = trust.tables.iter().map(|t| t.table.clone()).collect::<Vec<_>>();
-        let config = NodeConfig::for_trust_dir(&trust.provider, &trust.dir, "127.0.0.1:0", &tables);
+        let mut config = NodeConfig::for_trust_dir(&trust.provider, &trust.dir, "127.0.0.1:0", &tables);
+        config.access.coordinator_token_sha256 = Some(token_digest(&token));
         let node = TrustNode::start(&config, &catalog).await.expect("node starts");
         running.push((
             trust.provider.clone(),
             node.spawn("127.0.0.1:0".parse().unwrap()).await.expect("node binds"),
         ));
     }
-    let federation = FederationConfig::new(
+    let mut federation = FederationConfig::new(
         "bench",
         "",
         running.iter().map(|(name, node)| (name.clone(), node.url())),
     );
+    federation.federation.coordinator_token = Some(token);
     let coordinator = Coordinator::new(federation, &catalog).expect("coordinator");
     let dirs = trusts.iter().map(|t| t.dir.clone()).collect::<Vec<_>>();
     let single = union_session(&dirs, &catalog).expect("reference session");

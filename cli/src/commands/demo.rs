@@ -16,7 +16,7 @@ use tessera_flight::node::{RunningNode, TrustNode};
 use tessera_flight::{FragmentRequest, NodeConfig};
 use tessera_schemas::Catalog;
 
-use super::gen::{generate_with_configs, GenArgs};
+use super::gen::{generate_with_configs, write_private, GenArgs, FEDERATION_FILE};
 use super::query;
 use crate::exit::{runtime, Failure, Outcome};
 
@@ -54,19 +54,20 @@ pub fn run(args: DemoArgs) -> Outcome {
         out.display()
     );
     let started = Instant::now();
-    let trusts = generate_with_configs(&GenArgs {
+    let generated = generate_with_configs(&GenArgs {
         out: out.clone(),
         providers: vec!["RRK".into(), "RTH".into(), "RJ1".into()],
         rows: args.rows,
         seed: args.seed,
         base_port: None,
     })?;
+    let trusts = &generated.trusts;
     println!("  done in {:.1} s\n", started.elapsed().as_secs_f64());
 
     runtime()?.block_on(async {
         let catalog = Catalog::builtin();
         let mut nodes: Vec<(String, RunningNode)> = Vec::new();
-        for trust in &trusts {
+        for trust in trusts {
             let config = NodeConfig::load(&trust.dir.join("node.toml")).map_err(Failure::connection)?;
             let node = TrustNode::start(&config, &catalog).await.map_err(Failure::connection)?;
             let addr: SocketAddr = "127.0.0.1:0".parse().expect("valid address");
@@ -74,11 +75,12 @@ pub fn run(args: DemoArgs) -> Outcome {
             println!("trust node {} listening on {}", trust.provider, running.url());
             nodes.push((trust.provider.clone(), running));
         }
-        let federation = FederationConfig::new(
+        let mut federation = FederationConfig::new(
             "demo@tessera",
             "demo-tour",
             nodes.iter().map(|(name, node)| (name.clone(), node.url())),
         );
+        federation.federation.coordinator_token = Some(generated.token.clone());
         let coordinator = Coordinator::new(federation.clone(), &catalog).map_err(query::failure)?;
         for (i, (title, sql)) in tessera_engine::tour::TOUR.iter().enumerate() {
             let sql = sql.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -109,7 +111,7 @@ pub fn run(args: DemoArgs) -> Outcome {
                 Err(e) => println!("  {name}: {e}"),
             }
         }
-        for trust in &trusts {
+        for trust in trusts {
             println!(
                 "audit log of {}: {}",
                 trust.provider,
@@ -117,13 +119,11 @@ pub fn run(args: DemoArgs) -> Outcome {
             );
         }
         if args.keep_running {
-            let path = out.join("federation.toml");
-            std::fs::write(&path, federation.to_toml())
-                .map_err(|e| Failure::query(format!("{}: {e}", path.display())))?;
+            let path = out.join(FEDERATION_FILE);
+            write_private(&path, &federation.to_toml())?;
             println!(
-                "\nThe nodes keep running. In another terminal:\n  tessera query --config {}\n\n{}\nCtrl-C stops them.",
-                path.display(),
-                federation.to_toml()
+                "\nThe nodes keep running. In another terminal:\n  tessera query --config {}\nCtrl-C stops them.",
+                path.display()
             );
             let _ = tokio::signal::ctrl_c().await;
         }

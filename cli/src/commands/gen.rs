@@ -1,10 +1,13 @@
-//! `tessera gen`: synthetic data per trust, plus a ready `node.toml` each.
+//! `tessera gen`: synthetic data per trust, a ready `node.toml` each, and a `federation.toml`
+//! for a coordinator that asks them (with a fresh coordinator token whose hash every node knows).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
+use tessera_engine::auth::{generate_token, token_digest};
+use tessera_engine::coordinator::FederationConfig;
 use tessera_flight::NodeConfig;
 use tessera_schemas::gen::{generate, GenConfig, GeneratedTrust};
 use tessera_schemas::Catalog;
@@ -32,7 +35,7 @@ pub struct GenArgs {
 
 pub fn run(args: GenArgs) -> Outcome {
     let started = Instant::now();
-    let trusts = generate_with_configs(&args)?;
+    let trusts = generate_with_configs(&args)?.trusts;
     let seconds = started.elapsed().as_secs_f64();
     let mut total = 0;
     for trust in &trusts {
@@ -51,11 +54,26 @@ pub fn run(args: GenArgs) -> Outcome {
         total as f64 / seconds.max(1e-9),
         trusts[0].dir.join("node.toml").display()
     );
+    println!(
+        "then ask all of them with: tessera query --config {}",
+        args.out.join(FEDERATION_FILE).display()
+    );
     Ok(())
 }
 
-/// Generates the data and writes each trust's `node.toml`; shared with `tessera demo`.
-pub fn generate_with_configs(args: &GenArgs) -> Result<Vec<GeneratedTrust>, Failure> {
+/// The coordinator configuration `tessera gen` writes beside the trusts' folders.
+pub const FEDERATION_FILE: &str = "federation.toml";
+
+/// What `tessera gen` produced.
+pub struct Generated {
+    pub trusts: Vec<GeneratedTrust>,
+    /// The coordinator's token (each node's `node.toml` holds its SHA-256).
+    pub token: String,
+}
+
+/// Generates the data and writes each trust's `node.toml` and the `federation.toml`; shared with
+/// `tessera demo`.
+pub fn generate_with_configs(args: &GenArgs) -> Result<Generated, Failure> {
     let config = GenConfig {
         out: args.out.clone(),
         providers: args.providers.iter().map(|p| p.trim().to_uppercase()).collect(),
@@ -64,15 +82,30 @@ pub fn generate_with_configs(args: &GenArgs) -> Result<Vec<GeneratedTrust>, Fail
     };
     let trusts = generate(&config, &Catalog::builtin()).map_err(Failure::query)?;
     let ports = ports(trusts.len(), args.base_port)?;
-    for (trust, port) in trusts.iter().zip(ports) {
-        write_node_config(trust, port)?;
+    let token = generate_token();
+    let digest = token_digest(&token);
+    for (trust, port) in trusts.iter().zip(&ports) {
+        write_node_config(trust, *port, &digest)?;
     }
-    Ok(trusts)
+    let nodes = trusts
+        .iter()
+        .zip(&ports)
+        .map(|(trust, port)| (trust.provider.clone(), format!("http://127.0.0.1:{port}")));
+    let mut federation = FederationConfig::new("", "synthetic", nodes);
+    federation.federation.coordinator_token = Some(token.clone());
+    let text = format!(
+        "# Tessera coordinator for the trusts generated beside this file (written by `tessera gen`).\n\
+         # coordinator_token is a secret: each node.toml holds only its SHA-256. See README.md for every key.\n\n{}",
+        federation.to_toml()
+    );
+    write_private(&args.out.join(FEDERATION_FILE), &text)?;
+    Ok(Generated { trusts, token })
 }
 
-fn write_node_config(trust: &GeneratedTrust, port: u16) -> Result<(), Failure> {
+fn write_node_config(trust: &GeneratedTrust, port: u16, coordinator_digest: &str) -> Result<(), Failure> {
     let tables = trust.tables.iter().map(|t| t.table.clone()).collect::<Vec<_>>();
-    let config = NodeConfig::for_generated(&trust.provider, &format!("127.0.0.1:{port}"), &tables);
+    let mut config = NodeConfig::for_generated(&trust.provider, &format!("127.0.0.1:{port}"), &tables);
+    config.access.coordinator_token_sha256 = Some(coordinator_digest.to_string());
     let text = format!(
         "# Tessera trust node for {} (written by `tessera gen`).\n# Paths are relative to this file. See README.md for every key.\n\n{}",
         trust.provider,
@@ -80,6 +113,18 @@ fn write_node_config(trust: &GeneratedTrust, port: u16) -> Result<(), Failure> {
     );
     let path: &Path = &trust.dir.join("node.toml");
     std::fs::write(path, text).map_err(|e| Failure::query(format!("{}: {e}", path.display())))
+}
+
+/// Writes a file only its owner can read (it holds a secret).
+pub fn write_private(path: &Path, text: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    let fail = |e: std::io::Error| Failure::query(format!("{}: {e}", path.display()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(fail)?;
+    file.write_all(text.as_bytes()).map_err(fail)
 }
 
 /// Distinct ports: consecutive from `base`, or free ones chosen by the OS now.

@@ -6,6 +6,7 @@
 //! project = "los-variation-2024"
 //! on_node_failure = "fail"                 # or "partial"
 //! node_timeout_secs = 60
+//! coordinator_token = "…"                  # proves to each trust that this is its coordinator
 //!
 //! [[nodes]]
 //! name = "RRK"                             # the trust's ODS code
@@ -50,6 +51,10 @@ pub struct FederationSection {
     pub project: String,
     pub on_node_failure: OnNodeFailure,
     pub node_timeout_secs: u64,
+    /// The secret whose SHA-256 each trust lists as `coordinator_token_sha256` in `[access]`;
+    /// sent as a bearer token with every fragment. `TESSERA_COORDINATOR_TOKEN` overrides it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coordinator_token: Option<String>,
 }
 
 impl Default for FederationSection {
@@ -59,6 +64,7 @@ impl Default for FederationSection {
             project: String::new(),
             on_node_failure: OnNodeFailure::Fail,
             node_timeout_secs: 60,
+            coordinator_token: None,
         }
     }
 }
@@ -91,9 +97,12 @@ impl FederationConfig {
         }
     }
 
-    /// Reads and checks `path`.
+    /// Reads and checks `path`; `TESSERA_COORDINATOR_TOKEN`, when set, replaces the token.
     pub fn load(path: &Path) -> Result<FederationConfig, FederationConfigError> {
-        let config: FederationConfig = read_toml(path)?;
+        let mut config: FederationConfig = read_toml(path)?;
+        if let Ok(token) = std::env::var(crate::auth::TOKEN_ENV) {
+            config.federation.coordinator_token = Some(token);
+        }
         config.check().map_err(|message| ConfigFileError::new(path, message))?;
         Ok(config)
     }
@@ -118,6 +127,9 @@ impl FederationConfig {
             }
         }
         self.disclosure.check()?;
+        if let Some(token) = &self.federation.coordinator_token {
+            crate::auth::check_token(token).map_err(|e| format!("[federation] coordinator_token: {e}"))?;
+        }
         if self.federation.node_timeout_secs == 0 {
             return Err("[federation] node_timeout_secs: must be at least 1".into());
         }

@@ -21,7 +21,7 @@ use datafusion::logical_expr::{cast, lit, when, Expr};
 use std::collections::BTreeSet;
 
 use super::moments::{MergeMoments, Statistic};
-use crate::disclosure::ProtectKind;
+use crate::disclosure::{ProtectKind, Top2};
 use crate::expr_util::{aggregate_call, strip_alias};
 
 /// The decomposition of all aggregates of one `Aggregate` node.
@@ -48,6 +48,19 @@ pub struct Protection {
     pub support: Expr,
     /// Pairs used by a model (correlation, covariance, regression), for residual df.
     pub pairs: Option<Expr>,
+    /// For a sum or mean of a sensitive measure: its two largest contributions and its total.
+    pub dominance: Option<(Expr, Expr)>,
+}
+
+/// Whether sums and means of sensitive measures are checked for dominance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dominance {
+    /// No dominance rule is in force.
+    Off,
+    /// Checked: trusts send each group's two largest contributions.
+    On,
+    /// A rule is in force but the coordinator has no token, so trusts would not send them.
+    NoCredentials,
 }
 
 /// What the decomposition needs to know about the query.
@@ -61,6 +74,8 @@ pub struct Context<'a> {
     pub grouped_by_trust: bool,
     /// The query's own GROUP BY expressions.
     pub group_exprs: &'a [Expr],
+    /// Whether sums and means of sensitive measures get the dominance check.
+    pub dominance: Dominance,
 }
 
 fn column(name: String) -> Expr {
@@ -250,12 +265,69 @@ impl Decomposition {
         };
         let pairs = match (kind, args) {
             (ProtectKind::Model, [a, b]) => {
-                let p = self.partial(ctx.call("regr_count", vec![a.clone(), b.clone()], false, filter)?);
+                let p = self.partial(ctx.call("regr_count", vec![a.clone(), b.clone()], false, filter.clone())?);
                 Some(self.merge(ctx.call("sum", vec![p], false, None)?))
             }
             _ => None,
         };
-        Ok(Protection { kind, support, pairs })
+        let dominance = match (name, args) {
+            ("sum" | "avg", [arg]) if !is_indicator(arg) => self.dominance(ctx, name, arg, filter)?,
+            _ => None,
+        };
+        let kind = match dominance {
+            Some(_) => ProtectKind::Magnitude,
+            None => kind,
+        };
+        Ok(Protection {
+            kind,
+            support,
+            pairs,
+            dominance,
+        })
+    }
+
+    /// The two largest contributions and the total of a sum or mean of a sensitive measure.
+    fn dominance(
+        &mut self,
+        ctx: &Context,
+        name: &str,
+        arg: &Expr,
+        filter: Option<Box<Expr>>,
+    ) -> Result<Option<(Expr, Expr)>> {
+        let Some(measure) = arg.column_refs().into_iter().find(|c| ctx.sensitive.contains(&c.name)) else {
+            return Ok(None);
+        };
+        match ctx.dominance {
+            Dominance::Off => Ok(None),
+            Dominance::NoCredentials => Err(unsupported(format!(
+                "{name}({measure}) needs the dominance check ({measure} is a sensitive measure), and trusts send \
+                 the largest contributions only to an authenticated coordinator: set coordinator_token in \
+                 [federation] of federation.toml",
+                measure = measure.name
+            ))),
+            Dominance::On => {
+                let top2 = Expr::AggregateFunction(AggregateFunction::new_udf(
+                    Top2::udaf(),
+                    vec![arg.clone()],
+                    false,
+                    filter.clone(),
+                    vec![],
+                    None,
+                ));
+                let top2 = self.partial(top2);
+                let top2 = self.merge(Expr::AggregateFunction(AggregateFunction::new_udf(
+                    Top2::udaf(),
+                    vec![top2],
+                    false,
+                    None,
+                    vec![],
+                    None,
+                )));
+                let total = self.partial(ctx.call("sum", vec![arg.clone()], false, filter)?);
+                let total = self.merge(ctx.call("sum", vec![total], false, None)?);
+                Ok(Some((top2, total)))
+            }
+        }
     }
 
     /// Second moments: each trust sends count, means and co-moments; the centre merges them exactly.

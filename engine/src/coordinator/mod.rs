@@ -36,6 +36,7 @@ pub use provenance::Provenance;
 
 use crate::disclosure::{DisclosureConfig, Ledger};
 
+use decompose::Dominance;
 use nodes::{NodeSet, TrustError};
 use rewrite::{RequestInfo, Rewriter};
 use scan::{federated_scans, FederatedQueryPlanner, FederatedScan};
@@ -221,6 +222,11 @@ impl Coordinator {
             sensitive: &self.sensitive,
             request: self.request_info(),
             disclosure: disclosure.is_on().then_some((disclosure, ledger)),
+            dominance: match (disclosure.checks_dominance(), &self.config.federation.coordinator_token) {
+                (false, _) => Dominance::Off,
+                (true, Some(_)) => Dominance::On,
+                (true, None) => Dominance::NoCredentials,
+            },
         };
         Ok(rewriter.federate(plan)?)
     }

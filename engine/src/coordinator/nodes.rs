@@ -40,7 +40,7 @@ impl NodeSet {
                 Ok(Arc::new(TrustNode {
                     name: n.name.clone(),
                     url: n.url.clone(),
-                    client: NodeClient::lazy(&n.url)?,
+                    client: NodeClient::lazy(&n.url)?.with_token(config.federation.coordinator_token.clone()),
                 }))
             })
             .collect::<std::result::Result<Vec<_>, ClientError>>()?;

@@ -26,7 +26,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::sql::unparser::Unparser;
 
-use super::decompose::{Context, Decomposition};
+use super::decompose::{Context, Decomposition, Dominance};
 use super::scan::FederatedScan;
 use crate::disclosure::{DisclosureConfig, Ledger, ProtectUdf};
 use crate::expr_util::aggregate_call;
@@ -57,6 +57,8 @@ pub struct Rewriter<'a> {
     pub request: RequestInfo,
     /// Disclosure rules and the query's ledger; `None` when disclosure control is off.
     pub disclosure: Option<(&'a DisclosureConfig, Arc<Ledger>)>,
+    /// Whether sums and means of sensitive measures are checked for dominance.
+    pub dominance: Dominance,
 }
 
 /// What an aggregate's input reads.
@@ -127,6 +129,7 @@ impl Rewriter<'_> {
             sensitive: self.sensitive,
             grouped_by_trust,
             group_exprs: &aggregate.group_expr,
+            dominance: self.dominance,
         };
         let mut parts = Decomposition::default();
         for expr in &aggregate.aggr_expr {
@@ -282,6 +285,7 @@ impl Rewriter<'_> {
                     let args = std::iter::once(value)
                         .chain(std::iter::once(p.support))
                         .chain(p.pairs)
+                        .chain(p.dominance.into_iter().flat_map(|(top2, total)| [top2, total]))
                         .collect();
                     Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(udf), args))
                 })

@@ -198,6 +198,7 @@ impl ExecutionPlan for FederatedScanExec {
             requester: self.scan.requester.clone(),
             project: self.scan.project.clone(),
             timeout_ms: Some(self.nodes.timeout().as_millis() as u64),
+            from_coordinator: false,
         };
         let schema = self.schema.clone();
         let outcomes = self.outcomes.clone();

@@ -38,6 +38,13 @@ pub struct DisclosureConfig {
     pub zeros: Zeros,
     /// Smallest residual degrees of freedom (n - 2) for correlation, covariance and regression.
     pub min_residual_df: u64,
+    /// NK dominance rule with n = 2: a sum or mean of a sensitive measure is suppressed when its two
+    /// largest contributions exceed this share of the total (1: off).
+    pub nk_k: f64,
+    /// p-percent rule: suppressed when the total less its two largest contributions is below this
+    /// share of the largest (the second-largest contributor could estimate the largest to within p).
+    /// 0: off.
+    pub p_percent: f64,
 }
 
 impl Default for DisclosureConfig {
@@ -50,6 +57,8 @@ impl Default for DisclosureConfig {
             redact_at_or_below: 0,
             zeros: Zeros::Suppress,
             min_residual_df: 10,
+            nk_k: 0.9,
+            p_percent: 0.10,
         }
     }
 }
@@ -78,11 +87,35 @@ impl DisclosureConfig {
         if self.round_to < 1 {
             return Err("[disclosure] round_to: must be at least 1 (1 means no rounding)".into());
         }
+        if !(self.nk_k > 0.0 && self.nk_k <= 1.0) {
+            return Err(format!(
+                "[disclosure] nk_k: must be above 0 and at most 1 (1 turns the NK rule off), not {}",
+                self.nk_k
+            ));
+        }
+        if !(0.0..1.0).contains(&self.p_percent) {
+            return Err(format!(
+                "[disclosure] p_percent: must be a share from 0 (off) to below 1, e.g. 0.10, not {}",
+                self.p_percent
+            ));
+        }
         Ok(())
     }
 
     /// Whether rules run.
     pub fn is_on(&self) -> bool {
         self.mode == Mode::On
+    }
+
+    /// Whether a dominance rule (NK or p-percent) is in force.
+    pub fn checks_dominance(&self) -> bool {
+        self.is_on() && (self.nk_k < 1.0 || self.p_percent > 0.0)
+    }
+
+    /// Whether a cell with this total and these two largest contributions is dominated.
+    pub fn dominated(&self, total: f64, first: f64, second: f64) -> bool {
+        let nk = self.nk_k < 1.0 && first + second > self.nk_k * total;
+        let p = self.p_percent > 0.0 && total - first - second < self.p_percent * first;
+        nk || p
     }
 }

@@ -9,13 +9,16 @@
 //!   `redact_at_or_below = 7` counts of 7 or fewer are NULL first (OpenSAFELY style);
 //! - **zeros**: a zero count is suppressed (default) or released (`zeros = "release"`);
 //! - **models**: correlation, covariance and regression need residual degrees of freedom
-//!   (n - 2) of at least `min_residual_df`.
-//!
-//! Not yet covered (see the README): dominance (NK, p-percent), secondary suppression of margins,
-//! and differencing across queries.
+//!   (n - 2) of at least `min_residual_df`;
+//! - **dominance**: a sum or mean of a sensitive measure is NULL when its two largest
+//!   contributions are more than `nk_k` of the total (NK rule, n = 2), or when the rest is less
+//!   than `p_percent` of the largest (p-percent rule). The contributions come from
+//!   [`top2::Top2`], which trusts answer only to their authenticated coordinator.
 
 pub mod config;
 mod protect;
+pub mod top2;
 
 pub use config::{DisclosureConfig, Mode, Zeros};
 pub use protect::{Ledger, ProtectKind, ProtectUdf};
+pub use top2::{Top2, TOP2};

@@ -5,7 +5,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, ListArray};
 use datafusion::arrow::compute::kernels::nullif::nullif;
 use datafusion::arrow::compute::{cast, is_not_null};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
@@ -13,6 +13,7 @@ use datafusion::error::Result;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 
 use super::config::{DisclosureConfig, Zeros};
+use super::top2::TopTwo;
 
 /// Counts of what disclosure control did to one query's result.
 #[derive(Debug, Default)]
@@ -21,6 +22,7 @@ pub struct Ledger {
     pub zeros: AtomicU64,
     pub redacted: AtomicU64,
     pub residual_df: AtomicU64,
+    pub dominance: AtomicU64,
     pub rounded: AtomicU64,
     /// Totals (ROLLUP, CUBE, GROUPING SETS) were computed from released cells only.
     pub margins_from_released: AtomicBool,
@@ -43,6 +45,7 @@ impl Ledger {
                 get(&self.residual_df),
                 format!("residual df < {}", config.min_residual_df),
             ),
+            (get(&self.dominance), "dominance".to_string()),
         ] {
             if count > 0 {
                 parts.push(format!("{count} ({why})"));
@@ -51,10 +54,16 @@ impl Ledger {
         let mut line = match parts.len() {
             0 => "no cells suppressed".to_string(),
             _ => {
-                let total: u64 = [&self.threshold, &self.redacted, &self.zeros, &self.residual_df]
-                    .iter()
-                    .map(|c| get(c))
-                    .sum();
+                let total: u64 = [
+                    &self.threshold,
+                    &self.redacted,
+                    &self.zeros,
+                    &self.residual_df,
+                    &self.dominance,
+                ]
+                .iter()
+                .map(|c| get(c))
+                .sum();
                 format!(
                     "{total} cell{} suppressed: {}",
                     if total == 1 { "" } else { "s" },
@@ -82,6 +91,9 @@ pub enum ProtectKind {
     Statistic,
     /// Correlation, covariance, regression: threshold and residual df. Arguments: (value, support, n).
     Model,
+    /// A sum or mean of a sensitive measure: threshold and dominance. Arguments: (value, support,
+    /// two largest contributions, total).
+    Magnitude,
 }
 
 /// `tessera_protect_*(value, support[, n])`: the value, or NULL where a rule suppresses it.
@@ -100,6 +112,7 @@ impl ProtectUdf {
             ProtectKind::Count => "tessera_protect_count",
             ProtectKind::Statistic => "tessera_protect",
             ProtectKind::Model => "tessera_protect_model",
+            ProtectKind::Magnitude => "tessera_protect_magnitude",
         };
         ProtectUdf {
             kind,
@@ -129,6 +142,23 @@ impl Hash for ProtectUdf {
 
 fn as_i64(array: &ArrayRef) -> Result<Int64Array> {
     Ok(cast(array, &DataType::Int64)?.as_primitive::<Int64Type>().clone())
+}
+
+impl ProtectUdf {
+    /// Whether row `i` is dominated by its largest contributions; a cell whose contributions
+    /// cannot be read is treated as dominated.
+    fn dominated(&self, top2: &ListArray, total: &ArrayRef, i: usize) -> bool {
+        let total = total.as_primitive::<Float64Type>();
+        if top2.is_null(i) || total.is_null(i) {
+            return true;
+        }
+        match TopTwo::from_list(Some(top2.value(i))) {
+            Ok(top) => self
+                .config
+                .dominated(total.value(i), top.first.unwrap_or(0.0), top.second.unwrap_or(0.0)),
+            Err(_) => true,
+        }
+    }
 }
 
 impl ScalarUDFImpl for ProtectUdf {
@@ -195,9 +225,16 @@ impl ScalarUDFImpl for ProtectUdf {
                     .collect::<Int64Array>();
                 Ok(ColumnarValue::Array(std::sync::Arc::new(out)))
             }
-            ProtectKind::Statistic | ProtectKind::Model => {
+            ProtectKind::Statistic | ProtectKind::Model | ProtectKind::Magnitude => {
                 let n = match self.kind {
                     ProtectKind::Model => Some(cast(&arrays[2], &DataType::Float64)?),
+                    _ => None,
+                };
+                let dominance = match self.kind {
+                    ProtectKind::Magnitude => Some((
+                        arrays[2].as_list::<i32>().clone(),
+                        cast(&arrays[3], &DataType::Float64)?,
+                    )),
                     _ => None,
                 };
                 let suppress = (0..rows)
@@ -213,7 +250,14 @@ impl ScalarUDFImpl for ProtectUdf {
                             let n = n.as_primitive::<Float64Type>();
                             n.is_null(i) || n.value(i) - 2.0 < self.config.min_residual_df as f64
                         });
-                        Some(count(&self.ledger.residual_df, df_short))
+                        if count(&self.ledger.residual_df, df_short) {
+                            return Some(true);
+                        }
+                        let dominated = match &dominance {
+                            Some((top2, total)) => self.dominated(top2, total, i),
+                            None => false,
+                        };
+                        Some(count(&self.ledger.dominance, dominated))
                     })
                     .collect::<BooleanArray>();
                 Ok(ColumnarValue::Array(nullif(value, &suppress)?))

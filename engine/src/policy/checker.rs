@@ -14,12 +14,23 @@ use super::{NodePolicy, Refusal};
 pub struct PolicyChecker<'a> {
     policy: &'a NodePolicy,
     tables: &'a BTreeMap<String, Contract>,
+    coordinator: bool,
 }
 
 impl<'a> PolicyChecker<'a> {
     /// A checker for a node serving `tables` (table name → contract) under `policy`.
     pub fn new(policy: &'a NodePolicy, tables: &'a BTreeMap<String, Contract>) -> Self {
-        PolicyChecker { policy, tables }
+        PolicyChecker {
+            policy,
+            tables,
+            coordinator: false,
+        }
+    }
+
+    /// Checks requests that proved they come from this trust's coordinator (see [`crate::auth`]).
+    pub fn for_coordinator(mut self, coordinator: bool) -> Self {
+        self.coordinator = coordinator;
+        self
     }
 
     /// Accepts the plan or says why not.
@@ -71,7 +82,7 @@ impl<'a> PolicyChecker<'a> {
                     .map(|e| check_group_expr(e, &resolve))
                     .collect::<Result<Vec<_>, _>>()?;
                 for e in &a.aggr_expr {
-                    check_aggregate_expr(e, &resolve, self.policy)?;
+                    check_aggregate_expr(e, &resolve, self.policy, self.coordinator)?;
                     columns.push(Taint::Plain);
                 }
                 same_width(columns, a.schema.fields().len())

@@ -232,7 +232,14 @@ pub fn check_group_expr(expr: &Expr, resolve: &Resolve) -> Result<Taint, Refusal
 }
 
 /// An aggregate expression: allowed function; identifiers only counted; no min/max of sensitive measures.
-pub fn check_aggregate_expr(expr: &Expr, resolve: &Resolve, policy: &NodePolicy) -> Result<(), Refusal> {
+/// `coordinator`: the request proved it comes from this trust's coordinator, which alone may ask
+/// for the largest contributions (`tessera_top2`) the dominance rules need.
+pub fn check_aggregate_expr(
+    expr: &Expr,
+    resolve: &Resolve,
+    policy: &NodePolicy,
+    coordinator: bool,
+) -> Result<(), Refusal> {
     let mut aggregates = Vec::new();
     expr.apply(|e| {
         if let Expr::AggregateFunction(f) = e {
@@ -247,7 +254,14 @@ pub fn check_aggregate_expr(expr: &Expr, resolve: &Resolve, policy: &NodePolicy)
     }
     for f in aggregates {
         let name = f.func.name().to_string();
-        if !policy.aggregate_functions.contains(&name) {
+        let contributions = name == crate::disclosure::TOP2;
+        if contributions && !coordinator {
+            return Err(Refusal::new(format!(
+                "{name}() returns individual values and is answered only to this trust's coordinator \
+                 (the request carried no valid coordinator token)"
+            )));
+        }
+        if !contributions && !policy.aggregate_functions.contains(&name) {
             let allowed = policy
                 .aggregate_functions
                 .iter()
@@ -268,7 +282,7 @@ pub fn check_aggregate_expr(expr: &Expr, resolve: &Resolve, policy: &NodePolicy)
                 )));
             }
             check_uses(arg, resolve)?;
-            if EXTREMUM_AGGREGATES.contains(&name.as_str()) {
+            if EXTREMUM_AGGREGATES.contains(&name.as_str()) && !contributions {
                 if let Some(measure) = sensitive_source(arg, resolve)? {
                     return Err(Refusal::new(format!(
                         "{name}() of {measure} would reveal one record's value ({measure} is a sensitive measure)"

@@ -68,6 +68,8 @@ impl NodeAnswer {
 pub struct NodeClient {
     url: String,
     inner: FlightServiceClient<Channel>,
+    /// The coordinator's token, sent with every request when set.
+    token: Option<String>,
 }
 
 impl NodeClient {
@@ -84,6 +86,7 @@ impl NodeClient {
         Ok(NodeClient {
             url: url.to_string(),
             inner: FlightServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024),
+            token: None,
         })
     }
 
@@ -98,7 +101,14 @@ impl NodeClient {
         Ok(NodeClient {
             url: url.to_string(),
             inner: FlightServiceClient::new(endpoint.connect_lazy()).max_decoding_message_size(64 * 1024 * 1024),
+            token: None,
         })
+    }
+
+    /// Sends `token` (the coordinator's secret) with every request.
+    pub fn with_token(mut self, token: Option<String>) -> NodeClient {
+        self.token = token;
+        self
     }
 
     /// The node's URL.
@@ -114,8 +124,15 @@ impl NodeClient {
         let ticket = Ticket {
             ticket: ticket.as_any().encode_to_vec().into(),
         };
+        let mut request = tonic::Request::new(ticket);
+        if let Some(token) = &self.token {
+            let value = crate::auth::bearer(token)
+                .parse()
+                .map_err(|_| ClientError::Decode("the coordinator token is not a valid header value".into()))?;
+            request.metadata_mut().insert(crate::auth::TOKEN_HEADER, value);
+        }
         let mut client = self.inner.clone();
-        let response = client.do_get(ticket).await.map_err(ClientError::Status)?;
+        let response = client.do_get(request).await.map_err(ClientError::Status)?;
         Ok(FlightRecordBatchStream::new_from_flight_data(
             response.into_inner().map_err(FlightError::from),
         ))

@@ -30,6 +30,9 @@ pub struct FragmentRequest {
     /// Milliseconds the sender will wait; the node stops work after this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Set by the node, never by the sender: the request carried this trust's coordinator token.
+    #[serde(skip)]
+    pub from_coordinator: bool,
 }
 
 impl FragmentRequest {
@@ -41,6 +44,7 @@ impl FragmentRequest {
             requester: String::new(),
             project: String::new(),
             timeout_ms: None,
+            from_coordinator: false,
         }
     }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use arrow_flight::sql::metadata::SqlInfoData;
 use datafusion::prelude::SessionContext;
+use tessera_engine::disclosure::Top2;
 use tessera_engine::NodePolicy;
 use tessera_schemas::{Catalog, Contract};
 use tokio::net::TcpListener;
@@ -37,6 +38,8 @@ pub struct TrustNode {
     timeout: Duration,
     sql_info: SqlInfoData,
     next_query: AtomicU64,
+    /// SHA-256 of the coordinator's token, when one is configured.
+    coordinator_digest: Option<String>,
 }
 
 /// The node could not start; the message names the file and key or column at fault.
@@ -49,6 +52,7 @@ impl TrustNode {
     pub async fn start(config: &NodeConfig, catalog: &Catalog) -> Result<TrustNode, StartError> {
         let memory = (config.node.memory_limit_mb > 0).then(|| config.node.memory_limit_mb as usize * 1024 * 1024);
         let ctx = tessera_engine::session::new_session(memory).map_err(|e| StartError(e.strip_backtrace()))?;
+        ctx.register_udaf(Top2::udaf().as_ref().clone());
         let tables = crate::tables::register_all(&ctx, config, catalog)
             .await
             .map_err(|e| StartError(e.to_string()))?;
@@ -69,6 +73,7 @@ impl TrustNode {
             timeout: Duration::from_secs(config.node.query_timeout_secs),
             sql_info: sql_info::build(&config.node.name),
             next_query: AtomicU64::new(1),
+            coordinator_digest: config.access.coordinator_token_sha256.clone(),
         })
     }
 

@@ -76,8 +76,9 @@ impl TrustNode {
         request
     }
 
-    /// Plans `sql` against this node's catalog and checks it against the policy.
-    pub async fn plan_checked(&self, sql: &str) -> Result<LogicalPlan, QueryError> {
+    /// Plans `sql` against this node's catalog and checks it against the policy (`from_coordinator`:
+    /// the request proved it comes from this trust's coordinator).
+    pub async fn plan_checked(&self, sql: &str, from_coordinator: bool) -> Result<LogicalPlan, QueryError> {
         let plan = self
             .ctx
             .state()
@@ -85,6 +86,7 @@ impl TrustNode {
             .await
             .map_err(|e| self.planning_error(e))?;
         PolicyChecker::new(&self.policy, &self.tables)
+            .for_coordinator(from_coordinator)
             .check(&plan)
             .map_err(QueryError::Refused)?;
         Ok(plan)
@@ -140,7 +142,7 @@ impl TrustNode {
 
     /// The answer's schema, for `GetFlightInfo` and prepared statements; refusals are audited.
     pub async fn describe(&self, request: &FragmentRequest, call: &str) -> Result<SchemaRef, Status> {
-        match self.plan_checked(&request.sql).await {
+        match self.plan_checked(&request.sql, request.from_coordinator).await {
             Ok(plan) => Ok(plan.schema().inner().clone()),
             Err(e) => Err(self.record_failure(request, call, e).await),
         }
@@ -164,7 +166,7 @@ impl TrustNode {
             )),
             audit: self.audit.clone(),
         };
-        let outcome = match self.plan_checked(&request.sql).await {
+        let outcome = match self.plan_checked(&request.sql, request.from_coordinator).await {
             Ok(plan) => self.execute(plan, timeout).await,
             Err(e) => Err(e),
         };
@@ -227,6 +229,7 @@ fn audit_record(
         query_id: request.query_id.clone(),
         requester: request.requester.clone(),
         project: request.project.clone(),
+        coordinator: request.from_coordinator,
         call: call.to_string(),
         sql: request.sql.clone(),
         decision,

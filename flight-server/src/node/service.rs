@@ -25,6 +25,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::TrustNode;
 use crate::fragment::FragmentRequest;
+use tessera_engine::auth;
 
 /// The catalog and schema every node presents its tables under.
 pub const CATALOG: &str = "tessera";
@@ -42,19 +43,6 @@ fn header(metadata: &MetadataMap, name: &str) -> String {
         .and_then(|v| v.to_str().ok())
         .map(|s| s.chars().take(200).collect())
         .unwrap_or_default()
-}
-
-/// A request for `sql` from a generic client, identified by its headers.
-fn from_client(sql: String, metadata: &MetadataMap) -> FragmentRequest {
-    FragmentRequest {
-        requester: header(metadata, REQUESTER_HEADER),
-        project: header(metadata, PROJECT_HEADER),
-        ..FragmentRequest::new(sql)
-    }
-}
-
-fn decode_handle(bytes: &[u8]) -> Result<FragmentRequest, Status> {
-    FragmentRequest::decode(bytes).map_err(Status::invalid_argument)
 }
 
 /// Streams batches as Flight data; the schema is always sent, even for zero groups.
@@ -89,6 +77,32 @@ fn flight_info(
 }
 
 impl TrustNode {
+    /// Whether the call carries this trust's coordinator token.
+    fn is_coordinator(&self, metadata: &MetadataMap) -> bool {
+        self.coordinator_digest.as_deref().is_some_and(|digest| {
+            let header = metadata.get(auth::TOKEN_HEADER).and_then(|v| v.to_str().ok());
+            auth::verifies(header, digest)
+        })
+    }
+
+    /// A request for `sql` from a generic client, identified by its headers.
+    fn client_request(&self, sql: String, metadata: &MetadataMap) -> FragmentRequest {
+        FragmentRequest {
+            requester: header(metadata, REQUESTER_HEADER),
+            project: header(metadata, PROJECT_HEADER),
+            from_coordinator: self.is_coordinator(metadata),
+            ..FragmentRequest::new(sql)
+        }
+    }
+
+    /// A request from a ticket or handle the client sent back; who it comes from is decided by
+    /// this call's headers, never by the handle.
+    fn decode_handle(&self, bytes: &[u8], metadata: &MetadataMap) -> Result<FragmentRequest, Status> {
+        let mut request = FragmentRequest::decode(bytes).map_err(Status::invalid_argument)?;
+        request.from_coordinator = self.is_coordinator(metadata);
+        Ok(request)
+    }
+
     async fn run(&self, request: FragmentRequest, call: &str) -> Result<Response<DoGetStream>, Status> {
         let request = self.complete(request);
         let answer = self.answer(&request, call).await?;
@@ -141,22 +155,26 @@ impl FlightSqlService for TrustNode {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let fragment = from_client(query.query, request.metadata());
+        let fragment = self.client_request(query.query, request.metadata());
         self.info_for(fragment, request.into_inner()).await
     }
 
     async fn do_get_statement(
         &self,
         ticket: TicketStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         // The handle comes from the client: it is decoded, re-planned and re-checked like any query.
-        self.run(decode_handle(&ticket.statement_handle)?, "DoGet").await
+        let fragment = self.decode_handle(&ticket.statement_handle, request.metadata())?;
+        self.run(fragment, "DoGet").await
     }
 
     async fn do_get_fallback(&self, request: Request<Ticket>, message: Any) -> Result<Response<DoGetStream>, Status> {
         match message.unpack::<CommandStatementQuery>() {
-            Ok(Some(query)) => self.run(from_client(query.query, request.metadata()), "DoGet").await,
+            Ok(Some(query)) => {
+                self.run(self.client_request(query.query, request.metadata()), "DoGet")
+                    .await
+            }
             _ => Err(Status::unimplemented(format!(
                 "this node does not answer {}",
                 message.type_url
@@ -169,7 +187,7 @@ impl FlightSqlService for TrustNode {
         query: ActionCreatePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let fragment = self.complete(from_client(query.query, request.metadata()));
+        let fragment = self.complete(self.client_request(query.query, request.metadata()));
         let schema = self.describe(&fragment, "CreatePreparedStatement").await?;
         let IpcMessage(dataset_schema) = SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
             .try_into()
@@ -186,17 +204,17 @@ impl FlightSqlService for TrustNode {
         query: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let fragment = decode_handle(&query.prepared_statement_handle)?;
+        let fragment = self.decode_handle(&query.prepared_statement_handle, request.metadata())?;
         self.info_for(fragment, request.into_inner()).await
     }
 
     async fn do_get_prepared_statement(
         &self,
         query: CommandPreparedStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.run(decode_handle(&query.prepared_statement_handle)?, "DoGet")
-            .await
+        let fragment = self.decode_handle(&query.prepared_statement_handle, request.metadata())?;
+        self.run(fragment, "DoGet").await
     }
 
     async fn do_action_close_prepared_statement(

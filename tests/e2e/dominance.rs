@@ -1,0 +1,261 @@
+//! Dominance (NK n = 2, p-percent) checked against hand-computed expectations, and the trusts'
+//! rule that only their authenticated coordinator may ask for the largest contributions.
+//!
+//! Two trusts hold these admitted episodes (age band: episodes and costs):
+//! - `18-29`: RRK 10 × £100, RTH 2 × £4,600. Total £10,200; the two largest, £9,200, are 90.2 %
+//!   of it (> 90 %: the NK rule fires). What is left, £1,000, is 21.7 % of the largest (the
+//!   p-percent rule at 10 % does not fire).
+//! - `30-44`: RRK 10 × £1,000, RTH 2 × £1,000. Total £12,000; the two largest are 16.7 % of it;
+//!   the rest is 1,000 % of the largest. Neither rule fires.
+//! - `45-59`: RRK 11 × £100, RTH 1 × £20,000. Total £21,100; the two largest, £20,100, are
+//!   95.3 % of it (NK fires); the rest, £1,000, is 5 % of the largest (< 10 %: p-percent fires).
+//!
+//! Every group has 12 episodes, so the threshold (10) never fires here; lengths of stay (not a
+//! sensitive measure) are never checked for dominance.
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::Float64Type;
+use std::path::Path;
+use tessera_engine::coordinator::ErrorKind;
+use tessera_engine::disclosure::DisclosureConfig;
+use tessera_flight::client::NodeClient;
+use tessera_flight::FragmentRequest;
+use tessera_support::{compare, rows_of, Cell, COORDINATOR_TOKEN};
+
+use crate::disclosure::{coordinator, federation_of, write_rows, Small};
+
+const RRK: &[(&str, usize, f64)] = &[("18-29", 10, 100.0), ("30-44", 10, 1_000.0), ("45-59", 11, 100.0)];
+const RTH: &[(&str, usize, f64)] = &[("18-29", 2, 4_600.0), ("30-44", 2, 1_000.0), ("45-59", 1, 20_000.0)];
+
+fn write_groups(dir: &Path, provider: &str, groups: &[(&str, usize, f64)]) {
+    let rows = groups
+        .iter()
+        .flat_map(|(age, n, cost)| std::iter::repeat_n((*age, 2, *cost), *n))
+        .collect::<Vec<_>>();
+    write_rows(dir, provider, &rows);
+}
+
+pub(crate) async fn dominated_federation() -> Small {
+    federation_of(&[("RRK", RRK), ("RTH", RTH)], write_groups).await
+}
+
+const BY_AGE: &str = "SELECT age_band, count(*) AS n, sum(cost_gbp) AS cost, avg(cost_gbp) AS mean_cost, \
+                      sum(los_days) AS bed_days FROM apc_episodes GROUP BY age_band ORDER BY age_band";
+
+fn row(age: &str, cost: Option<f64>) -> Vec<Cell> {
+    let money = |v: Option<f64>| v.map_or(Cell::Null, Cell::Float);
+    vec![
+        Cell::from(age),
+        Cell::Int(10),
+        money(cost),
+        money(cost.map(|c| c / 12.0)),
+        Cell::Int(24),
+    ]
+}
+
+async fn by_age(small: &Small, config: DisclosureConfig) -> (Vec<Vec<Cell>>, String) {
+    let c = coordinator(small, config);
+    let result = c.query(BY_AGE).await.unwrap();
+    (rows_of(&result.batches), result.disclosure)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dominated_sums_and_means_are_suppressed_by_the_nk_and_p_percent_rules() {
+    let small = dominated_federation().await;
+
+    // Defaults (NK k = 0.9, p = 10 %): 18-29 (NK) and 45-59 (both) hidden; 30-44 released.
+    // Counts 12 round to 10; bed days 12 × 2 = 24 are not a sensitive measure.
+    let (rows, footer) = by_age(&small, DisclosureConfig::default()).await;
+    let expected = vec![row("18-29", None), row("30-44", Some(12_000.0)), row("45-59", None)];
+    compare(&rows, &expected, true).unwrap();
+    assert_eq!(footer, "4 cells suppressed: 4 (dominance); counts rounded to 5");
+
+    // p-percent alone: only 45-59 (rest £1,000 < 10 % of £20,000).
+    let p_only = DisclosureConfig {
+        nk_k: 1.0,
+        ..DisclosureConfig::default()
+    };
+    let (rows, _) = by_age(&small, p_only).await;
+    let expected = vec![
+        row("18-29", Some(10_200.0)),
+        row("30-44", Some(12_000.0)),
+        row("45-59", None),
+    ];
+    compare(&rows, &expected, true).unwrap();
+
+    // NK at k = 0.99 with p-percent: 18-29 (90.2 %) and 45-59 (95.3 %) pass NK, and p-percent
+    // still hides 45-59.
+    let lenient_nk = DisclosureConfig {
+        nk_k: 0.99,
+        ..DisclosureConfig::default()
+    };
+    let (rows, _) = by_age(&small, lenient_nk).await;
+    compare(&rows, &expected, true).unwrap();
+
+    // NK alone (p-percent off): 18-29 and 45-59.
+    let nk_only = DisclosureConfig {
+        p_percent: 0.0,
+        ..DisclosureConfig::default()
+    };
+    let (rows, _) = by_age(&small, nk_only).await;
+    let expected = vec![row("18-29", None), row("30-44", Some(12_000.0)), row("45-59", None)];
+    compare(&rows, &expected, true).unwrap();
+
+    // Both off: every total released.
+    let neither = DisclosureConfig {
+        nk_k: 1.0,
+        p_percent: 0.0,
+        ..DisclosureConfig::default()
+    };
+    let (rows, footer) = by_age(&small, neither).await;
+    let expected = vec![
+        row("18-29", Some(10_200.0)),
+        row("30-44", Some(12_000.0)),
+        row("45-59", Some(21_100.0)),
+    ];
+    compare(&rows, &expected, true).unwrap();
+    assert_eq!(footer, "no cells suppressed; counts rounded to 5");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_very_large_cost_is_not_recovered_by_any_route() {
+    let small = dominated_federation().await;
+    let c = coordinator(&small, DisclosureConfig::default());
+    // Knowing the others paid about £100 each, a released total of 45-59 would give away the
+    // £20,000 patient to within £1,100; 18-29 would give away the two £4,600 stays.
+    for sql in [
+        "SELECT sum(cost_gbp) FROM apc_episodes WHERE age_band = '45-59'",
+        "SELECT avg(cost_gbp) FROM apc_episodes WHERE age_band = '45-59'",
+        "SELECT sum(cost_gbp * 1) FROM apc_episodes WHERE age_band = '45-59'",
+        "SELECT sum(cost_gbp) FILTER (WHERE age_band = '45-59') FROM apc_episodes",
+        "SELECT sum(CASE WHEN age_band = '45-59' THEN cost_gbp ELSE 0 END) FROM apc_episodes WHERE age_band <> '30-44'",
+        "SELECT sum(cost_gbp) FROM apc_episodes WHERE age_band = '18-29' HAVING sum(cost_gbp) > 10000",
+        "SELECT age_band, sum(cost_gbp) / count(*) FROM apc_episodes GROUP BY age_band",
+    ] {
+        let result = c.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        for row in rows_of(&result.batches) {
+            if row.first().is_some_and(|c| matches!(c, Cell::Str(s) if s == "30-44")) {
+                continue;
+            }
+            assert!(
+                row.iter().all(|c| matches!(c, Cell::Null | Cell::Str(_))),
+                "{sql}: released {row:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_authenticated_coordinator_gets_the_largest_contributions() {
+    let small = dominated_federation().await;
+    let url = &small.entries[1].url; // RTH
+    let sql = "SELECT age_band, tessera_top2(cost_gbp) AS top FROM apc_episodes GROUP BY age_band ORDER BY age_band";
+    let refusal = "refused: tessera_top2() returns individual values and is answered only to this trust's \
+                   coordinator (the request carried no valid coordinator token)";
+    for token in [None, Some("a-wrong-token-of-sufficient-length-0123456789")] {
+        let client = NodeClient::connect(url)
+            .await
+            .unwrap()
+            .with_token(token.map(str::to_string));
+        let error = client.query(&FragmentRequest::new(sql)).await.unwrap_err();
+        assert_eq!(error.code(), Some(tonic::Code::PermissionDenied), "{token:?}");
+        assert_eq!(error.to_string(), refusal, "{token:?}");
+    }
+    // The coordinator's token opens it: RTH's two largest costs per group, largest first.
+    let client = NodeClient::connect(url)
+        .await
+        .unwrap()
+        .with_token(Some(COORDINATOR_TOKEN.to_string()));
+    let answer = client.query(&FragmentRequest::new(sql)).await.unwrap();
+    let batch = &answer.batches[0];
+    let lists = batch.column(1).as_list::<i32>();
+    let tops = (0..lists.len())
+        .map(|i| {
+            let values = lists.value(i);
+            values.as_primitive::<Float64Type>().values().to_vec()
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(
+        tops,
+        vec![vec![4_600.0, 4_600.0], vec![1_000.0, 1_000.0], vec![20_000.0]]
+    );
+    // Even the coordinator may not ask for max() of a sensitive measure.
+    let error = client
+        .query(&FragmentRequest::new("SELECT max(cost_gbp) FROM apc_episodes"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(tonic::Code::PermissionDenied));
+
+    // The trust's audit log marks the requests that proved to come from the coordinator.
+    let log = std::fs::read_to_string(&small.nodes[1].audit_log).unwrap();
+    let lines = log.lines().collect::<Vec<_>>();
+    assert_eq!(lines.len(), 4, "{log}");
+    assert!(!lines[0].contains("\"coordinator\"") && !lines[1].contains("\"coordinator\""));
+    assert!(lines[2].contains("\"coordinator\":true") && lines[2].contains("\"decision\":\"allowed\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_without_a_token_refuses_sensitive_sums_but_answers_the_rest() {
+    let small = dominated_federation().await;
+    let config = tessera_engine::coordinator::FederationConfig {
+        federation: Default::default(),
+        nodes: small.entries.clone(),
+        disclosure: DisclosureConfig::default(),
+    };
+    let c = tessera_engine::coordinator::Coordinator::new(config, &tessera_schemas::Catalog::builtin()).unwrap();
+    let error = c.query("SELECT avg(cost_gbp) FROM apc_episodes").await.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Query);
+    assert_eq!(
+        error.message,
+        "avg(cost_gbp) needs the dominance check (cost_gbp is a sensitive measure), and trusts send the largest \
+         contributions only to an authenticated coordinator: set coordinator_token in [federation] of federation.toml"
+    );
+    let result = c
+        .query("SELECT count(*) AS n, sum(los_days) AS bed_days FROM apc_episodes")
+        .await
+        .unwrap();
+    compare(&rows_of(&result.batches), &[vec![Cell::Int(35), Cell::Int(72)]], true).unwrap();
+}
+
+#[test]
+fn dominance_settings_and_tokens_are_checked_at_start() {
+    let bad = |edit: fn(&mut DisclosureConfig)| {
+        let mut config = DisclosureConfig::default();
+        edit(&mut config);
+        config.check().unwrap_err()
+    };
+    assert_eq!(
+        bad(|c| c.nk_k = 0.0),
+        "[disclosure] nk_k: must be above 0 and at most 1 (1 turns the NK rule off), not 0"
+    );
+    assert_eq!(
+        bad(|c| c.nk_k = 1.5),
+        "[disclosure] nk_k: must be above 0 and at most 1 (1 turns the NK rule off), not 1.5"
+    );
+    assert_eq!(
+        bad(|c| c.p_percent = 10.0),
+        "[disclosure] p_percent: must be a share from 0 (off) to below 1, e.g. 0.10, not 10"
+    );
+    assert_eq!(
+        bad(|c| c.p_percent = f64::NAN),
+        "[disclosure] p_percent: must be a share from 0 (off) to below 1, e.g. 0.10, not NaN"
+    );
+
+    let mut federation = tessera_engine::coordinator::FederationConfig::new(
+        "r",
+        "p",
+        [("RRK".to_string(), "http://127.0.0.1:1".to_string())],
+    );
+    federation.federation.coordinator_token = Some("short".into());
+    assert_eq!(
+        federation.check().unwrap_err(),
+        "[federation] coordinator_token: must be at least 32 characters without spaces (`tessera gen` writes one)"
+    );
+
+    let mut node = tessera_flight::NodeConfig::for_generated("RRK", "127.0.0.1:0", &["apc_episodes".into()]);
+    node.access.coordinator_token_sha256 = Some(COORDINATOR_TOKEN.into());
+    assert_eq!(
+        node.check().unwrap_err(),
+        "[access] coordinator_token_sha256: must be the 64-hex-digit SHA-256 of the coordinator's token"
+    );
+}
