@@ -9,6 +9,7 @@
 //! count 10 (12 rounds to 10) and mean 3; `45-59` releases 25 (23 rounds to 25) and mean 5.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Date32Array, Float64Array, Int32Array, Int8Array, RecordBatch, StringArray};
@@ -75,7 +76,7 @@ pub(crate) fn write_rows(dir: &Path, provider: &str, rows: &[(&str, i32, f64)]) 
 }
 
 pub(crate) struct Small {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     pub(crate) nodes: Vec<TestNode>,
     pub(crate) entries: Vec<NodeEntry>,
 }
@@ -101,14 +102,16 @@ pub(crate) async fn federation_of<T: ?Sized>(trusts: &[(&str, &T)], write: fn(&P
         });
         nodes.push(node);
     }
-    Small {
-        _dir: dir,
-        nodes,
-        entries,
-    }
+    Small { dir, nodes, entries }
 }
 
-pub(crate) fn coordinator(small: &Small, disclosure: DisclosureConfig) -> Coordinator {
+/// A coordinator for `small` with its own fresh release log (unless `disclosure` names one).
+pub(crate) fn coordinator(small: &Small, mut disclosure: DisclosureConfig) -> Coordinator {
+    static LOGS: AtomicUsize = AtomicUsize::new(0);
+    if disclosure.release_log.is_none() {
+        let n = LOGS.fetch_add(1, Ordering::Relaxed);
+        disclosure.release_log = Some(small.dir.path().join(format!("releases-{n}.jsonl")));
+    }
     let config = FederationConfig {
         federation: FederationSection {
             coordinator_token: Some(COORDINATOR_TOKEN.to_string()),

@@ -3,6 +3,7 @@
 mod attacks;
 mod audit_log;
 mod coordinator;
+mod differencing;
 mod disclosure;
 mod dominance;
 mod exactness;

@@ -487,6 +487,7 @@ impl Federation {
         // Exactness is checked with disclosure control explicitly off.
         config.disclosure = tessera_engine::disclosure::DisclosureConfig::off();
         config.federation.coordinator_token = Some(COORDINATOR_TOKEN.to_string());
+        config.disclosure.release_log = Some(data.dir.path().join("releases.jsonl"));
         edit(&mut config);
         let catalog = Catalog::builtin();
         let coordinator = tessera_engine::coordinator::Coordinator::new(config, &catalog).expect("coordinator");

@@ -61,6 +61,7 @@ async fn main() {
         running.iter().map(|(name, node)| (name.clone(), node.url())),
     );
     federation.federation.coordinator_token = Some(token);
+    federation.disclosure.release_log = Some(dir.path().join("release-log.jsonl"));
     let coordinator = Coordinator::new(federation, &catalog).expect("coordinator");
     let dirs = trusts.iter().map(|t| t.dir.clone()).collect::<Vec<_>>();
     let single = union_session(&dirs, &catalog).expect("reference session");

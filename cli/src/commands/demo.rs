@@ -16,7 +16,7 @@ use tessera_flight::node::{RunningNode, TrustNode};
 use tessera_flight::{FragmentRequest, NodeConfig};
 use tessera_schemas::Catalog;
 
-use super::gen::{generate_with_configs, write_private, GenArgs, FEDERATION_FILE};
+use super::gen::{generate_with_configs, write_private, GenArgs, FEDERATION_FILE, RELEASE_LOG_FILE};
 use super::query;
 use crate::exit::{runtime, Failure, Outcome};
 
@@ -81,6 +81,7 @@ pub fn run(args: DemoArgs) -> Outcome {
             nodes.iter().map(|(name, node)| (name.clone(), node.url())),
         );
         federation.federation.coordinator_token = Some(generated.token.clone());
+        federation.disclosure.release_log = Some(out.join(RELEASE_LOG_FILE));
         let coordinator = Coordinator::new(federation.clone(), &catalog).map_err(query::failure)?;
         for (i, (title, sql)) in tessera_engine::tour::TOUR.iter().enumerate() {
             let sql = sql.split_whitespace().collect::<Vec<_>>().join(" ");

@@ -64,6 +64,9 @@ pub fn run(args: GenArgs) -> Outcome {
 /// The coordinator configuration `tessera gen` writes beside the trusts' folders.
 pub const FEDERATION_FILE: &str = "federation.toml";
 
+/// The release log of that federation (relative to `federation.toml`).
+pub const RELEASE_LOG_FILE: &str = "release-log.jsonl";
+
 /// What `tessera gen` produced.
 pub struct Generated {
     pub trusts: Vec<GeneratedTrust>,
@@ -93,12 +96,23 @@ pub fn generate_with_configs(args: &GenArgs) -> Result<Generated, Failure> {
         .map(|(trust, port)| (trust.provider.clone(), format!("http://127.0.0.1:{port}")));
     let mut federation = FederationConfig::new("", "synthetic", nodes);
     federation.federation.coordinator_token = Some(token.clone());
+    federation.disclosure.release_log = Some(PathBuf::from(RELEASE_LOG_FILE));
     let text = format!(
         "# Tessera coordinator for the trusts generated beside this file (written by `tessera gen`).\n\
          # coordinator_token is a secret: each node.toml holds only its SHA-256. See README.md for every key.\n\n{}",
         federation.to_toml()
     );
     write_private(&args.out.join(FEDERATION_FILE), &text)?;
+    // New data, new federation: releases of earlier data say nothing about it.
+    match std::fs::remove_file(args.out.join(RELEASE_LOG_FILE)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(Failure::query(format!(
+                "{}: {e}",
+                args.out.join(RELEASE_LOG_FILE).display()
+            )))
+        }
+        _ => {}
+    }
     Ok(Generated { trusts, token })
 }
 

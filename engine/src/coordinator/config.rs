@@ -103,6 +103,9 @@ impl FederationConfig {
         if let Ok(token) = std::env::var(crate::auth::TOKEN_ENV) {
             config.federation.coordinator_token = Some(token);
         }
+        if let (Some(log), Some(dir)) = (&config.disclosure.release_log, path.parent()) {
+            config.disclosure.release_log = Some(dir.join(log));
+        }
         config.check().map_err(|message| ConfigFileError::new(path, message))?;
         Ok(config)
     }

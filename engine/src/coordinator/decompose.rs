@@ -50,6 +50,8 @@ pub struct Protection {
     pub pairs: Option<Expr>,
     /// For a sum or mean of a sensitive measure: its two largest contributions and its total.
     pub dominance: Option<(Expr, Expr)>,
+    /// The aggregate's own FILTER: its cells count only these records.
+    pub filter: Option<Expr>,
 }
 
 /// Whether sums and means of sensitive measures are checked for dominance.
@@ -271,7 +273,7 @@ impl Decomposition {
             _ => None,
         };
         let dominance = match (name, args) {
-            ("sum" | "avg", [arg]) if !is_indicator(arg) => self.dominance(ctx, name, arg, filter)?,
+            ("sum" | "avg", [arg]) if !is_indicator(arg) => self.dominance(ctx, name, arg, filter.clone())?,
             _ => None,
         };
         let kind = match dominance {
@@ -283,6 +285,7 @@ impl Decomposition {
             support,
             pairs,
             dominance,
+            filter: filter.map(|f| *f),
         })
     }
 

@@ -9,8 +9,10 @@
 
 pub mod config;
 pub mod decompose;
+mod differencing;
 pub mod moments;
 pub mod nodes;
+mod population;
 pub mod provenance;
 pub mod rewrite;
 pub mod scan;
@@ -34,7 +36,12 @@ use tessera_schemas::{Catalog, Role};
 pub use config::{FederationConfig, OnNodeFailure};
 pub use provenance::Provenance;
 
-use crate::disclosure::{DisclosureConfig, Ledger};
+use crate::disclosure::{DisclosureConfig, Ledger, Release, ReleaseLog};
+use differencing::{CrossTab, CrossTabQuery};
+use population::Population;
+use rewrite::Tracked;
+use std::collections::HashSet;
+use std::path::PathBuf;
 
 use decompose::Dominance;
 use nodes::{NodeSet, TrustError};
@@ -113,6 +120,8 @@ pub struct Coordinator {
     identifiers: BTreeSet<String>,
     person_tables: BTreeSet<String>,
     sensitive: BTreeSet<String>,
+    /// The project's release log, when disclosure control is on.
+    release_log: Option<ReleaseLog>,
     next_query: AtomicU64,
 }
 
@@ -158,9 +167,19 @@ impl Coordinator {
             .filter(|c| c.sensitive)
             .map(|c| c.name.clone())
             .collect();
+        let release_log = config.disclosure.is_on().then(|| {
+            ReleaseLog::new(
+                config
+                    .disclosure
+                    .release_log
+                    .clone()
+                    .unwrap_or_else(|| default_release_log(&config.federation.project)),
+            )
+        });
         Ok(Coordinator {
             ctx,
             nodes,
+            release_log,
             config,
             federated,
             public,
@@ -197,6 +216,16 @@ impl Coordinator {
     /// Plans `sql`: the central plan with a [`FederatedScan`] wherever trusts are asked, and
     /// disclosure control around every merged value (its counts go to `ledger`).
     pub async fn plan(&self, sql: &str, ledger: Arc<Ledger>) -> Result<LogicalPlan, QueryError> {
+        Ok(self.plan_tracked(sql, Some(ledger)).await?.0)
+    }
+
+    /// Plans `sql` and says which protected aggregates' cells are compared with earlier releases.
+    /// Without a ledger, nothing is protected (for the coordinator's own checks, never released).
+    async fn plan_tracked(
+        &self,
+        sql: &str,
+        ledger: Option<Arc<Ledger>>,
+    ) -> Result<(LogicalPlan, Vec<Tracked>), QueryError> {
         let state = self.ctx.state();
         let raw = state.create_logical_plan(sql).await?;
         let raw = match raw {
@@ -210,9 +239,10 @@ impl Coordinator {
         &self,
         state: &SessionState,
         plan: LogicalPlan,
-        ledger: Arc<Ledger>,
-    ) -> Result<LogicalPlan, QueryError> {
+        ledger: Option<Arc<Ledger>>,
+    ) -> Result<(LogicalPlan, Vec<Tracked>), QueryError> {
         let disclosure = &self.config.disclosure;
+        let protect = disclosure.is_on() && ledger.is_some();
         let rewriter = Rewriter {
             state,
             federated: &self.federated,
@@ -221,14 +251,81 @@ impl Coordinator {
             person_tables: &self.person_tables,
             sensitive: &self.sensitive,
             request: self.request_info(),
-            disclosure: disclosure.is_on().then_some((disclosure, ledger)),
-            dominance: match (disclosure.checks_dominance(), &self.config.federation.coordinator_token) {
+            disclosure: ledger.filter(|_| protect).map(|ledger| (disclosure, ledger)),
+            dominance: match (
+                protect && disclosure.checks_dominance(),
+                &self.config.federation.coordinator_token,
+            ) {
                 (false, _) => Dominance::Off,
                 (true, Some(_)) => Dominance::On,
                 (true, None) => Dominance::NoCredentials,
             },
+            tracked: Default::default(),
         };
-        Ok(rewriter.federate(plan)?)
+        let plan = rewriter.federate(plan)?;
+        let tracked = rewriter.tracked.into_inner().unwrap_or_else(|p| p.into_inner());
+        Ok((plan, tracked))
+    }
+
+    /// Compares every tracked aggregate's cells with the project's earlier releases and with the
+    /// query's earlier aggregates, and denies the cells that would difference with them (see
+    /// [`differencing`]). Returns the earlier releases.
+    async fn check_releases(&self, tracked: &[Tracked]) -> Result<Vec<Release>, QueryError> {
+        let Some(log) = self.release_log.as_ref().filter(|_| !tracked.is_empty()) else {
+            return Ok(Vec::new());
+        };
+        let earlier = log.load().map_err(|message| QueryError {
+            kind: ErrorKind::Query,
+            message: format!("{message} (results are released only after this check)"),
+        })?;
+        let threshold = self.config.disclosure.threshold as i64;
+        for (i, new) in tracked.iter().enumerate() {
+            let mut denied = HashSet::new();
+            for old in earlier.iter().filter(|r| r.table == new.population.table) {
+                let population = Population {
+                    table: old.table.clone(),
+                    predicate: old.predicate.clone(),
+                    groups: old.groups.clone(),
+                };
+                if population == new.population {
+                    continue;
+                }
+                let tab = self.cross_tab(&new.population, &population).await?;
+                tab.deny(|o| old.released.contains(o), threshold, &mut denied);
+            }
+            for before in tracked[..i]
+                .iter()
+                .filter(|b| b.population.table == new.population.table)
+            {
+                let tab = self.cross_tab(&new.population, &before.population).await?;
+                let before_denied = before.guard.denied();
+                tab.deny(
+                    |o| tab.old_size(o) >= threshold && !before_denied.contains(o),
+                    threshold,
+                    &mut denied,
+                );
+            }
+            new.guard.deny(denied);
+        }
+        Ok(earlier)
+    }
+
+    /// The exact sizes of `new`'s and `old`'s cells and their intersections, from every trust.
+    async fn cross_tab(&self, new: &Population, old: &Population) -> Result<CrossTab, QueryError> {
+        let query = CrossTabQuery::new(new, old);
+        let checked = async {
+            let (plan, _) = self.plan_tracked(&query.sql, None).await?;
+            let physical = self.ctx.state().create_physical_plan(&plan).await?;
+            let batches = collect(physical, self.ctx.task_ctx()).await?;
+            Ok::<_, QueryError>(CrossTab::from_batches(&batches, &query)?)
+        };
+        checked.await.map_err(|e| QueryError {
+            kind: e.kind,
+            message: format!(
+                "this result could not be checked against the project's earlier releases, so it is not released: {}",
+                e.message
+            ),
+        })
     }
 
     /// Whether `sql` is an EXPLAIN statement.
@@ -274,14 +371,64 @@ impl Coordinator {
     pub async fn prepare(&self, sql: &str) -> Result<PreparedQuery, QueryError> {
         let started = Instant::now();
         let ledger = Arc::new(Ledger::default());
-        let plan = self.plan(sql, ledger.clone()).await?;
+        let (plan, tracked) = self.plan_tracked(sql, Some(ledger.clone())).await?;
         let physical = self.ctx.state().create_physical_plan(&plan).await?;
+        let earlier = self.check_releases(&tracked).await?;
         Ok(PreparedQuery {
             physical,
             task: self.ctx.task_ctx(),
             started,
             ledger,
             disclosure: self.config.disclosure.clone(),
+            releases: self.release_log.clone().map(|log| Releases { log, tracked, earlier }),
+        })
+    }
+}
+
+/// Where the project's releases are logged unless `release_log` says otherwise:
+/// `$XDG_DATA_HOME/tessera/releases/<project>.jsonl` (or under `~/.local/share`).
+pub fn default_release_log(project: &str) -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local").join("share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    let name = project
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>();
+    let name = if name.is_empty() { "default".to_string() } else { name };
+    base.join("tessera").join("releases").join(format!("{name}.jsonl"))
+}
+
+/// What a query will add to the release log once its result is ready.
+struct Releases {
+    log: ReleaseLog,
+    tracked: Vec<Tracked>,
+    earlier: Vec<Release>,
+}
+
+impl Releases {
+    /// Logs the cells released; a result that cannot be logged is not returned.
+    fn record(&self) -> Result<(), QueryError> {
+        let new = self
+            .tracked
+            .iter()
+            .map(|t| Release {
+                table: t.population.table.clone(),
+                predicate: t.population.predicate.clone(),
+                groups: t.population.groups.clone(),
+                released: t.guard.released(),
+            })
+            .collect::<Vec<_>>();
+        self.log.append(&new, &self.earlier).map_err(|message| QueryError {
+            kind: ErrorKind::Query,
+            message: format!("{message} (a result is returned only once its release is logged)"),
         })
     }
 }
@@ -293,6 +440,7 @@ pub struct PreparedQuery {
     started: Instant,
     ledger: Arc<Ledger>,
     disclosure: DisclosureConfig,
+    releases: Option<Releases>,
 }
 
 impl PreparedQuery {
@@ -308,6 +456,9 @@ impl PreparedQuery {
         let batches = collect(self.physical.clone(), self.task).await;
         let provenance = provenance_of(&self.physical);
         let batches = batches?;
+        if let Some(releases) = &self.releases {
+            releases.record()?;
+        }
         Ok(QueryResult {
             schema: self.physical.schema(),
             batches,

@@ -27,11 +27,13 @@ use datafusion::logical_expr::{
 use datafusion::sql::unparser::Unparser;
 
 use super::decompose::{Context, Decomposition, Dominance};
+use super::population::{population, Population};
 use super::scan::FederatedScan;
-use crate::disclosure::{DisclosureConfig, Ledger, ProtectUdf};
+use crate::disclosure::{CellGuard, DisclosureConfig, Ledger, ProtectUdf};
 use crate::expr_util::aggregate_call;
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::ScalarUDF;
+use std::sync::Mutex;
 
 /// The column every contract table uses for the trust's ODS code.
 pub const TRUST_COLUMN: &str = "provider_code";
@@ -59,6 +61,15 @@ pub struct Rewriter<'a> {
     pub disclosure: Option<(&'a DisclosureConfig, Arc<Ledger>)>,
     /// Whether sums and means of sensitive measures are checked for dominance.
     pub dominance: Dominance,
+    /// Protected aggregates whose cells are compared with earlier releases, filled by the rewrite.
+    pub tracked: Mutex<Vec<Tracked>>,
+}
+
+/// A protected aggregate's cells: their population and the guard its protecting functions share.
+#[derive(Debug, Clone)]
+pub struct Tracked {
+    pub population: Population,
+    pub guard: Arc<CellGuard>,
 }
 
 /// What an aggregate's input reads.
@@ -281,15 +292,19 @@ impl Rewriter<'_> {
                 .into_iter()
                 .zip(parts.protections)
                 .map(|(value, p)| {
-                    let udf = ScalarUDF::from(ProtectUdf::new(p.kind, config, ledger.clone()));
+                    let guard = self.guard(aggregate, p.filter.as_ref())?;
+                    let keys = guard.iter().flat_map(|_| group_cols.iter().cloned());
+                    let udf =
+                        ScalarUDF::from(ProtectUdf::new(p.kind, config, ledger.clone()).with_guard(guard.clone()));
                     let args = std::iter::once(value)
                         .chain(std::iter::once(p.support))
                         .chain(p.pairs)
                         .chain(p.dominance.into_iter().flat_map(|(top2, total)| [top2, total]))
+                        .chain(keys)
                         .collect();
-                    Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(udf), args))
+                    Ok(Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(udf), args)))
                 })
-                .collect::<Vec<_>>(),
+                .collect::<Result<Vec<_>>>()?,
             None => parts.finals,
         };
         let outputs = group_cols.into_iter().chain(finals);
@@ -303,6 +318,24 @@ impl Rewriter<'_> {
             projection,
             Arc::new(merged),
         )?))
+    }
+
+    /// The guard shared by the cells of `aggregate` restricted by `filter`; `None` when their
+    /// population cannot be compared with other releases (joins, unions).
+    fn guard(&self, aggregate: &Aggregate, filter: Option<&Expr>) -> Result<Option<Arc<CellGuard>>> {
+        let Some(population) = population(&aggregate.input, &aggregate.group_expr, filter)? else {
+            return Ok(None);
+        };
+        let mut tracked = self.tracked.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(known) = tracked.iter().find(|t| t.population == population) {
+            return Ok(Some(known.guard.clone()));
+        }
+        let guard = Arc::new(CellGuard::default());
+        tracked.push(Tracked {
+            population,
+            guard: guard.clone(),
+        });
+        Ok(Some(guard))
     }
 
     /// What `plan` reads; `conditions` are predicates from filters above it (for join checks).

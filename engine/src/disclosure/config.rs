@@ -1,5 +1,7 @@
 //! `[disclosure]` in `federation.toml`.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 /// Whether disclosure control runs.
@@ -45,6 +47,10 @@ pub struct DisclosureConfig {
     /// share of the largest (the second-largest contributor could estimate the largest to within p).
     /// 0: off.
     pub p_percent: f64,
+    /// The project's release log (default: `~/.local/share/tessera/releases/<project>.jsonl`).
+    /// Relative paths are relative to `federation.toml`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release_log: Option<PathBuf>,
 }
 
 impl Default for DisclosureConfig {
@@ -59,6 +65,7 @@ impl Default for DisclosureConfig {
             min_residual_df: 10,
             nk_k: 0.9,
             p_percent: 0.10,
+            release_log: None,
         }
     }
 }

@@ -17,8 +17,10 @@
 
 pub mod config;
 mod protect;
+pub mod releases;
 pub mod top2;
 
 pub use config::{DisclosureConfig, Mode, Zeros};
 pub use protect::{Ledger, ProtectKind, ProtectUdf};
+pub use releases::{CellGuard, Release, ReleaseLog};
 pub use top2::{Top2, TOP2};

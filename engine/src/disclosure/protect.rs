@@ -13,6 +13,7 @@ use datafusion::error::Result;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 
 use super::config::{DisclosureConfig, Zeros};
+use super::releases::{key_at, CellGuard};
 use super::top2::TopTwo;
 
 /// Counts of what disclosure control did to one query's result.
@@ -23,6 +24,7 @@ pub struct Ledger {
     pub redacted: AtomicU64,
     pub residual_df: AtomicU64,
     pub dominance: AtomicU64,
+    pub differencing: AtomicU64,
     pub rounded: AtomicU64,
     /// Totals (ROLLUP, CUBE, GROUPING SETS) were computed from released cells only.
     pub margins_from_released: AtomicBool,
@@ -46,6 +48,7 @@ impl Ledger {
                 format!("residual df < {}", config.min_residual_df),
             ),
             (get(&self.dominance), "dominance".to_string()),
+            (get(&self.differencing), "differencing with earlier results".to_string()),
         ] {
             if count > 0 {
                 parts.push(format!("{count} ({why})"));
@@ -60,6 +63,7 @@ impl Ledger {
                     &self.zeros,
                     &self.residual_df,
                     &self.dominance,
+                    &self.differencing,
                 ]
                 .iter()
                 .map(|c| get(c))
@@ -96,12 +100,27 @@ pub enum ProtectKind {
     Magnitude,
 }
 
-/// `tessera_protect_*(value, support[, n])`: the value, or NULL where a rule suppresses it.
+impl ProtectKind {
+    /// Arguments before the cell's grouping columns (which come last, when the cell is guarded).
+    fn fixed_args(self) -> usize {
+        match self {
+            ProtectKind::Count | ProtectKind::Statistic => 2,
+            ProtectKind::Model => 3,
+            ProtectKind::Magnitude => 4,
+        }
+    }
+}
+
+/// `tessera_protect_*(value, support[, n | top2, total][, group columns…])`: the value, or NULL
+/// where a rule suppresses it.
 #[derive(Debug)]
 pub struct ProtectUdf {
     kind: ProtectKind,
     config: DisclosureConfig,
     ledger: Arc<Ledger>,
+    /// The cell's guard against differencing with earlier releases (the group columns are the
+    /// last arguments).
+    guard: Option<Arc<CellGuard>>,
     signature: Signature,
     name: String,
 }
@@ -118,16 +137,28 @@ impl ProtectUdf {
             kind,
             config: config.clone(),
             ledger,
+            guard: None,
             // Volatile: the optimizer must neither fold nor duplicate it (each call is counted).
             signature: Signature::variadic_any(Volatility::Volatile),
             name: name.to_string(),
         }
     }
+
+    /// Checks cells against `guard` (their group columns must follow the fixed arguments).
+    pub fn with_guard(mut self, guard: Option<Arc<CellGuard>>) -> ProtectUdf {
+        self.guard = guard;
+        self
+    }
 }
 
 impl PartialEq for ProtectUdf {
     fn eq(&self, other: &Self) -> bool {
-        self.kind == other.kind && Arc::ptr_eq(&self.ledger, &other.ledger)
+        self.kind == other.kind
+            && Arc::ptr_eq(&self.ledger, &other.ledger)
+            && match (&self.guard, &other.guard) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (a, b) => a.is_none() && b.is_none(),
+            }
     }
 }
 
@@ -137,6 +168,7 @@ impl Hash for ProtectUdf {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.kind.hash(state);
         Arc::as_ptr(&self.ledger).hash(state);
+        self.guard.as_ref().map(Arc::as_ptr).hash(state);
     }
 }
 
@@ -182,12 +214,23 @@ impl ScalarUDFImpl for ProtectUdf {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let value = &arrays[0];
         let support = as_i64(&arrays[1])?;
+        let keys = arrays.get(self.kind.fixed_args()..).unwrap_or_default();
         let threshold = self.config.threshold as i64;
         let count = |c: &AtomicU64, suppress: bool| {
             if suppress {
                 c.fetch_add(1, Ordering::Relaxed);
             }
             suppress
+        };
+        // Earlier releases: a denied cell is suppressed; a released one is recorded for the log.
+        let differencing = |i: usize| match &self.guard {
+            Some(guard) => count(&self.ledger.differencing, guard.is_denied(&key_at(keys, i))),
+            None => false,
+        };
+        let released = |i: usize| {
+            if let Some(guard) = &self.guard {
+                guard.record_release(key_at(keys, i));
+            }
         };
         let present = is_not_null(value)?;
         match self.kind {
@@ -202,7 +245,11 @@ impl ScalarUDFImpl for ProtectUdf {
                         let (v, s) = (counts.value(i), if support.is_null(i) { 0 } else { support.value(i) });
                         if v == 0 {
                             return match self.config.zeros {
-                                Zeros::Release => Some(0),
+                                Zeros::Release if !differencing(i) => {
+                                    released(i);
+                                    Some(0)
+                                }
+                                Zeros::Release => None,
                                 Zeros::Suppress => {
                                     self.ledger.zeros.fetch_add(1, Ordering::Relaxed);
                                     None
@@ -216,6 +263,10 @@ impl ScalarUDFImpl for ProtectUdf {
                         if count(&self.ledger.redacted, v <= self.config.redact_at_or_below as i64) {
                             return None;
                         }
+                        if differencing(i) {
+                            return None;
+                        }
+                        released(i);
                         let rounded = (v + base / 2).div_euclid(base) * base;
                         if base > 1 {
                             self.ledger.rounded.fetch_add(1, Ordering::Relaxed);
@@ -257,7 +308,11 @@ impl ScalarUDFImpl for ProtectUdf {
                             Some((top2, total)) => self.dominated(top2, total, i),
                             None => false,
                         };
-                        Some(count(&self.ledger.dominance, dominated))
+                        if count(&self.ledger.dominance, dominated) || differencing(i) {
+                            return Some(true);
+                        }
+                        released(i);
+                        Some(false)
                     })
                     .collect::<BooleanArray>();
                 Ok(ColumnarValue::Array(nullif(value, &suppress)?))
