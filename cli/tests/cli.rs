@@ -432,3 +432,75 @@ fn query_writes_every_format_and_uses_psql_exit_codes() {
         stdout(&out)
     );
 }
+
+#[test]
+fn the_federation_gen_writes_works_as_is_with_the_coordinator_token_and_release_log() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(gen(dir.path(), "5").status.success());
+    let config = dir.path().join("federation.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let token = text
+        .lines()
+        .find(|l| l.starts_with("coordinator_token"))
+        .and_then(|l| l.split('"').nth(1))
+        .expect("a coordinator token")
+        .to_string();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&config).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "federation.toml holds a secret");
+    }
+    let mut nodes = Vec::new();
+    for trust in ["RRK", "RJ1"] {
+        let node_toml = std::fs::read_to_string(dir.path().join(trust).join("node.toml")).unwrap();
+        assert!(!node_toml.contains(&token), "a node keeps only the token's hash");
+        assert!(
+            node_toml.contains(&tessera_engine::auth::token_digest(&token)),
+            "{node_toml}"
+        );
+        nodes.push(start_node(&dir.path().join(trust).join("node.toml")).0);
+    }
+
+    // A sensitive mean needs the dominance check, which the trusts answer for this token.
+    let sql =
+        "SELECT sex, count(*) AS n, round(avg(cost_gbp)) AS mean_cost FROM apc_episodes GROUP BY sex ORDER BY sex";
+    let query = |extra_env: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
+        command.args([
+            "query",
+            "--config",
+            config.to_str().unwrap(),
+            "-c",
+            sql,
+            "--format",
+            "csv",
+        ]);
+        if let Some(wrong) = extra_env {
+            command.env(tessera_engine::auth::TOKEN_ENV, wrong);
+        }
+        command.output().unwrap()
+    };
+    let out = query(None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let csv = stdout(&out);
+    let lines = csv.lines().collect::<Vec<_>>();
+    assert_eq!(lines[0], "sex,n,mean_cost");
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(
+        lines[1..].iter().all(|l| l.split(',').all(|v| !v.is_empty())),
+        "large cells are released: {csv}"
+    );
+    assert!(stderr(&out).contains("disclosure control: "), "{}", stderr(&out));
+    let log = std::fs::read_to_string(dir.path().join("release-log.jsonl")).unwrap();
+    assert!(log.contains(r#""groups":["sex"]"#), "{log}");
+
+    // Another token is not the coordinator's: the trusts refuse the largest contributions.
+    let out = query(Some("someone-else-entirely-0123456789abcdef"));
+    assert_clean_error(
+        &out,
+        1,
+        "refused: tessera_top2() returns individual values and is answered only to this trust's coordinator",
+    );
+    drop(nodes);
+}

@@ -2,8 +2,9 @@
 //!
 //! Fixture (see `disclosure.rs`): age band 18-29 holds 3 episodes (2 at RRK, 1 at RTH), every stay
 //! 1 day, costs 900, 901 at RRK and 950 at RTH. Those are the values an attacker wants.
-//! Attacks that are NOT yet defeated (differencing against totals, trackers, dominance) are
-//! listed in the README under "What Tessera will and won't release".
+//! Differencing and trackers across queries are in `differencing.rs`, dominance in
+//! `dominance.rs`; what is not covered is listed in the README under "What Tessera will and
+//! won't release".
 
 use tessera_engine::coordinator::{Coordinator, ErrorKind};
 use tessera_engine::disclosure::DisclosureConfig;
@@ -148,6 +149,11 @@ async fn attacks_needing_raw_values_or_identifiers_are_refused() {
             "linking one person's records across trusts",
             "SELECT count(*) FROM apc_episodes a JOIN apc_episodes b ON a.person_id = b.person_id",
             "would match rows across trusts",
+        ),
+        (
+            "row counts of EXPLAIN ANALYZE",
+            "EXPLAIN ANALYZE SELECT age_band, count(*) FROM apc_episodes GROUP BY age_band",
+            "EXPLAIN ANALYZE is not available: its per-operator row counts are not protected",
         ),
     ] {
         let message_got = refused(&c, sql).await;

@@ -49,7 +49,10 @@ async fn differencing_with_a_total_after_a_table() {
     // 38 - 12 - 23 = 3: the total would give the suppressed cell away.
     let (rows, footer) = ask(&c, TOTAL).await;
     compare(&rows, &one(None), true).unwrap();
-    assert_eq!(footer, "1 cell suppressed: 1 (differencing with earlier results)");
+    assert_eq!(
+        footer,
+        "1 cell suppressed: 1 (differencing with earlier results); checked against 1 earlier result"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,7 +67,7 @@ async fn differencing_with_a_table_after_its_total() {
     compare(&rows, &by_age(None, Some(23)), true).unwrap();
     assert_eq!(
         footer,
-        "2 cells suppressed: 1 (threshold 10), 1 (differencing with earlier results)"
+        "2 cells suppressed: 1 (threshold 10), 1 (differencing with earlier results); checked against 1 earlier result"
     );
 }
 
@@ -115,6 +118,13 @@ async fn differencing_inside_one_query_and_through_sums() {
     )
     .await;
     compare(&rows, &[vec![Cell::Int(38), Cell::Null]], true).unwrap();
+    // The same, with the small group's records turned into NULLs that count(x) skips.
+    let (rows, _) = ask(
+        &c,
+        "SELECT count(*) AS n, count(CASE WHEN age_band <> '18-29' THEN 1 END) AS rest FROM apc_episodes",
+    )
+    .await;
+    compare(&rows, &[vec![Cell::Int(38), Cell::Null]], true).unwrap();
     // Bed days by age after the table: the 18-29 stays (3 days) would be the difference.
     let small = small_federation().await;
     let c = coordinator(&small, unrounded());
@@ -138,14 +148,14 @@ async fn unrelated_and_repeated_questions_are_not_suppressed() {
     }
     let (rows, footer) = ask(&c, "SELECT count(*) AS n FROM apc_episodes WHERE age_band = '45-59'").await;
     compare(&rows, &one(Some(23)), true).unwrap();
-    assert_eq!(footer, "no cells suppressed");
+    assert_eq!(footer, "no cells suppressed; checked against 1 earlier result");
     let (rows, footer) = ask(
         &c,
         "SELECT count(*) AS n FROM apc_episodes WHERE age_band IN ('30-44', '45-59')",
     )
     .await;
     compare(&rows, &one(Some(35)), true).unwrap();
-    assert_eq!(footer, "no cells suppressed");
+    assert_eq!(footer, "no cells suppressed; checked against 2 earlier results");
     // But everyone except 45-59 (15) less the released 30-44 (12) is the hidden 3.
     let (rows, _) = ask(&c, "SELECT count(*) AS n FROM apc_episodes WHERE age_band <> '45-59'").await;
     compare(&rows, &one(None), true).unwrap();

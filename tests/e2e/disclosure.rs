@@ -183,7 +183,8 @@ async fn redaction_zeros_and_filtered_counts_follow_the_configured_policy() {
     .unwrap();
     assert_eq!(
         result.disclosure,
-        "2 cells suppressed: 1 (≤ 7), 1 (zero); counts rounded to 5"
+        // The four filters make four sets of cells, each checked against those before it.
+        "2 cells suppressed: 1 (≤ 7), 1 (zero); counts rounded to 5; checked against 6 earlier results"
     );
 
     let zeros_released = DisclosureConfig {
@@ -210,7 +211,10 @@ async fn redaction_zeros_and_filtered_counts_follow_the_configured_policy() {
         false,
     )
     .unwrap();
-    assert_eq!(result.disclosure, "2 cells suppressed: 1 (threshold 10), 1 (zero)");
+    assert_eq!(
+        result.disclosure,
+        "2 cells suppressed: 1 (threshold 10), 1 (zero); checked against 6 earlier results"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,11 +13,12 @@
 //! counts are computed at the trust and summed.
 
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::Column;
+use datafusion::common::{Column, DFSchema};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::expr::AggregateFunction;
-use datafusion::logical_expr::{cast, lit, when, Expr};
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{cast, lit, when, Expr, ExprSchemable};
 use std::collections::BTreeSet;
 
 use super::moments::{MergeMoments, Statistic};
@@ -50,7 +51,8 @@ pub struct Protection {
     pub pairs: Option<Expr>,
     /// For a sum or mean of a sensitive measure: its two largest contributions and its total.
     pub dominance: Option<(Expr, Expr)>,
-    /// The aggregate's own FILTER: its cells count only these records.
+    /// Which of the group's records the statistic is about: its own FILTER, and its arguments
+    /// not NULL (a `count(x)` beside a `count(*)` would otherwise reveal how many are NULL).
     pub filter: Option<Expr>,
 }
 
@@ -78,6 +80,8 @@ pub struct Context<'a> {
     pub group_exprs: &'a [Expr],
     /// Whether sums and means of sensitive measures get the dominance check.
     pub dominance: Dominance,
+    /// The aggregate's input schema (for the nullability of arguments).
+    pub input_schema: &'a DFSchema,
 }
 
 fn column(name: String) -> Expr {
@@ -280,12 +284,17 @@ impl Decomposition {
             Some(_) => ProtectKind::Magnitude,
             None => kind,
         };
+        let not_null = args
+            .iter()
+            .filter(|a| !matches!(strip_alias(a), Expr::Literal(..)))
+            .filter(|a| a.nullable(ctx.input_schema).unwrap_or(true))
+            .map(|a| a.clone().is_not_null());
         Ok(Protection {
             kind,
             support,
             pairs,
             dominance,
-            filter: filter.map(|f| *f),
+            filter: conjunction(filter.map(|f| *f).into_iter().chain(not_null)),
         })
     }
 

@@ -230,6 +230,14 @@ impl Coordinator {
         let raw = state.create_logical_plan(sql).await?;
         let raw = match raw {
             LogicalPlan::Explain(explain) => Arc::unwrap_or_clone(explain.plan),
+            LogicalPlan::Analyze(_) => {
+                return Err(QueryError {
+                    kind: ErrorKind::Query,
+                    message: "EXPLAIN ANALYZE is not available: its per-operator row counts are not protected (they \
+                              would show how many groups each trust has); use EXPLAIN"
+                        .into(),
+                })
+            }
             other => other,
         };
         self.federate(&state, raw, ledger)
@@ -270,7 +278,7 @@ impl Coordinator {
     /// Compares every tracked aggregate's cells with the project's earlier releases and with the
     /// query's earlier aggregates, and denies the cells that would difference with them (see
     /// [`differencing`]). Returns the earlier releases.
-    async fn check_releases(&self, tracked: &[Tracked]) -> Result<Vec<Release>, QueryError> {
+    async fn check_releases(&self, tracked: &[Tracked], ledger: &Ledger) -> Result<Vec<Release>, QueryError> {
         let Some(log) = self.release_log.as_ref().filter(|_| !tracked.is_empty()) else {
             return Ok(Vec::new());
         };
@@ -291,6 +299,7 @@ impl Coordinator {
                     continue;
                 }
                 let tab = self.cross_tab(&new.population, &population).await?;
+                ledger.compared_with.fetch_add(1, Ordering::Relaxed);
                 tab.deny(|o| old.released.contains(o), threshold, &mut denied);
             }
             for before in tracked[..i]
@@ -298,6 +307,7 @@ impl Coordinator {
                 .filter(|b| b.population.table == new.population.table)
             {
                 let tab = self.cross_tab(&new.population, &before.population).await?;
+                ledger.compared_with.fetch_add(1, Ordering::Relaxed);
                 let before_denied = before.guard.denied();
                 tab.deny(
                     |o| tab.old_size(o) >= threshold && !before_denied.contains(o),
@@ -373,7 +383,7 @@ impl Coordinator {
         let ledger = Arc::new(Ledger::default());
         let (plan, tracked) = self.plan_tracked(sql, Some(ledger.clone())).await?;
         let physical = self.ctx.state().create_physical_plan(&plan).await?;
-        let earlier = self.check_releases(&tracked).await?;
+        let earlier = self.check_releases(&tracked, &ledger).await?;
         Ok(PreparedQuery {
             physical,
             task: self.ctx.task_ctx(),

@@ -141,6 +141,7 @@ impl Rewriter<'_> {
             grouped_by_trust,
             group_exprs: &aggregate.group_expr,
             dominance: self.dominance,
+            input_schema: aggregate.input.schema(),
         };
         let mut parts = Decomposition::default();
         for expr in &aggregate.aggr_expr {

@@ -28,6 +28,8 @@ pub struct Ledger {
     pub rounded: AtomicU64,
     /// Totals (ROLLUP, CUBE, GROUPING SETS) were computed from released cells only.
     pub margins_from_released: AtomicBool,
+    /// Earlier results (or earlier aggregates of the same query) the cells were compared with.
+    pub compared_with: AtomicU64,
 }
 
 impl Ledger {
@@ -80,6 +82,11 @@ impl Ledger {
         }
         if self.margins_from_released.load(Ordering::Relaxed) {
             line.push_str("; totals computed from released cells");
+        }
+        match get(&self.compared_with) {
+            0 => {}
+            1 => line.push_str("; checked against 1 earlier result"),
+            n => line.push_str(&format!("; checked against {n} earlier results")),
         }
         line
     }
