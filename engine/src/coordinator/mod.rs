@@ -41,6 +41,8 @@ use differencing::{CrossTab, CrossTabQuery};
 use population::Population;
 use rewrite::Tracked;
 use std::collections::HashSet;
+
+use futures::{StreamExt, TryStreamExt};
 use std::path::PathBuf;
 
 use decompose::Dominance;
@@ -287,21 +289,34 @@ impl Coordinator {
             message: format!("{message} (results are released only after this check)"),
         })?;
         let threshold = self.config.disclosure.threshold as i64;
+        // Every comparison with the log is independent: ask for them together, a few at a time.
+        let comparisons = tracked
+            .iter()
+            .enumerate()
+            .flat_map(|(i, new)| {
+                earlier
+                    .iter()
+                    .filter(move |old| old.table == new.population.table)
+                    .map(move |old| (i, old, population_of(old)))
+                    .filter(move |(_, _, old)| *old != new.population)
+            })
+            .collect::<Vec<_>>();
+        let tabs = futures::stream::iter(
+            comparisons
+                .iter()
+                .map(|(i, _, old)| self.cross_tab(&tracked[*i].population, old)),
+        )
+        .buffered(CONCURRENT_CHECKS)
+        .try_collect::<Vec<_>>()
+        .await?;
+        ledger.compared_with.fetch_add(tabs.len() as u64, Ordering::Relaxed);
         for (i, new) in tracked.iter().enumerate() {
             let mut denied = HashSet::new();
-            for old in earlier.iter().filter(|r| r.table == new.population.table) {
-                let population = Population {
-                    table: old.table.clone(),
-                    predicate: old.predicate.clone(),
-                    groups: old.groups.clone(),
-                };
-                if population == new.population {
-                    continue;
-                }
-                let tab = self.cross_tab(&new.population, &population).await?;
-                ledger.compared_with.fetch_add(1, Ordering::Relaxed);
+            for ((_, old, _), tab) in comparisons.iter().zip(&tabs).filter(|((j, _, _), _)| *j == i) {
                 tab.deny(|o| old.released.contains(o), threshold, &mut denied);
             }
+            // Earlier aggregates of this query: their cells with enough records will be released
+            // unless already denied (an over-estimate, which only suppresses more).
             for before in tracked[..i]
                 .iter()
                 .filter(|b| b.population.table == new.population.table)
@@ -414,6 +429,18 @@ pub fn default_release_log(project: &str) -> PathBuf {
         .collect::<String>();
     let name = if name.is_empty() { "default".to_string() } else { name };
     base.join("tessera").join("releases").join(format!("{name}.jsonl"))
+}
+
+/// Comparisons with the release log asked of the trusts at once.
+const CONCURRENT_CHECKS: usize = 8;
+
+/// The population of cells a logged release describes.
+fn population_of(release: &Release) -> Population {
+    Population {
+        table: release.table.clone(),
+        predicate: release.predicate.clone(),
+        groups: release.groups.clone(),
+    }
 }
 
 /// What a query will add to the release log once its result is ready.
