@@ -1,5 +1,6 @@
 //! The demo's questions, federated across three live trust nodes versus single-node DataFusion
-//! over the union of the same files, measured side by side in one run.
+//! over the union of the same files, with and without disclosure control, measured side by side
+//! in one run; then what the release check costs as a project's release log grows.
 //!
 //! `cargo run --release -p tessera-benches --bin federation_bench -- --rows 1000000`
 
@@ -9,6 +10,7 @@ use clap::Parser;
 use tessera_benches::summarise;
 use tessera_engine::auth::{generate_token, token_digest};
 use tessera_engine::coordinator::{Coordinator, FederationConfig};
+use tessera_engine::disclosure::DisclosureConfig;
 use tessera_engine::reference::union_session;
 use tessera_engine::tour::TOUR;
 use tessera_flight::node::TrustNode;
@@ -61,30 +63,74 @@ async fn main() {
         running.iter().map(|(name, node)| (name.clone(), node.url())),
     );
     federation.federation.coordinator_token = Some(token);
-    federation.disclosure.release_log = Some(dir.path().join("release-log.jsonl"));
-    let coordinator = Coordinator::new(federation, &catalog).expect("coordinator");
+    let coordinator_with = |disclosure: DisclosureConfig| {
+        let mut config = federation.clone();
+        config.disclosure = disclosure;
+        Coordinator::new(config, &catalog).expect("coordinator")
+    };
+    let log = |name: &str| DisclosureConfig {
+        release_log: Some(dir.path().join(name)),
+        ..DisclosureConfig::default()
+    };
+    let protected = coordinator_with(log("tour.jsonl"));
+    let exact = coordinator_with(DisclosureConfig::off());
     let dirs = trusts.iter().map(|t| t.dir.clone()).collect::<Vec<_>>();
     let single = union_session(&dirs, &catalog).expect("reference session");
 
-    println!("## Demo questions: federated (3 trust nodes) vs single-node DataFusion on the union ({} episodes, {} iterations, ms)\n", args.rows, args.iterations);
-    println!("| # | question | federated p50 | federated p95 | single-node p50 | federated / single |");
-    println!("|---:|---|---:|---:|---:|---:|");
+    println!(
+        "## Demo questions: federated (3 trust nodes) vs single-node DataFusion on the union ({} episodes, {} iterations, p50 ms)\n",
+        args.rows, args.iterations
+    );
+    println!("Disclosure control on includes the release check against the tour's earlier questions.\n");
+    println!("| # | question | federated, disclosure on | federated, off | single-node | on / off | off / single |");
+    println!("|---:|---|---:|---:|---:|---:|---:|");
     for (i, (title, sql)) in TOUR.iter().enumerate() {
-        coordinator.query(sql).await.expect("federated answer");
+        protected.query(sql).await.expect("federated answer");
+        exact.query(sql).await.expect("federated answer");
         single.sql(sql).await.unwrap().collect().await.unwrap();
-        let (mut federated, mut local) = (Vec::new(), Vec::new());
+        let (mut on, mut off, mut local) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..args.iterations {
-            federated
-                .push(time(|| async { coordinator.query(sql).await.map(|_| ()).expect("federated answer") }).await);
+            on.push(time(|| async { protected.query(sql).await.map(|_| ()).expect("federated answer") }).await);
+            off.push(time(|| async { exact.query(sql).await.map(|_| ()).expect("federated answer") }).await);
             local.push(time(|| async { single.sql(sql).await.unwrap().collect().await.map(|_| ()).unwrap() }).await);
         }
-        let (f50, f95) = summarise(federated);
+        let (on50, _) = summarise(on);
+        let (off50, _) = summarise(off);
         let (s50, _) = summarise(local);
         println!(
-            "| {} | {title} | {f50:.1} | {f95:.1} | {s50:.1} | {:.2} |",
+            "| {} | {title} | {on50:.1} | {off50:.1} | {s50:.1} | {:.2} | {:.2} |",
             i + 1,
-            f50 / s50
+            on50 / off50,
+            off50 / s50
         );
+    }
+
+    // The release check asks the trusts one cross-tabulation per earlier release of the table.
+    println!("\n## Release check: one question checked against K earlier releases of the same table (p50 ms)\n");
+    println!("| earlier releases K | disclosure on | disclosure off | on / off |");
+    println!("|---:|---:|---:|---:|");
+    let question = "SELECT treatment_specialty, count(*) AS spells, avg(los_days) AS mean_los FROM apc_episodes \
+                    WHERE admission_method LIKE '2%' GROUP BY 1";
+    for k in [0usize, 8, 32] {
+        let checked = coordinator_with(log(&format!("k{k}.jsonl")));
+        for j in 0..k {
+            let earlier = format!(
+                "SELECT age_band, count(*) FROM apc_episodes WHERE imd_decile = {} AND sex = '{}' GROUP BY 1",
+                1 + j % 10,
+                ["F", "M", "F", "M"][j / 10 % 4]
+            );
+            let earlier = if j >= 20 { earlier.replace("GROUP BY 1", "AND los_days > 0 GROUP BY 1") } else { earlier };
+            checked.query(&earlier).await.expect("earlier release");
+        }
+        checked.query(question).await.expect("checked answer");
+        let (mut on, mut off) = (Vec::new(), Vec::new());
+        for _ in 0..args.iterations {
+            on.push(time(|| async { checked.query(question).await.map(|_| ()).expect("checked answer") }).await);
+            off.push(time(|| async { exact.query(question).await.map(|_| ()).expect("exact answer") }).await);
+        }
+        let (on50, _) = summarise(on);
+        let (off50, _) = summarise(off);
+        println!("| {k} | {on50:.1} | {off50:.1} | {:.2} |", on50 / off50);
     }
     for (_, node) in running {
         node.stop().await;

@@ -13,7 +13,10 @@
 //! - **dominance**: a sum or mean of a sensitive measure is NULL when its two largest
 //!   contributions are more than `nk_k` of the total (NK rule, n = 2), or when the rest is less
 //!   than `p_percent` of the largest (p-percent rule). The contributions come from
-//!   [`top2::Top2`], which trusts answer only to their authenticated coordinator.
+//!   [`top2::Top2`], which trusts answer only to their authenticated coordinator;
+//! - **differencing**: a cell that, with cells released earlier in the project (the
+//!   [`releases::ReleaseLog`]) or by the same query, would leave a small group is NULL (see
+//!   `coordinator::differencing`).
 
 pub mod config;
 mod protect;
