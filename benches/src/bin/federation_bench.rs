@@ -119,7 +119,11 @@ async fn main() {
                 1 + j % 10,
                 ["F", "M", "F", "M"][j / 10 % 4]
             );
-            let earlier = if j >= 20 { earlier.replace("GROUP BY 1", "AND los_days > 0 GROUP BY 1") } else { earlier };
+            let earlier = if j >= 20 {
+                earlier.replace("GROUP BY 1", "AND los_days > 0 GROUP BY 1")
+            } else {
+                earlier
+            };
             checked.query(&earlier).await.expect("earlier release");
         }
         checked.query(question).await.expect("checked answer");
