@@ -189,3 +189,123 @@ async fn the_release_log_outlives_the_coordinator_and_a_damaged_log_releases_not
         error.message
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_total_in_the_same_result_through_union_all() {
+    let small = small_federation().await;
+    let c = coordinator(&small, unrounded());
+    let (rows, _) = ask(
+        &c,
+        "SELECT age_band, count(*) AS n FROM apc_episodes GROUP BY age_band \
+         UNION ALL SELECT 'all', count(*) FROM apc_episodes ORDER BY 1",
+    )
+    .await;
+    // 38 - 12 - 23 = 3: the total is hidden with the small cell.
+    let mut expected = by_age(Some(12), Some(23));
+    expected.push(vec![Cell::from("all"), Cell::Null]);
+    compare(&rows, &expected, true).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_overlapping_queries_that_defeat_rounding() {
+    // With rounding to 5, 12 shows as 10 and 15 as 15: asking a group and the group plus the
+    // target, again and again with different neighbours, narrows the target down. Each query
+    // whose difference from an earlier one is small is hidden instead.
+    let small = small_federation().await;
+    let c = coordinator(&small, DisclosureConfig::default());
+    let (rows, _) = ask(&c, "SELECT count(*) AS n FROM apc_episodes WHERE age_band = '30-44'").await;
+    compare(&rows, &one(Some(10)), true).unwrap();
+    for widened in [
+        "SELECT count(*) AS n FROM apc_episodes WHERE age_band IN ('30-44', '18-29')",
+        "SELECT count(*) AS n FROM apc_episodes WHERE age_band = '30-44' OR los_days = 1",
+        "SELECT count(*) AS n FROM apc_episodes WHERE age_band <> '45-59'",
+    ] {
+        let (rows, _) = ask(&c, widened).await;
+        compare(&rows, &one(None), true).unwrap_or_else(|e| panic!("{widened}: {e}"));
+    }
+    // A neighbour that is not small is fine: 30-44 and 45-59 together (35).
+    let (rows, _) = ask(
+        &c,
+        "SELECT count(*) AS n FROM apc_episodes WHERE age_band IN ('30-44', '45-59')",
+    )
+    .await;
+    compare(&rows, &one(Some(35)), true).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sum_is_differenced_by_its_contributing_records_not_its_rows() {
+    // Bed days of 18-29 and 45-59 only, by "not 45-59": the first cell has 15 episodes but only
+    // the 3 of 18-29 contribute (3 bed days), so it is hidden; 45-59 shows 115. The total (118)
+    // has 38 rows, but only 26 contribute: 26 - 23 = 3 records would be exposed.
+    let sum = "sum(CASE WHEN age_band IN ('18-29', '45-59') THEN los_days ELSE 0 END)";
+    let small = small_federation().await;
+    let c = coordinator(&small, unrounded());
+    let (rows, _) = ask(
+        &c,
+        &format!("SELECT age_band <> '45-59' AS other, {sum} AS bed_days FROM apc_episodes GROUP BY 1 ORDER BY 1"),
+    )
+    .await;
+    compare(
+        &rows,
+        &[
+            vec![Cell::from("false"), Cell::Int(115)],
+            vec![Cell::from("true"), Cell::Null],
+        ],
+        true,
+    )
+    .unwrap();
+    let (rows, _) = ask(&c, &format!("SELECT {sum} AS bed_days FROM apc_episodes")).await;
+    compare(&rows, &one(None), true).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shapes_that_would_dodge_the_check_are_refused_and_partial_answers_withheld() {
+    let small = small_federation().await;
+    let c = coordinator(&small, DisclosureConfig::default());
+    for (sql, message) in [
+        (
+            "SELECT count(*) FROM (SELECT age_band FROM apc_episodes WHERE age_band <> '18-29' \
+             UNION ALL SELECT age_band FROM apc_episodes WHERE los_days > 100) s",
+            "with disclosure control on, an aggregate over a UNION of rows cannot be checked against the project's \
+             earlier releases; aggregate each table on its own (UNION ALL the aggregates if needed)",
+        ),
+        (
+            "SELECT count(*) FROM apc_episodes WHERE random() < 2.0",
+            "random() gives a different answer each time it runs, so a result using it cannot be checked against the \
+             project's earlier releases; use a fixed value instead",
+        ),
+    ] {
+        let error = c.query(sql).await.unwrap_err();
+        assert_eq!(error.message, message, "{sql}");
+    }
+
+    // Partial answers: RTH's share of a total would be the difference from a complete total.
+    let mut entries = small.entries.clone();
+    entries.push(tessera_engine::coordinator::config::NodeEntry {
+        name: "RX1".into(),
+        url: "http://127.0.0.1:9".into(),
+    });
+    let config = tessera_engine::coordinator::FederationConfig {
+        federation: tessera_engine::coordinator::config::FederationSection {
+            on_node_failure: tessera_engine::coordinator::OnNodeFailure::Partial,
+            coordinator_token: Some(tessera_support::COORDINATOR_TOKEN.into()),
+            ..Default::default()
+        },
+        nodes: entries,
+        disclosure: DisclosureConfig {
+            release_log: Some(small.dir().join("partial.jsonl")),
+            ..DisclosureConfig::default()
+        },
+    };
+    let partial = Coordinator::new(config, &tessera_schemas::Catalog::builtin()).unwrap();
+    let error = partial.query(TOTAL).await.unwrap_err();
+    assert!(
+        error
+            .message
+            .contains("with disclosure control on, a partial answer about people is not released"),
+        "{}",
+        error.message
+    );
+    // And nothing was logged as released.
+    assert!(!small.dir().join("partial.jsonl").exists());
+}

@@ -68,7 +68,11 @@ async fn dominated_sums_and_means_are_suppressed_by_the_nk_and_p_percent_rules()
     let (rows, footer) = by_age(&small, DisclosureConfig::default()).await;
     let expected = vec![row("18-29", None), row("30-44", Some(12_000.0)), row("45-59", None)];
     compare(&rows, &expected, true).unwrap();
-    assert_eq!(footer, "4 cells suppressed: 4 (dominance); counts rounded to 5");
+    // count(*), the costs' and the stays' non-zero records: three sets of cells, checked pairwise.
+    assert_eq!(
+        footer,
+        "4 cells suppressed: 4 (dominance); counts rounded to 5; checked against 3 earlier results"
+    );
 
     // p-percent alone: only 45-59 (rest £1,000 < 10 % of £20,000).
     let p_only = DisclosureConfig {
@@ -114,7 +118,10 @@ async fn dominated_sums_and_means_are_suppressed_by_the_nk_and_p_percent_rules()
         row("45-59", Some(21_100.0)),
     ];
     compare(&rows, &expected, true).unwrap();
-    assert_eq!(footer, "no cells suppressed; counts rounded to 5");
+    assert_eq!(
+        footer,
+        "no cells suppressed; counts rounded to 5; checked against 3 earlier results"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,4 +265,35 @@ fn dominance_settings_and_tokens_are_checked_at_start() {
         node.check().unwrap_err(),
         "[access] coordinator_token_sha256: must be the 64-hex-digit SHA-256 of the coordinator's token"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transformed_sensitive_measures_and_disguised_counts() {
+    let small = dominated_federation().await;
+    let c = coordinator(&small, DisclosureConfig::default());
+    // 1,000,000 - cost turns the one large cost into the smallest value: its dominance would go
+    // unseen, and the sum gives the cost back. Such sums are refused.
+    let error = c
+        .query("SELECT sum(1000000 - cost_gbp) FROM apc_episodes WHERE age_band = '45-59'")
+        .await
+        .unwrap_err();
+    assert!(
+        error.message.contains(
+            "is not supported: a sum or mean of a sensitive measure (cost_gbp) may only scale it by a positive constant"
+        ),
+        "{}",
+        error.message
+    );
+    // Scaling is fine: 30-44 costs £12,000, in pence 1,200,000.
+    let result = c
+        .query("SELECT sum(cost_gbp * 100) AS pence FROM apc_episodes WHERE age_band = '30-44'")
+        .await
+        .unwrap();
+    compare(&rows_of(&result.batches), &[vec![Cell::Float(1_200_000.0)]], true).unwrap();
+    // sum(1) is a count, and is rounded like one (12 → 10).
+    let result = c
+        .query("SELECT sum(1) AS n FROM apc_episodes WHERE age_band = '45-59'")
+        .await
+        .unwrap();
+    compare(&rows_of(&result.batches), &[vec![Cell::Int(10)]], true).unwrap();
 }

@@ -51,9 +51,11 @@ pub struct Protection {
     pub pairs: Option<Expr>,
     /// For a sum or mean of a sensitive measure: its two largest contributions and its total.
     pub dominance: Option<(Expr, Expr)>,
-    /// Which of the group's records the statistic is about: its own FILTER, and its arguments
-    /// not NULL (a `count(x)` beside a `count(*)` would otherwise reveal how many are NULL).
-    pub filter: Option<Expr>,
+    /// Which of the group's records the statistic is built from, as conditions on them (`None`:
+    /// all): its own FILTER, its arguments not NULL (a `count(x)` beside a `count(*)` would
+    /// otherwise reveal how many are NULL), and for sums and means the non-zero records (for a
+    /// rate, each class). Differencing is checked for each.
+    pub populations: Vec<Option<Expr>>,
 }
 
 /// Whether sums and means of sensitive measures are checked for dominance.
@@ -264,9 +266,11 @@ impl Decomposition {
             }
         };
         let statistic = Statistic::of_aggregate(name);
-        let kind = match (name, statistic) {
-            ("count", _) | (_, Some(Statistic::RegrCount)) => ProtectKind::Count,
-            (_, Some(s)) if s.is_model() => ProtectKind::Model,
+        let kind = match (name, statistic, args) {
+            ("count", _, _) | (_, Some(Statistic::RegrCount), _) => ProtectKind::Count,
+            // A sum of a 0/1 indicator (or of 1) is a count, and is rounded like one.
+            ("sum", _, [arg]) if is_indicator(arg) || is_zero_or_one(arg) => ProtectKind::Count,
+            (_, Some(s), _) if s.is_model() => ProtectKind::Model,
             _ => ProtectKind::Statistic,
         };
         let pairs = match (kind, args) {
@@ -284,17 +288,30 @@ impl Decomposition {
             Some(_) => ProtectKind::Magnitude,
             None => kind,
         };
-        let not_null = args
-            .iter()
-            .filter(|a| !matches!(strip_alias(a), Expr::Literal(..)))
-            .filter(|a| a.nullable(ctx.input_schema).unwrap_or(true))
-            .map(|a| a.clone().is_not_null());
+        let filter = filter.map(|f| *f);
+        let restricted = |condition: Expr| conjunction(filter.clone().into_iter().chain([condition]));
+        let populations = match (name, args) {
+            // Built from the non-zero records (a rate: from each class), like its support.
+            ("sum" | "avg", [arg]) if is_indicator(arg) => vec![
+                restricted(arg.clone().not_eq(lit(0i64))),
+                restricted(arg.clone().eq(lit(0i64))),
+            ],
+            ("sum" | "avg", [arg]) if !is_zero_or_one(arg) => vec![restricted(arg.clone().not_eq(lit(0i64)))],
+            _ => {
+                let not_null = args
+                    .iter()
+                    .filter(|a| !matches!(strip_alias(a), Expr::Literal(..)))
+                    .filter(|a| a.nullable(ctx.input_schema).unwrap_or(true))
+                    .map(|a| a.clone().is_not_null());
+                vec![conjunction(filter.clone().into_iter().chain(not_null))]
+            }
+        };
         Ok(Protection {
             kind,
             support,
             pairs,
             dominance,
-            filter: conjunction(filter.map(|f| *f).into_iter().chain(not_null)),
+            populations,
         })
     }
 
@@ -309,6 +326,14 @@ impl Decomposition {
         let Some(measure) = arg.column_refs().into_iter().find(|c| ctx.sensitive.contains(&c.name)) else {
             return Ok(None);
         };
+        if ctx.dominance != Dominance::Off && !proportional(arg, ctx.sensitive) {
+            return Err(unsupported(format!(
+                "{name}({arg}) is not supported: a sum or mean of a sensitive measure ({measure}) may only scale it by a \
+                 positive constant or pick records with CASE WHEN … THEN {measure} ELSE 0 END, so that its largest \
+                 contributions can be checked",
+                measure = measure.name
+            )));
+        }
         match ctx.dominance {
             Dominance::Off => Ok(None),
             Dominance::NoCredentials => Err(unsupported(format!(
@@ -397,6 +422,56 @@ fn is_indicator(expr: &Expr) -> bool {
                 && case.else_expr.as_ref().is_none_or(|e| zero_or_one(e))
         }
         Expr::Cast(cast) => is_indicator(&cast.expr),
+        _ => false,
+    }
+}
+
+/// Whether `expr` is the literal 0 or 1.
+fn is_zero_or_one(expr: &Expr) -> bool {
+    use datafusion::common::ScalarValue;
+    match strip_alias(expr) {
+        Expr::Literal(value, _) => {
+            matches!(value.cast_to(&DataType::Float64), Ok(ScalarValue::Float64(Some(v))) if v == 0.0 || v == 1.0)
+        }
+        _ => false,
+    }
+}
+
+/// Whether each record's value of `expr` is its sensitive measure times a positive constant, or
+/// 0/NULL: then the largest values of `expr` are the largest contributions of the measure.
+fn proportional(expr: &Expr, sensitive: &BTreeSet<String>) -> bool {
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::Operator;
+    let positive = |e: &Expr| match strip_alias(e) {
+        Expr::Literal(value, _) => {
+            matches!(value.cast_to(&DataType::Float64), Ok(ScalarValue::Float64(Some(v))) if v > 0.0 && v.is_finite())
+        }
+        _ => false,
+    };
+    let nothing = |e: &Expr| match strip_alias(e) {
+        Expr::Literal(value, _) => {
+            value.is_null()
+                || matches!(value.cast_to(&DataType::Float64), Ok(ScalarValue::Float64(Some(v))) if v == 0.0)
+        }
+        _ => false,
+    };
+    let branch = |e: &Expr| nothing(e) || proportional(e, sensitive);
+    match strip_alias(expr) {
+        Expr::Column(c) => sensitive.contains(&c.name),
+        Expr::Cast(c) => proportional(&c.expr, sensitive),
+        Expr::TryCast(c) => proportional(&c.expr, sensitive),
+        Expr::BinaryExpr(b) => match b.op {
+            Operator::Multiply => {
+                (proportional(&b.left, sensitive) && positive(&b.right))
+                    || (positive(&b.left) && proportional(&b.right, sensitive))
+            }
+            Operator::Divide => proportional(&b.left, sensitive) && positive(&b.right),
+            _ => false,
+        },
+        Expr::Case(case) => {
+            case.when_then_expr.iter().all(|(_, then)| branch(then))
+                && case.else_expr.as_ref().is_none_or(|e| branch(e))
+        }
         _ => false,
     }
 }

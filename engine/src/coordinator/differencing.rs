@@ -123,9 +123,16 @@ impl CrossTab {
         self.old.get(key).copied().unwrap_or(0)
     }
 
-    /// The new cells to suppress, given which earlier cells were released. `denied` holds cells
-    /// already suppressed for this reason (they are not counted as released).
-    pub fn deny(&self, old_released: impl Fn(&Key) -> bool, threshold: i64, denied: &mut HashSet<Key>) {
+    /// The new cells to suppress, given which earlier cells were released. New cells with at
+    /// least `released_from` records count as released unless in `denied`, which holds cells
+    /// already suppressed for this reason.
+    pub fn deny(
+        &self,
+        old_released: impl Fn(&Key) -> bool,
+        threshold: i64,
+        released_from: i64,
+        denied: &mut HashSet<Key>,
+    ) {
         let small = |rest: i64| rest > 0 && rest < threshold;
         let both = |k: &Key, o: &Key| self.both.get(&(k.clone(), o.clone())).copied().unwrap_or(0);
         let released_old = self.old.iter().filter(|(o, _)| old_released(o)).collect::<Vec<_>>();
@@ -145,7 +152,7 @@ impl CrossTab {
             let mut inside = self
                 .new
                 .iter()
-                .filter(|(k, &size)| size >= threshold && !denied.contains(*k) && both(k, o) == size)
+                .filter(|(k, &size)| size >= released_from && !denied.contains(*k) && both(k, o) == size)
                 .map(|(k, &size)| (size, k.clone()))
                 .collect::<Vec<_>>();
             inside.sort();

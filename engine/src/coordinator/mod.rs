@@ -289,6 +289,8 @@ impl Coordinator {
             message: format!("{message} (results are released only after this check)"),
         })?;
         let threshold = self.config.disclosure.threshold as i64;
+        // The fewest records a released cell can have (a smaller one is suppressed or redacted).
+        let released_from = threshold.max(self.config.disclosure.redact_at_or_below as i64 + 1);
         // Every comparison with the log is independent: ask for them together, a few at a time.
         let comparisons = tracked
             .iter()
@@ -313,7 +315,7 @@ impl Coordinator {
         for (i, new) in tracked.iter().enumerate() {
             let mut denied = HashSet::new();
             for ((_, old, _), tab) in comparisons.iter().zip(&tabs).filter(|((j, _, _), _)| *j == i) {
-                tab.deny(|o| old.released.contains(o), threshold, &mut denied);
+                tab.deny(|o| old.released.contains(o), threshold, released_from, &mut denied);
             }
             // Earlier aggregates of this query: their cells with enough records will be released
             // unless already denied (an over-estimate, which only suppresses more).
@@ -325,8 +327,9 @@ impl Coordinator {
                 ledger.compared_with.fetch_add(1, Ordering::Relaxed);
                 let before_denied = before.guard.denied();
                 tab.deny(
-                    |o| tab.old_size(o) >= threshold && !before_denied.contains(o),
+                    |o| tab.old_size(o) >= released_from && !before_denied.contains(o),
                     threshold,
+                    released_from,
                     &mut denied,
                 );
             }
@@ -341,7 +344,13 @@ impl Coordinator {
         let checked = async {
             let (plan, _) = self.plan_tracked(&query.sql, None).await?;
             let physical = self.ctx.state().create_physical_plan(&plan).await?;
-            let batches = collect(physical, self.ctx.task_ctx()).await?;
+            let batches = collect(physical.clone(), self.ctx.task_ctx()).await?;
+            if let Some(failure) = failure_of(&provenance_of(&physical)) {
+                return Err(QueryError {
+                    kind: ErrorKind::Connection,
+                    message: failure,
+                });
+            }
             Ok::<_, QueryError>(CrossTab::from_batches(&batches, &query)?)
         };
         checked.await.map_err(|e| QueryError {
@@ -398,6 +407,13 @@ impl Coordinator {
         let ledger = Arc::new(Ledger::default());
         let (plan, tracked) = self.plan_tracked(sql, Some(ledger.clone())).await?;
         let physical = self.ctx.state().create_physical_plan(&plan).await?;
+        let lock = match (&self.release_log, tracked.is_empty()) {
+            (Some(log), false) => Some(log.lock().await.map_err(|message| QueryError {
+                kind: ErrorKind::Query,
+                message,
+            })?),
+            _ => None,
+        };
         let earlier = self.check_releases(&tracked, &ledger).await?;
         Ok(PreparedQuery {
             physical,
@@ -405,7 +421,12 @@ impl Coordinator {
             started,
             ledger,
             disclosure: self.config.disclosure.clone(),
-            releases: self.release_log.clone().map(|log| Releases { log, tracked, earlier }),
+            releases: self.release_log.clone().map(|log| Releases {
+                log,
+                tracked,
+                earlier,
+                _lock: lock,
+            }),
         })
     }
 }
@@ -448,11 +469,25 @@ struct Releases {
     log: ReleaseLog,
     tracked: Vec<Tracked>,
     earlier: Vec<Release>,
+    /// Held from the check until the release is logged.
+    _lock: Option<std::fs::File>,
 }
 
 impl Releases {
-    /// Logs the cells released; a result that cannot be logged is not returned.
-    fn record(&self) -> Result<(), QueryError> {
+    /// Logs the cells released; a result that cannot be logged is not returned, and neither is a
+    /// partial one (it could be subtracted from a complete answer to the same question).
+    fn record(&self, provenance: &Provenance) -> Result<(), QueryError> {
+        if !self.tracked.is_empty() {
+            if let Some(failure) = failure_of(provenance) {
+                return Err(QueryError {
+                    kind: ErrorKind::Connection,
+                    message: format!(
+                        "{failure}; with disclosure control on, a partial answer about people is not released (it could \
+                         be subtracted from a complete one). Retry when every trust answers"
+                    ),
+                });
+            }
+        }
         let new = self
             .tracked
             .iter()
@@ -494,7 +529,7 @@ impl PreparedQuery {
         let provenance = provenance_of(&self.physical);
         let batches = batches?;
         if let Some(releases) = &self.releases {
-            releases.record()?;
+            releases.record(&provenance)?;
         }
         Ok(QueryResult {
             schema: self.physical.schema(),
@@ -527,6 +562,16 @@ impl QueryWatch {
         }
         states
     }
+}
+
+/// The first trust that failed (not merely one left unasked because the query stopped early).
+fn failure_of(provenance: &Provenance) -> Option<String> {
+    provenance
+        .trusts
+        .values()
+        .flatten()
+        .find(|reason| !reason.ends_with("(the query stopped early)"))
+        .cloned()
 }
 
 /// Which trusts answered each fragment of an executed plan.

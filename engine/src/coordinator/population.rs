@@ -2,13 +2,15 @@
 //! the table, the filter and the grouping expressions over the table's own columns, as SQL.
 //!
 //! Only aggregates over one federated table (through filters, projections and aliases) have such
-//! a population; aggregates over joins or unions are not compared with earlier releases.
+//! a population. Aggregates over joins are not compared with earlier releases (a documented gap);
+//! other inputs (a UNION of rows, constant tables) and volatile functions (`random()`, `now()`)
+//! are refused, since they would make the comparison meaningless or skip it.
 
-use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::Column;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{plan_err, Column};
 use datafusion::error::Result;
 use datafusion::logical_expr::utils::conjunction;
-use datafusion::logical_expr::{Expr, LogicalPlan, Projection};
+use datafusion::logical_expr::{Expr, LogicalPlan, Projection, Volatility};
 use datafusion::sql::unparser::Unparser;
 
 use crate::expr_util::strip_alias;
@@ -45,9 +47,22 @@ pub fn population(input: &LogicalPlan, groups: &[Expr], filter: Option<&Expr>) -
                 predicates.extend(scan.filters.iter().cloned());
                 break scan.table_name.table().to_string();
             }
-            _ => return Ok(None),
+            LogicalPlan::Join(_) => return Ok(None),
+            other => {
+                return plan_err!(
+                    "with disclosure control on, an aggregate over {} cannot be checked against the project's earlier \
+                     releases; aggregate each table on its own (UNION ALL the aggregates if needed)",
+                    describe(other)
+                )
+            }
         }
     };
+    if let Some(volatile) = exprs.iter().chain(&predicates).find_map(volatile_function) {
+        return plan_err!(
+            "{volatile}() gives a different answer each time it runs, so a result using it cannot be checked against \
+             the project's earlier releases; use a fixed value instead"
+        );
+    }
     let sql = |e: Expr| -> Result<String> { Ok(Unparser::default().expr_to_sql(&unqualified(e)?)?.to_string()) };
     Ok(Some(Population {
         table,
@@ -57,6 +72,32 @@ pub fn population(input: &LogicalPlan, groups: &[Expr], filter: Option<&Expr>) -
             .map(|e| sql(strip_alias(&e).clone()))
             .collect::<Result<_>>()?,
     }))
+}
+
+/// A short name for a plan node, for messages.
+fn describe(plan: &LogicalPlan) -> &'static str {
+    match plan {
+        LogicalPlan::Union(_) => "a UNION of rows",
+        LogicalPlan::Values(_) => "a VALUES list",
+        LogicalPlan::EmptyRelation(_) => "no table",
+        LogicalPlan::Distinct(_) => "DISTINCT rows",
+        _ => "this input",
+    }
+}
+
+/// The name of a function in `expr` that is not immutable, if any.
+fn volatile_function(expr: &Expr) -> Option<String> {
+    let mut found = None;
+    let _ = expr.apply(|e| {
+        if let Expr::ScalarFunction(f) = e {
+            if f.func.signature().volatility != Volatility::Immutable {
+                found = Some(f.func.name().to_string());
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
 }
 
 /// `expr` with references to `projection`'s outputs replaced by the expressions they name.

@@ -293,10 +293,13 @@ impl Rewriter<'_> {
                 .into_iter()
                 .zip(parts.protections)
                 .map(|(value, p)| {
-                    let guard = self.guard(aggregate, p.filter.as_ref())?;
-                    let keys = guard.iter().flat_map(|_| group_cols.iter().cloned());
-                    let udf =
-                        ScalarUDF::from(ProtectUdf::new(p.kind, config, ledger.clone()).with_guard(guard.clone()));
+                    let guards = self.guards(aggregate, &p.populations)?;
+                    let keys = if guards.is_empty() {
+                        Vec::new()
+                    } else {
+                        group_cols.clone()
+                    };
+                    let udf = ScalarUDF::from(ProtectUdf::new(p.kind, config, ledger.clone()).with_guards(guards));
                     let args = std::iter::once(value)
                         .chain(std::iter::once(p.support))
                         .chain(p.pairs)
@@ -321,22 +324,30 @@ impl Rewriter<'_> {
         )?))
     }
 
-    /// The guard shared by the cells of `aggregate` restricted by `filter`; `None` when their
-    /// population cannot be compared with other releases (joins, unions).
-    fn guard(&self, aggregate: &Aggregate, filter: Option<&Expr>) -> Result<Option<Arc<CellGuard>>> {
-        let Some(population) = population(&aggregate.input, &aggregate.group_expr, filter)? else {
-            return Ok(None);
-        };
-        let mut tracked = self.tracked.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(known) = tracked.iter().find(|t| t.population == population) {
-            return Ok(Some(known.guard.clone()));
+    /// The guards of a statistic of `aggregate` built from the records meeting each of
+    /// `populations` (shared with other statistics built from the same records); none when the
+    /// aggregate's input is a join, which is not compared with other releases.
+    fn guards(&self, aggregate: &Aggregate, populations: &[Option<Expr>]) -> Result<Vec<Arc<CellGuard>>> {
+        let mut guards = Vec::new();
+        for condition in populations {
+            let Some(population) = population(&aggregate.input, &aggregate.group_expr, condition.as_ref())? else {
+                return Ok(Vec::new());
+            };
+            let mut tracked = self.tracked.lock().unwrap_or_else(|p| p.into_inner());
+            let guard = match tracked.iter().find(|t| t.population == population) {
+                Some(known) => known.guard.clone(),
+                None => {
+                    let guard = Arc::new(CellGuard::default());
+                    tracked.push(Tracked {
+                        population,
+                        guard: guard.clone(),
+                    });
+                    guard
+                }
+            };
+            guards.push(guard);
         }
-        let guard = Arc::new(CellGuard::default());
-        tracked.push(Tracked {
-            population,
-            guard: guard.clone(),
-        });
-        Ok(Some(guard))
+        Ok(guards)
     }
 
     /// What `plan` reads; `conditions` are predicates from filters above it (for join checks).

@@ -88,8 +88,11 @@ impl DisclosureConfig {
             }
             return Ok(());
         }
-        if self.threshold < 1 {
-            return Err("[disclosure] threshold: must be at least 1".into());
+        if !(1..=1_000_000).contains(&self.threshold) {
+            return Err("[disclosure] threshold: must be from 1 to 1000000".into());
+        }
+        if self.round_to > 1_000_000 || self.redact_at_or_below > 1_000_000 {
+            return Err("[disclosure] round_to and redact_at_or_below: must be at most 1000000".into());
         }
         if self.round_to < 1 {
             return Err("[disclosure] round_to: must be at least 1 (1 means no rounding)".into());

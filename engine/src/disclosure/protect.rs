@@ -125,9 +125,9 @@ pub struct ProtectUdf {
     kind: ProtectKind,
     config: DisclosureConfig,
     ledger: Arc<Ledger>,
-    /// The cell's guard against differencing with earlier releases (the group columns are the
-    /// last arguments).
-    guard: Option<Arc<CellGuard>>,
+    /// The cell's guards against differencing with earlier releases, one per set of records the
+    /// statistic is built from (the group columns are the last arguments).
+    guards: Vec<Arc<CellGuard>>,
     signature: Signature,
     name: String,
 }
@@ -144,16 +144,16 @@ impl ProtectUdf {
             kind,
             config: config.clone(),
             ledger,
-            guard: None,
+            guards: Vec::new(),
             // Volatile: the optimizer must neither fold nor duplicate it (each call is counted).
             signature: Signature::variadic_any(Volatility::Volatile),
             name: name.to_string(),
         }
     }
 
-    /// Checks cells against `guard` (their group columns must follow the fixed arguments).
-    pub fn with_guard(mut self, guard: Option<Arc<CellGuard>>) -> ProtectUdf {
-        self.guard = guard;
+    /// Checks cells against `guards` (their group columns must follow the fixed arguments).
+    pub fn with_guards(mut self, guards: Vec<Arc<CellGuard>>) -> ProtectUdf {
+        self.guards = guards;
         self
     }
 }
@@ -162,10 +162,8 @@ impl PartialEq for ProtectUdf {
     fn eq(&self, other: &Self) -> bool {
         self.kind == other.kind
             && Arc::ptr_eq(&self.ledger, &other.ledger)
-            && match (&self.guard, &other.guard) {
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                (a, b) => a.is_none() && b.is_none(),
-            }
+            && self.guards.len() == other.guards.len()
+            && self.guards.iter().zip(&other.guards).all(|(a, b)| Arc::ptr_eq(a, b))
     }
 }
 
@@ -175,7 +173,9 @@ impl Hash for ProtectUdf {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.kind.hash(state);
         Arc::as_ptr(&self.ledger).hash(state);
-        self.guard.as_ref().map(Arc::as_ptr).hash(state);
+        for guard in &self.guards {
+            Arc::as_ptr(guard).hash(state);
+        }
     }
 }
 
@@ -230,13 +230,19 @@ impl ScalarUDFImpl for ProtectUdf {
             suppress
         };
         // Earlier releases: a denied cell is suppressed; a released one is recorded for the log.
-        let differencing = |i: usize| match &self.guard {
-            Some(guard) => count(&self.ledger.differencing, guard.is_denied(&key_at(keys, i))),
-            None => false,
+        let differencing = |i: usize| {
+            if self.guards.is_empty() {
+                return false;
+            }
+            let key = key_at(keys, i);
+            count(&self.ledger.differencing, self.guards.iter().any(|g| g.is_denied(&key)))
         };
         let released = |i: usize| {
-            if let Some(guard) = &self.guard {
-                guard.record_release(key_at(keys, i));
+            if !self.guards.is_empty() {
+                let key = key_at(keys, i);
+                for guard in &self.guards {
+                    guard.record_release(key.clone());
+                }
             }
         };
         let present = is_not_null(value)?;
@@ -274,7 +280,7 @@ impl ScalarUDFImpl for ProtectUdf {
                             return None;
                         }
                         released(i);
-                        let rounded = (v + base / 2).div_euclid(base) * base;
+                        let rounded = v.saturating_add(base / 2).div_euclid(base).saturating_mul(base);
                         if base > 1 {
                             self.ledger.rounded.fetch_add(1, Ordering::Relaxed);
                         }

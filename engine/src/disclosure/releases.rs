@@ -65,6 +65,28 @@ impl ReleaseLog {
         &self.path
     }
 
+    /// Waits for, then holds, the project's lock: one query at a time goes from its check to its
+    /// logged release, so two queries running at once cannot miss each other. Released on drop.
+    pub async fn lock(&self) -> Result<std::fs::File, String> {
+        let path = self.path.with_extension("lock");
+        tokio::task::spawn_blocking(move || {
+            let fail = |e: std::io::Error| format!("release log lock {}: {e}", path.display());
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(fail)?;
+            }
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(fail)?;
+            file.lock().map_err(fail)?;
+            Ok(file)
+        })
+        .await
+        .map_err(|e| format!("release log lock: {e}"))?
+    }
+
     /// Every earlier release, releases of the same cells merged. A missing log is empty; a damaged
     /// one is an error (nothing is released without the check).
     pub fn load(&self) -> Result<Vec<Release>, String> {
