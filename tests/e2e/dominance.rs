@@ -297,3 +297,31 @@ async fn transformed_sensitive_measures_and_disguised_counts() {
         .unwrap();
     compare(&rows_of(&result.batches), &[vec![Cell::Int(10)]], true).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dominated_cell_is_not_recovered_from_a_later_total() {
+    let small = dominated_federation().await;
+    let c = coordinator(&small, DisclosureConfig::default());
+    let result = c
+        .query("SELECT age_band, sum(cost_gbp) AS cost FROM apc_episodes GROUP BY age_band ORDER BY age_band")
+        .await
+        .unwrap();
+    let expected = [
+        vec![Cell::from("18-29"), Cell::Null],
+        vec![Cell::from("30-44"), Cell::Float(12_000.0)],
+        vec![Cell::from("45-59"), Cell::Null],
+    ];
+    compare(&rows_of(&result.batches), &expected, true).unwrap();
+    // 18-29 and 30-44 together (£22,200, 24 records, not dominated) less the released £12,000
+    // would be the dominated £10,200: hidden.
+    let result = c
+        .query("SELECT sum(cost_gbp) AS cost FROM apc_episodes WHERE age_band <> '45-59'")
+        .await
+        .unwrap();
+    compare(&rows_of(&result.batches), &[vec![Cell::Null]], true).unwrap();
+    assert!(
+        result.disclosure.contains("1 (differencing with earlier results)"),
+        "{}",
+        result.disclosure
+    );
+}

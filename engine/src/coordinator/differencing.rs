@@ -123,27 +123,37 @@ impl CrossTab {
         self.old.get(key).copied().unwrap_or(0)
     }
 
-    /// The new cells to suppress, given which earlier cells were released. New cells with at
-    /// least `released_from` records count as released unless in `denied`, which holds cells
-    /// already suppressed for this reason.
+    /// The new cells to suppress, given which earlier cells were released and which were
+    /// withheld although large (dominance, residual df). New cells with at least
+    /// `released_from` records count as released unless in `denied`, which holds cells already
+    /// suppressed for this reason. A difference of fewer than `released_from` records is small.
     pub fn deny(
         &self,
         old_released: impl Fn(&Key) -> bool,
-        threshold: i64,
+        old_withheld: impl Fn(&Key) -> bool,
         released_from: i64,
         denied: &mut HashSet<Key>,
     ) {
-        let small = |rest: i64| rest > 0 && rest < threshold;
+        let small = |rest: i64| rest > 0 && rest < released_from;
         let both = |k: &Key, o: &Key| self.both.get(&(k.clone(), o.clone())).copied().unwrap_or(0);
         let released_old = self.old.iter().filter(|(o, _)| old_released(o)).collect::<Vec<_>>();
-        // A new cell less the released earlier cells inside it.
+        // A new cell less the released earlier cells inside it: neither a few records, nor one
+        // withheld earlier cell and a few records.
         for (k, &size) in &self.new {
             let inside = released_old
                 .iter()
                 .filter(|(o, &o_size)| both(k, o) == o_size)
                 .map(|(_, &o_size)| o_size)
                 .collect::<Vec<_>>();
-            if !inside.is_empty() && small(size - inside.iter().sum::<i64>()) {
+            let rest = size - inside.iter().sum::<i64>();
+            let withheld_inside = self
+                .old
+                .iter()
+                .filter(|(o, &o_size)| old_withheld(o) && !old_released(o) && both(k, o) == o_size)
+                .map(|(_, &o_size)| o_size)
+                .collect::<Vec<_>>();
+            let one_withheld = matches!(withheld_inside.as_slice(), [w] if rest - w < released_from);
+            if (!inside.is_empty() && small(rest)) || one_withheld {
                 denied.insert(k.clone());
             }
         }

@@ -315,7 +315,12 @@ impl Coordinator {
         for (i, new) in tracked.iter().enumerate() {
             let mut denied = HashSet::new();
             for ((_, old, _), tab) in comparisons.iter().zip(&tabs).filter(|((j, _, _), _)| *j == i) {
-                tab.deny(|o| old.released.contains(o), threshold, released_from, &mut denied);
+                tab.deny(
+                    |o| old.released.contains(o),
+                    |o| old.withheld.contains(o),
+                    released_from,
+                    &mut denied,
+                );
             }
             // Earlier aggregates of this query: their cells with enough records will be released
             // unless already denied (an over-estimate, which only suppresses more).
@@ -328,7 +333,7 @@ impl Coordinator {
                 let before_denied = before.guard.denied();
                 tab.deny(
                     |o| tab.old_size(o) >= released_from && !before_denied.contains(o),
-                    threshold,
+                    |_| false,
                     released_from,
                     &mut denied,
                 );
@@ -496,6 +501,7 @@ impl Releases {
                 predicate: t.population.predicate.clone(),
                 groups: t.population.groups.clone(),
                 released: t.guard.released(),
+                withheld: t.guard.withheld(),
             })
             .collect::<Vec<_>>();
         self.log.append(&new, &self.earlier).map_err(|message| QueryError {

@@ -245,6 +245,14 @@ impl ScalarUDFImpl for ProtectUdf {
                 }
             }
         };
+        let withheld = |i: usize| {
+            if !self.guards.is_empty() {
+                let key = key_at(keys, i);
+                for guard in &self.guards {
+                    guard.record_withheld(key.clone());
+                }
+            }
+        };
         let present = is_not_null(value)?;
         match self.kind {
             ProtectKind::Count => {
@@ -314,14 +322,16 @@ impl ScalarUDFImpl for ProtectUdf {
                             let n = n.as_primitive::<Float64Type>();
                             n.is_null(i) || n.value(i) - 2.0 < self.config.min_residual_df as f64
                         });
-                        if count(&self.ledger.residual_df, df_short) {
-                            return Some(true);
-                        }
                         let dominated = match &dominance {
                             Some((top2, total)) => self.dominated(top2, total, i),
                             None => false,
                         };
-                        if count(&self.ledger.dominance, dominated) || differencing(i) {
+                        if count(&self.ledger.residual_df, df_short) || count(&self.ledger.dominance, dominated) {
+                            // Hidden although large enough: a later total must not give it away.
+                            withheld(i);
+                            return Some(true);
+                        }
+                        if differencing(i) {
                             return Some(true);
                         }
                         released(i);

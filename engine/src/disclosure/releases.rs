@@ -41,6 +41,10 @@ pub struct Release {
     pub groups: Vec<String>,
     /// The labels of the cells released.
     pub released: BTreeSet<Key>,
+    /// Cells hidden although they had enough records (dominance, residual df): a later result
+    /// that is one of them plus released cells would give it away.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub withheld: BTreeSet<Key>,
 }
 
 impl Release {
@@ -100,7 +104,10 @@ impl ReleaseLog {
             let release: Release = serde_json::from_str(line)
                 .map_err(|e| format!("release log {}: line {}: {e}", self.path.display(), n + 1))?;
             match releases.iter_mut().find(|r| r.same_cells(&release)) {
-                Some(known) => known.released.extend(release.released),
+                Some(known) => {
+                    known.released.extend(release.released);
+                    known.withheld.extend(release.withheld);
+                }
                 None => releases.push(release),
             }
         }
@@ -111,11 +118,11 @@ impl ReleaseLog {
     pub fn append(&self, new: &[Release], known: &[Release]) -> Result<(), String> {
         let fresh = new
             .iter()
-            .filter(|r| !r.released.is_empty())
+            .filter(|r| !r.released.is_empty() || !r.withheld.is_empty())
             .filter(|r| {
                 !known
                     .iter()
-                    .any(|k| k.same_cells(r) && r.released.is_subset(&k.released))
+                    .any(|k| k.same_cells(r) && r.released.is_subset(&k.released) && r.withheld.is_subset(&k.withheld))
             })
             .map(|r| serde_json::to_string(r).expect("a release always serialises"))
             .collect::<Vec<_>>();
@@ -143,6 +150,7 @@ impl ReleaseLog {
 pub struct CellGuard {
     denied: Mutex<HashSet<Key>>,
     released: Mutex<BTreeSet<Key>>,
+    withheld: Mutex<BTreeSet<Key>>,
 }
 
 impl CellGuard {
@@ -162,6 +170,15 @@ impl CellGuard {
     /// Notes that a statistic of cell `key` was released.
     pub fn record_release(&self, key: Key) {
         self.released.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
+    }
+
+    /// Notes that a statistic of cell `key` was hidden although it had enough records.
+    pub fn record_withheld(&self, key: Key) {
+        self.withheld.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
+    }
+
+    pub fn withheld(&self) -> BTreeSet<Key> {
+        self.withheld.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn released(&self) -> BTreeSet<Key> {
