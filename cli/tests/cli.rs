@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 fn tessera(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args(args)
+        // Default release logs go under here, not into the user's home.
+        .env("XDG_DATA_HOME", std::env::temp_dir().join("tessera-cli-tests"))
         .output()
         .expect("tessera runs")
 }

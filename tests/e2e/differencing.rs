@@ -51,7 +51,7 @@ async fn differencing_with_a_total_after_a_table() {
     compare(&rows, &one(None), true).unwrap();
     assert_eq!(
         footer,
-        "1 cell suppressed: 1 (differencing with earlier results); checked against 1 earlier result"
+        "1 cell suppressed: 1 (differencing with earlier results); 1 differencing check"
     );
 }
 
@@ -67,7 +67,7 @@ async fn differencing_with_a_table_after_its_total() {
     compare(&rows, &by_age(None, Some(23)), true).unwrap();
     assert_eq!(
         footer,
-        "2 cells suppressed: 1 (threshold 10), 1 (differencing with earlier results); checked against 1 earlier result"
+        "2 cells suppressed: 1 (threshold 10), 1 (differencing with earlier results); 1 differencing check"
     );
 }
 
@@ -148,14 +148,14 @@ async fn unrelated_and_repeated_questions_are_not_suppressed() {
     }
     let (rows, footer) = ask(&c, "SELECT count(*) AS n FROM apc_episodes WHERE age_band = '45-59'").await;
     compare(&rows, &one(Some(23)), true).unwrap();
-    assert_eq!(footer, "no cells suppressed; checked against 1 earlier result");
+    assert_eq!(footer, "no cells suppressed; 1 differencing check");
     let (rows, footer) = ask(
         &c,
         "SELECT count(*) AS n FROM apc_episodes WHERE age_band IN ('30-44', '45-59')",
     )
     .await;
     compare(&rows, &one(Some(35)), true).unwrap();
-    assert_eq!(footer, "no cells suppressed; checked against 2 earlier results");
+    assert_eq!(footer, "no cells suppressed; 2 differencing checks");
     // But everyone except 45-59 (15) less the released 30-44 (12) is the hidden 3.
     let (rows, _) = ask(&c, "SELECT count(*) AS n FROM apc_episodes WHERE age_band <> '45-59'").await;
     compare(&rows, &one(None), true).unwrap();
@@ -176,7 +176,7 @@ async fn the_release_log_outlives_the_coordinator_and_a_damaged_log_releases_not
     let text = std::fs::read_to_string(log.path().join("project.jsonl")).unwrap();
     assert_eq!(
         text.lines().next().unwrap(),
-        r#"{"table":"apc_episodes","predicate":null,"groups":["age_band"],"released":[["30-44"],["45-59"]]}"#
+        r#"{"table":"apc_episodes","predicate":null,"groups":["age_band"],"variants":[{"condition":null,"released":[["30-44"],["45-59"]]}]}"#
     );
     std::fs::write(log.path().join("project.jsonl"), "{not json\n").unwrap();
     let error = coordinator(&small, config).query(TOTAL).await.unwrap_err();

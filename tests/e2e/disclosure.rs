@@ -152,7 +152,7 @@ async fn small_cells_are_suppressed_for_every_statistic_and_counts_are_rounded()
         result.disclosure,
         // count(*) and the sums and means (built from their non-zero records) are two sets of
         // cells, checked against each other.
-        "3 cells suppressed: 3 (threshold 10); counts rounded to 5; checked against 1 earlier result"
+        "3 cells suppressed: 3 (threshold 10); counts rounded to 5; 1 differencing check"
     );
 
     // With disclosure control off (and confirmed), the same query is exact.
@@ -192,8 +192,8 @@ async fn redaction_zeros_and_filtered_counts_follow_the_configured_policy() {
     .unwrap();
     assert_eq!(
         result.disclosure,
-        // The four filters make four sets of cells, each checked against those before it.
-        "2 cells suppressed: 1 (≤ 7), 1 (zero); counts rounded to 5; checked against 6 earlier results"
+        // The four filters make four sets of cells, checked against each other in one scan.
+        "2 cells suppressed: 1 (≤ 7), 1 (zero); counts rounded to 5; 1 differencing check"
     );
 
     let zeros_released = DisclosureConfig {
@@ -222,7 +222,7 @@ async fn redaction_zeros_and_filtered_counts_follow_the_configured_policy() {
     .unwrap();
     assert_eq!(
         result.disclosure,
-        "2 cells suppressed: 1 (threshold 10), 1 (zero); checked against 6 earlier results"
+        "2 cells suppressed: 1 (threshold 10), 1 (zero); 1 differencing check"
     );
 }
 

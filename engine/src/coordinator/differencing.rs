@@ -34,7 +34,8 @@ pub struct CrossTab {
     both: HashMap<(Key, Key), i64>,
 }
 
-/// The query that cross-tabulates `new` against `old` (both over the same table).
+/// The query that cross-tabulates the variants of `new` against those of `old` (both over the
+/// same table) in one scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CrossTabQuery {
     pub sql: String,
@@ -42,12 +43,26 @@ pub struct CrossTabQuery {
     /// expression both group by is asked once).
     new_columns: Vec<usize>,
     old_columns: Vec<usize>,
+    new_variants: usize,
+    old_variants: usize,
+}
+
+/// `a AND b` of two optional conditions, as SQL (`TRUE` when neither is given).
+fn and(a: &Option<String>, b: &Option<String>) -> String {
+    match (a, b) {
+        (None, None) => "TRUE".into(),
+        (Some(x), None) | (None, Some(x)) => x.clone(),
+        (Some(x), Some(y)) => format!("({x}) AND ({y})"),
+    }
 }
 
 impl CrossTabQuery {
-    pub fn new(new: &Population, old: &Population) -> CrossTabQuery {
-        let predicate = |p: &Option<String>| p.clone().unwrap_or_else(|| "TRUE".into());
-        let (in_new, in_old) = (predicate(&new.predicate), predicate(&old.predicate));
+    pub fn new(
+        new: &Population,
+        new_conditions: &[Option<String>],
+        old: &Population,
+        old_conditions: &[Option<String>],
+    ) -> CrossTabQuery {
         let mut groups: Vec<String> = Vec::new();
         let mut column = |g: &String| -> usize {
             match groups.iter().position(|known| known == g) {
@@ -60,16 +75,35 @@ impl CrossTabQuery {
         };
         let new_columns = new.groups.iter().map(&mut column).collect::<Vec<_>>();
         let old_columns = old.groups.iter().map(&mut column).collect::<Vec<_>>();
+        let in_new = new_conditions
+            .iter()
+            .map(|c| and(&new.predicate, c))
+            .collect::<Vec<_>>();
+        let in_old = old_conditions
+            .iter()
+            .map(|c| and(&old.predicate, c))
+            .collect::<Vec<_>>();
         let keys = groups.iter().enumerate().map(|(i, g)| format!("{g} AS k{i}"));
-        let counts = [
-            format!("count(*) FILTER (WHERE {in_new}) AS n_new"),
-            format!("count(*) FILTER (WHERE {in_old}) AS n_old"),
-            format!("count(*) FILTER (WHERE ({in_new}) AND ({in_old})) AS n_both"),
-        ];
+        let counts = in_new
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("count(*) FILTER (WHERE {n}) AS n_new{i}"))
+            .chain(
+                in_old
+                    .iter()
+                    .enumerate()
+                    .map(|(j, o)| format!("count(*) FILTER (WHERE {o}) AS n_old{j}")),
+            )
+            .chain(in_new.iter().enumerate().flat_map(|(i, n)| {
+                in_old
+                    .iter()
+                    .enumerate()
+                    .map(move |(j, o)| format!("count(*) FILTER (WHERE ({n}) AND ({o})) AS n_both{i}_{j}"))
+            }));
         let columns = keys.chain(counts).collect::<Vec<_>>().join(", ");
         let mut sql = format!("SELECT {columns} FROM {}", new.table);
-        if new.predicate.is_some() && old.predicate.is_some() {
-            sql.push_str(&format!(" WHERE ({in_new}) OR ({in_old})"));
+        if let (Some(a), Some(b)) = (&new.predicate, &old.predicate) {
+            sql.push_str(&format!(" WHERE ({a}) OR ({b})"));
         }
         if !groups.is_empty() {
             let positions = (1..=groups.len()).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
@@ -79,6 +113,8 @@ impl CrossTabQuery {
             sql,
             new_columns,
             old_columns,
+            new_variants: new_conditions.len(),
+            old_variants: old_conditions.len(),
         }
     }
 
@@ -93,29 +129,43 @@ impl CrossTabQuery {
 }
 
 impl CrossTab {
-    /// Reads the answer to `query`.
-    pub fn from_batches(batches: &[RecordBatch], query: &CrossTabQuery) -> Result<CrossTab> {
-        let mut tab = CrossTab::default();
+    /// Reads the answer to `query`: one cross-tabulation per (new variant, old variant).
+    pub fn from_batches(batches: &[RecordBatch], query: &CrossTabQuery) -> Result<Vec<Vec<CrossTab>>> {
+        let (n, m) = (query.new_variants, query.old_variants);
+        let mut tabs = (0..n)
+            .map(|_| (0..m).map(|_| CrossTab::default()).collect::<Vec<_>>())
+            .collect::<Vec<_>>();
         for batch in batches {
             let columns = batch.columns();
             let pick = |indices: &[usize]| indices.iter().map(|&i| columns[i].clone()).collect::<Vec<_>>();
             let (new_cols, old_cols) = (pick(&query.new_columns), pick(&query.old_columns));
-            let counts = &columns[query.width()..];
-            let counts = counts
+            let counts = columns[query.width()..]
                 .iter()
                 .map(|c| Ok(cast(c, &DataType::Int64)?.as_primitive::<Int64Type>().clone()))
                 .collect::<Result<Vec<_>>>()?;
-            for i in 0..batch.num_rows() {
-                let (k, o) = (key_at(&new_cols, i), key_at(&old_cols, i));
-                let n = |c: usize| if counts[c].is_null(i) { 0 } else { counts[c].value(i) };
-                *tab.new.entry(k.clone()).or_default() += n(0);
-                *tab.old.entry(o.clone()).or_default() += n(1);
-                *tab.both.entry((k, o)).or_default() += n(2);
+            for row in 0..batch.num_rows() {
+                let (k, o) = (key_at(&new_cols, row), key_at(&old_cols, row));
+                let count = |c: usize| {
+                    if counts[c].is_null(row) {
+                        0
+                    } else {
+                        counts[c].value(row)
+                    }
+                };
+                for (i, per_old) in tabs.iter_mut().enumerate() {
+                    for (j, tab) in per_old.iter_mut().enumerate() {
+                        *tab.new.entry(k.clone()).or_default() += count(i);
+                        *tab.old.entry(o.clone()).or_default() += count(n + j);
+                        *tab.both.entry((k.clone(), o.clone())).or_default() += count(n + m + i * m + j);
+                    }
+                }
             }
         }
-        tab.new.retain(|_, n| *n > 0);
-        tab.old.retain(|_, n| *n > 0);
-        Ok(tab)
+        for tab in tabs.iter_mut().flatten() {
+            tab.new.retain(|_, n| *n > 0);
+            tab.old.retain(|_, n| *n > 0);
+        }
+        Ok(tabs)
     }
 
     /// Size of an earlier cell (0 when it has no records now).

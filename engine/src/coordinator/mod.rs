@@ -36,6 +36,7 @@ use tessera_schemas::{Catalog, Role};
 pub use config::{FederationConfig, OnNodeFailure};
 pub use provenance::Provenance;
 
+use crate::disclosure::releases::VariantRelease;
 use crate::disclosure::{DisclosureConfig, Ledger, Release, ReleaseLog};
 use differencing::{CrossTab, CrossTabQuery};
 use population::Population;
@@ -291,61 +292,100 @@ impl Coordinator {
         let threshold = self.config.disclosure.threshold as i64;
         // The fewest records a released cell can have (a smaller one is suppressed or redacted).
         let released_from = threshold.max(self.config.disclosure.redact_at_or_below as i64 + 1);
-        // Every comparison with the log is independent: ask for them together, a few at a time.
-        let comparisons = tracked
-            .iter()
-            .enumerate()
-            .flat_map(|(i, new)| {
-                earlier
+        // What each aggregate is compared with: earlier releases of its table, the query's earlier
+        // aggregates over it, and (between its own variants) itself. One scan each.
+        let mut jobs = Vec::new();
+        for (f, family) in tracked.iter().enumerate() {
+            for old in earlier.iter().filter(|r| r.table == family.population.table) {
+                let same_cells = population_of(old) == family.population;
+                let nothing_new = family
+                    .variants
                     .iter()
-                    .filter(move |old| old.table == new.population.table)
-                    .map(move |old| (i, old, population_of(old)))
-                    .filter(move |(_, _, old)| *old != new.population)
-            })
-            .collect::<Vec<_>>();
-        let tabs = futures::stream::iter(
-            comparisons
-                .iter()
-                .map(|(i, _, old)| self.cross_tab(&tracked[*i].population, old)),
-        )
+                    .all(|v| old.variants.iter().any(|o| o.condition == v.condition));
+                if !(same_cells && nothing_new) {
+                    jobs.push((f, Earlier::Logged(old)));
+                }
+            }
+            for g in (0..f).filter(|&g| tracked[g].population.table == family.population.table) {
+                jobs.push((f, Earlier::InQuery(g)));
+            }
+            if family.variants.len() > 1 {
+                jobs.push((f, Earlier::InQuery(f)));
+            }
+        }
+        let tabs = futures::stream::iter(jobs.iter().map(|(f, earlier)| {
+            let (old, old_conditions) = match earlier {
+                Earlier::Logged(release) => (
+                    population_of(release),
+                    release.variants.iter().map(|v| v.condition.clone()).collect(),
+                ),
+                Earlier::InQuery(g) => (tracked[*g].population.clone(), conditions_of(&tracked[*g])),
+            };
+            self.cross_tab(
+                &tracked[*f].population,
+                conditions_of(&tracked[*f]),
+                old,
+                old_conditions,
+            )
+        }))
         .buffered(CONCURRENT_CHECKS)
         .try_collect::<Vec<_>>()
         .await?;
-        ledger.compared_with.fetch_add(tabs.len() as u64, Ordering::Relaxed);
-        for (i, new) in tracked.iter().enumerate() {
-            let mut denied = HashSet::new();
-            for ((_, old, _), tab) in comparisons.iter().zip(&tabs).filter(|((j, _, _), _)| *j == i) {
-                tab.deny(
-                    |o| old.released.contains(o),
-                    |o| old.withheld.contains(o),
-                    released_from,
-                    &mut denied,
-                );
+        ledger.compared_with.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+        for (f, family) in tracked.iter().enumerate() {
+            for (i, variant) in family.variants.iter().enumerate() {
+                let mut denied = HashSet::new();
+                for ((_, earlier), tab) in jobs.iter().zip(&tabs).filter(|((g, _), _)| *g == f) {
+                    match earlier {
+                        Earlier::Logged(old) => {
+                            let same_cells = population_of(old) == family.population;
+                            for (j, old_variant) in old.variants.iter().enumerate() {
+                                if same_cells && old_variant.condition == variant.condition {
+                                    continue;
+                                }
+                                tab[i][j].deny(
+                                    |o| old_variant.released.contains(o),
+                                    |o| old_variant.withheld.contains(o),
+                                    released_from,
+                                    &mut denied,
+                                );
+                            }
+                        }
+                        // Cells of the query's earlier aggregates (or variants) with enough records
+                        // will be released unless already denied (an over-estimate, which only
+                        // suppresses more).
+                        Earlier::InQuery(g) => {
+                            let before = &tracked[*g];
+                            let decided = if *g == f { i } else { before.variants.len() };
+                            for (j, before_variant) in before.variants[..decided].iter().enumerate() {
+                                let before_denied = before_variant.guard.denied();
+                                let t = &tab[i][j];
+                                t.deny(
+                                    |o| t.old_size(o) >= released_from && !before_denied.contains(o),
+                                    |_| false,
+                                    released_from,
+                                    &mut denied,
+                                );
+                            }
+                        }
+                    }
+                }
+                variant.guard.deny(denied);
             }
-            // Earlier aggregates of this query: their cells with enough records will be released
-            // unless already denied (an over-estimate, which only suppresses more).
-            for before in tracked[..i]
-                .iter()
-                .filter(|b| b.population.table == new.population.table)
-            {
-                let tab = self.cross_tab(&new.population, &before.population).await?;
-                ledger.compared_with.fetch_add(1, Ordering::Relaxed);
-                let before_denied = before.guard.denied();
-                tab.deny(
-                    |o| tab.old_size(o) >= released_from && !before_denied.contains(o),
-                    |_| false,
-                    released_from,
-                    &mut denied,
-                );
-            }
-            new.guard.deny(denied);
         }
         Ok(earlier)
     }
 
-    /// The exact sizes of `new`'s and `old`'s cells and their intersections, from every trust.
-    async fn cross_tab(&self, new: &Population, old: &Population) -> Result<CrossTab, QueryError> {
-        let query = CrossTabQuery::new(new, old);
+    /// The exact sizes of the cells of `new`'s and `old`'s variants and of their intersections,
+    /// from every trust, in one scan: `[new variant][old variant]`.
+    async fn cross_tab(
+        &self,
+        new: &Population,
+        new_conditions: Vec<Option<String>>,
+        old: Population,
+        old_conditions: Vec<Option<String>>,
+    ) -> Result<Vec<Vec<CrossTab>>, QueryError> {
+        let query = CrossTabQuery::new(new, &new_conditions, &old, &old_conditions);
         let checked = async {
             let (plan, _) = self.plan_tracked(&query.sql, None).await?;
             let physical = self.ctx.state().create_physical_plan(&plan).await?;
@@ -460,6 +500,19 @@ pub fn default_release_log(project: &str) -> PathBuf {
 /// Comparisons with the release log asked of the trusts at once.
 const CONCURRENT_CHECKS: usize = 8;
 
+/// What an aggregate's cells are compared with.
+enum Earlier<'a> {
+    /// A release from the project's log.
+    Logged(&'a Release),
+    /// An aggregate of the same query (by its index; its own index: between its variants).
+    InQuery(usize),
+}
+
+/// The conditions of an aggregate's variants, in order.
+fn conditions_of(tracked: &Tracked) -> Vec<Option<String>> {
+    tracked.variants.iter().map(|v| v.condition.clone()).collect()
+}
+
 /// The population of cells a logged release describes.
 fn population_of(release: &Release) -> Population {
     Population {
@@ -500,8 +553,15 @@ impl Releases {
                 table: t.population.table.clone(),
                 predicate: t.population.predicate.clone(),
                 groups: t.population.groups.clone(),
-                released: t.guard.released(),
-                withheld: t.guard.withheld(),
+                variants: t
+                    .variants
+                    .iter()
+                    .map(|v| VariantRelease {
+                        condition: v.condition.clone(),
+                        released: v.guard.released(),
+                        withheld: v.guard.withheld(),
+                    })
+                    .collect(),
             })
             .collect::<Vec<_>>();
         self.log.append(&new, &self.earlier).map_err(|message| QueryError {

@@ -15,21 +15,28 @@ use datafusion::sql::unparser::Unparser;
 
 use crate::expr_util::strip_alias;
 
-/// An aggregate's records and cells, as SQL over `table`'s columns.
+/// An aggregate's records and cells, as SQL over `table`'s columns: a family of populations
+/// that differ only in which of those records a statistic is built from (its variants).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Population {
     pub table: String,
-    /// The records counted (`None`: all).
+    /// The records of the aggregate's input (the query's filters; `None`: all).
     pub predicate: Option<String>,
     /// The grouping expressions.
     pub groups: Vec<String>,
 }
 
-/// The population of an aggregate over `input` grouped by `groups`, restricted further by
-/// `filter` (an aggregate's own FILTER); `None` when the input is not one table.
-pub fn population(input: &LogicalPlan, groups: &[Expr], filter: Option<&Expr>) -> Result<Option<Population>> {
+/// The population of an aggregate over `input` grouped by `groups`, and each of `conditions`
+/// (which of its records a statistic is built from) as SQL over the table; `None` when the
+/// input is a join, which is not tracked.
+pub fn population(
+    input: &LogicalPlan,
+    groups: &[Expr],
+    conditions: &[Option<Expr>],
+) -> Result<Option<(Population, Vec<Option<String>>)>> {
     let mut exprs = groups.to_vec();
-    let mut predicates = filter.into_iter().cloned().collect::<Vec<_>>();
+    let mut conditions = conditions.to_vec();
+    let mut predicates = Vec::new();
     let mut plan = input;
     let table = loop {
         match plan {
@@ -40,6 +47,10 @@ pub fn population(input: &LogicalPlan, groups: &[Expr], filter: Option<&Expr>) -
             LogicalPlan::Projection(p) => {
                 exprs = exprs.into_iter().map(|e| inline(e, p)).collect::<Result<_>>()?;
                 predicates = predicates.into_iter().map(|e| inline(e, p)).collect::<Result<_>>()?;
+                conditions = conditions
+                    .into_iter()
+                    .map(|c| c.map(|e| inline(e, p)).transpose())
+                    .collect::<Result<_>>()?;
                 plan = &p.input;
             }
             LogicalPlan::SubqueryAlias(s) => plan = &s.input,
@@ -57,21 +68,27 @@ pub fn population(input: &LogicalPlan, groups: &[Expr], filter: Option<&Expr>) -
             }
         }
     };
-    if let Some(volatile) = exprs.iter().chain(&predicates).find_map(volatile_function) {
+    let everything = exprs.iter().chain(&predicates).chain(conditions.iter().flatten());
+    if let Some(volatile) = everything.into_iter().find_map(volatile_function) {
         return plan_err!(
             "{volatile}() gives a different answer each time it runs, so a result using it cannot be checked against \
              the project's earlier releases; use a fixed value instead"
         );
     }
     let sql = |e: Expr| -> Result<String> { Ok(Unparser::default().expr_to_sql(&unqualified(e)?)?.to_string()) };
-    Ok(Some(Population {
+    let population = Population {
         table,
         predicate: conjunction(predicates).map(sql).transpose()?,
         groups: exprs
             .into_iter()
             .map(|e| sql(strip_alias(&e).clone()))
             .collect::<Result<_>>()?,
-    }))
+    };
+    let conditions = conditions
+        .into_iter()
+        .map(|c| c.map(sql).transpose())
+        .collect::<Result<_>>()?;
+    Ok(Some((population, conditions)))
 }
 
 /// A short name for a plan node, for messages.

@@ -65,10 +65,18 @@ pub struct Rewriter<'a> {
     pub tracked: Mutex<Vec<Tracked>>,
 }
 
-/// A protected aggregate's cells: their population and the guard its protecting functions share.
+/// A protected aggregate's cells: their population, and per set of records its statistics are
+/// built from (a variant), the guard those statistics' protecting functions share.
 #[derive(Debug, Clone)]
 pub struct Tracked {
     pub population: Population,
+    pub variants: Vec<Variant>,
+}
+
+/// The cells of the statistics built from the records meeting `condition`.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    pub condition: Option<String>,
     pub guard: Arc<CellGuard>,
 }
 
@@ -325,28 +333,38 @@ impl Rewriter<'_> {
     }
 
     /// The guards of a statistic of `aggregate` built from the records meeting each of
-    /// `populations` (shared with other statistics built from the same records); none when the
+    /// `conditions` (shared with other statistics built from the same records); none when the
     /// aggregate's input is a join, which is not compared with other releases.
-    fn guards(&self, aggregate: &Aggregate, populations: &[Option<Expr>]) -> Result<Vec<Arc<CellGuard>>> {
-        let mut guards = Vec::new();
-        for condition in populations {
-            let Some(population) = population(&aggregate.input, &aggregate.group_expr, condition.as_ref())? else {
-                return Ok(Vec::new());
-            };
-            let mut tracked = self.tracked.lock().unwrap_or_else(|p| p.into_inner());
-            let guard = match tracked.iter().find(|t| t.population == population) {
+    fn guards(&self, aggregate: &Aggregate, conditions: &[Option<Expr>]) -> Result<Vec<Arc<CellGuard>>> {
+        let Some((population, conditions)) = population(&aggregate.input, &aggregate.group_expr, conditions)? else {
+            return Ok(Vec::new());
+        };
+        let mut tracked = self.tracked.lock().unwrap_or_else(|p| p.into_inner());
+        let family = match tracked.iter().position(|t| t.population == population) {
+            Some(i) => i,
+            None => {
+                tracked.push(Tracked {
+                    population,
+                    variants: Vec::new(),
+                });
+                tracked.len() - 1
+            }
+        };
+        let variants = &mut tracked[family].variants;
+        let guards = conditions
+            .into_iter()
+            .map(|condition| match variants.iter().find(|v| v.condition == condition) {
                 Some(known) => known.guard.clone(),
                 None => {
                     let guard = Arc::new(CellGuard::default());
-                    tracked.push(Tracked {
-                        population,
+                    variants.push(Variant {
+                        condition,
                         guard: guard.clone(),
                     });
                     guard
                 }
-            };
-            guards.push(guard);
-        }
+            })
+            .collect();
         Ok(guards)
     }
 

@@ -28,7 +28,7 @@ pub struct Ledger {
     pub rounded: AtomicU64,
     /// Totals (ROLLUP, CUBE, GROUPING SETS) were computed from released cells only.
     pub margins_from_released: AtomicBool,
-    /// Earlier results (or earlier aggregates of the same query) the cells were compared with.
+    /// Cross-tabulations run against earlier releases (or the query's other aggregates).
     pub compared_with: AtomicU64,
 }
 
@@ -85,8 +85,8 @@ impl Ledger {
         }
         match get(&self.compared_with) {
             0 => {}
-            1 => line.push_str("; checked against 1 earlier result"),
-            n => line.push_str(&format!("; checked against {n} earlier results")),
+            1 => line.push_str("; 1 differencing check"),
+            n => line.push_str(&format!("; {n} differencing checks")),
         }
         line
     }

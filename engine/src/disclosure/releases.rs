@@ -35,10 +35,21 @@ pub fn key_at(columns: &[ArrayRef], i: usize) -> Key {
 pub struct Release {
     /// The federated table the cells count records of.
     pub table: String,
-    /// Which records: the query's filter (and the aggregate's own FILTER) as SQL; `None` for all.
+    /// Which records: the query's filters, as SQL; `None` for all.
     pub predicate: Option<String>,
     /// How records were grouped into cells, as SQL expressions.
     pub groups: Vec<String>,
+    /// Per set of records the statistics were built from, what was shown.
+    pub variants: Vec<VariantRelease>,
+}
+
+/// The cells of the statistics built from the records meeting `condition`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariantRelease {
+    /// E.g. an aggregate's FILTER, `x <> 0` for a sum, `x IS NOT NULL` for `count(x)`; `None`:
+    /// every record of the cell.
+    pub condition: Option<String>,
     /// The labels of the cells released.
     pub released: BTreeSet<Key>,
     /// Cells hidden although they had enough records (dominance, residual df): a later result
@@ -51,6 +62,43 @@ impl Release {
     /// Whether `other` describes the same cells (same table, filter and grouping).
     pub fn same_cells(&self, other: &Release) -> bool {
         self.table == other.table && self.predicate == other.predicate && self.groups == other.groups
+    }
+
+    /// Adds what `other` (of the same cells) showed.
+    fn absorb(&mut self, other: Release) {
+        for variant in other.variants {
+            match self.variants.iter_mut().find(|v| v.condition == variant.condition) {
+                Some(known) => {
+                    known.released.extend(variant.released);
+                    known.withheld.extend(variant.withheld);
+                }
+                None => self.variants.push(variant),
+            }
+        }
+    }
+
+    /// The part of `self` that `known` (earlier releases) does not already hold.
+    fn news(&self, known: &[Release]) -> Option<Release> {
+        let earlier = known.iter().find(|k| k.same_cells(self));
+        let variants = self
+            .variants
+            .iter()
+            .filter(|v| !v.released.is_empty() || !v.withheld.is_empty())
+            .filter(|v| {
+                !earlier.is_some_and(|e| {
+                    e.variants.iter().any(|k| {
+                        k.condition == v.condition
+                            && v.released.is_subset(&k.released)
+                            && v.withheld.is_subset(&k.withheld)
+                    })
+                })
+            })
+            .cloned()
+            .collect::<Vec<_>>();
+        (!variants.is_empty()).then(|| Release {
+            variants,
+            ..self.clone()
+        })
     }
 }
 
@@ -104,27 +152,19 @@ impl ReleaseLog {
             let release: Release = serde_json::from_str(line)
                 .map_err(|e| format!("release log {}: line {}: {e}", self.path.display(), n + 1))?;
             match releases.iter_mut().find(|r| r.same_cells(&release)) {
-                Some(known) => {
-                    known.released.extend(release.released);
-                    known.withheld.extend(release.withheld);
-                }
+                Some(known) => known.absorb(release),
                 None => releases.push(release),
             }
         }
         Ok(releases)
     }
 
-    /// Appends `new` releases, leaving out any whose cells were all released before.
+    /// Appends what `new` releases add to `known` ones.
     pub fn append(&self, new: &[Release], known: &[Release]) -> Result<(), String> {
         let fresh = new
             .iter()
-            .filter(|r| !r.released.is_empty() || !r.withheld.is_empty())
-            .filter(|r| {
-                !known
-                    .iter()
-                    .any(|k| k.same_cells(r) && r.released.is_subset(&k.released) && r.withheld.is_subset(&k.withheld))
-            })
-            .map(|r| serde_json::to_string(r).expect("a release always serialises"))
+            .filter_map(|r| r.news(known))
+            .map(|r| serde_json::to_string(&r).expect("a release always serialises"))
             .collect::<Vec<_>>();
         if fresh.is_empty() {
             return Ok(());
