@@ -154,6 +154,17 @@ async fn small_cells_are_suppressed_for_every_statistic_and_counts_are_rounded()
         // cells, checked against each other.
         "3 cells suppressed: 3 (threshold 10); counts rounded to 5; 1 differencing check"
     );
+    // The same line travels with the data, as schema metadata of the result and of its batches.
+    for schema in [result.schema.clone(), result.batches[0].schema()] {
+        assert_eq!(
+            schema.metadata().get(tessera_engine::coordinator::DISCLOSURE_METADATA),
+            Some(&result.disclosure)
+        );
+        assert_eq!(
+            schema.metadata().get(tessera_engine::coordinator::PROVENANCE_METADATA),
+            Some(&"2 of 2 trusts answered (RRK, RTH)".to_string())
+        );
+    }
 
     // With disclosure control off (and confirmed), the same query is exact.
     let off = coordinator(&small, DisclosureConfig::off());

@@ -51,6 +51,12 @@ use nodes::{NodeSet, TrustError};
 use rewrite::{RequestInfo, Rewriter};
 use scan::{federated_scans, FederatedQueryPlanner, FederatedScan};
 
+/// Schema metadata key of a result's disclosure line (what disclosure control did).
+pub const DISCLOSURE_METADATA: &str = "tessera.disclosure";
+
+/// Schema metadata key of a result's provenance line (which trusts answered).
+pub const PROVENANCE_METADATA: &str = "tessera.provenance";
+
 /// A finished federated query.
 #[derive(Debug, Clone)]
 pub struct QueryResult {
@@ -597,11 +603,22 @@ impl PreparedQuery {
         if let Some(releases) = &self.releases {
             releases.record(&provenance)?;
         }
+        let disclosure = self.ledger.summary(&self.disclosure);
+        // The result says what was done to it wherever it goes (Arrow and Parquet files, Flight).
+        let mut metadata = self.physical.schema().metadata().clone();
+        metadata.insert(DISCLOSURE_METADATA.to_string(), disclosure.clone());
+        metadata.insert(PROVENANCE_METADATA.to_string(), provenance.summary());
+        let schema = Arc::new(self.physical.schema().as_ref().clone().with_metadata(metadata));
+        let batches = batches
+            .into_iter()
+            .map(|b| b.with_schema(schema.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(DataFusionError::from)?;
         Ok(QueryResult {
-            schema: self.physical.schema(),
+            schema,
             batches,
             provenance,
-            disclosure: self.ledger.summary(&self.disclosure),
+            disclosure,
             elapsed: self.started.elapsed(),
         })
     }
