@@ -176,7 +176,7 @@ async fn the_release_log_outlives_the_coordinator_and_a_damaged_log_releases_not
     let text = std::fs::read_to_string(log.path().join("project.jsonl")).unwrap();
     assert_eq!(
         text.lines().next().unwrap(),
-        r#"{"table":"apc_episodes","predicate":null,"groups":["age_band"],"variants":[{"condition":null,"released":[["30-44"],["45-59"]]}]}"#
+        r#"{"table":"apc_episodes","predicate":null,"groups":["age_band"],"variants":[{"condition":null,"measure":"records","released":[["30-44"],["45-59"]]}]}"#
     );
     std::fs::write(log.path().join("project.jsonl"), "{not json\n").unwrap();
     let error = coordinator(&small, config).query(TOTAL).await.unwrap_err();
@@ -308,4 +308,29 @@ async fn shapes_that_would_dodge_the_check_are_refused_and_partial_answers_withh
     );
     // And nothing was logged as released.
     assert!(!small.dir().join("partial.jsonl").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_count_and_a_mean_are_not_differenced_against_each_other() {
+    // 18-29 and 30-44: 15 episodes, of which the 12 of 30-44 have a non-zero (los - 1). The count
+    // (15) and the mean over all 15 (24 / 15 = 1.6) reveal nothing about the 3 zeros' number
+    // beyond what the count says, so the mean is not hidden for being built from 12 records.
+    let small = small_federation().await;
+    let c = coordinator(&small, unrounded());
+    let (rows, footer) = ask(
+        &c,
+        "SELECT count(*) AS n, avg(los_days - 1) AS extra_days FROM apc_episodes \
+         WHERE age_band IN ('18-29', '30-44')",
+    )
+    .await;
+    compare(&rows, &[vec![Cell::Int(15), Cell::Float(1.6)]], true).unwrap();
+    assert_eq!(footer, "no cells suppressed");
+    // A sum of the same quantity over a subset with the same non-zero records adds nothing:
+    // 30-44 alone has the same 12 contributing records and the same 24 extra days.
+    let (rows, _) = ask(
+        &c,
+        "SELECT sum(los_days - 1) AS extra_days FROM apc_episodes WHERE age_band = '30-44'",
+    )
+    .await;
+    compare(&rows, &one(Some(24)), true).unwrap();
 }

@@ -56,6 +56,21 @@ pub struct Protection {
     /// otherwise reveal how many are NULL), and for sums and means the non-zero records (for a
     /// rate, each class). Differencing is checked for each.
     pub populations: Vec<Option<Expr>>,
+    /// What the statistic adds up over those records, so that only statistics of the same
+    /// quantity are differenced against each other.
+    pub measure: Measure,
+}
+
+/// The quantity a statistic is built from: differences between two releases reveal something
+/// only when both are of the same quantity.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Measure {
+    /// Records: counts, sums of indicators, and the classes of a rate.
+    Records,
+    /// The sum of an expression (sums and means).
+    Sum(Expr),
+    /// Anything else (variances, models, minima…), by aggregate name and arguments.
+    Other(String, Vec<Expr>),
 }
 
 /// Whether sums and means of sensitive measures are checked for dominance.
@@ -306,12 +321,22 @@ impl Decomposition {
                 vec![conjunction(filter.clone().into_iter().chain(not_null))]
             }
         };
+        let measure = match (name, args) {
+            _ if kind == ProtectKind::Count => Measure::Records,
+            ("sum" | "avg", [arg]) if is_indicator(arg) || is_zero_or_one(arg) => Measure::Records,
+            ("sum" | "avg", [arg]) => Measure::Sum(arg.clone()),
+            _ => Measure::Other(
+                Statistic::of_aggregate(name).map_or(name, |_| "moments").to_string(),
+                args.to_vec(),
+            ),
+        };
         Ok(Protection {
             kind,
             support,
             pairs,
             dominance,
             populations,
+            measure,
         })
     }
 

@@ -300,22 +300,31 @@ impl Coordinator {
         let released_from = threshold.max(self.config.disclosure.redact_at_or_below as i64 + 1);
         // What each aggregate is compared with: earlier releases of its table, the query's earlier
         // aggregates over it, and (between its own variants) itself. One scan each.
+        // Only statistics of the same quantity are compared, and never a variant with itself.
         let mut jobs = Vec::new();
         for (f, family) in tracked.iter().enumerate() {
             for old in earlier.iter().filter(|r| r.table == family.population.table) {
                 let same_cells = population_of(old) == family.population;
-                let nothing_new = family
-                    .variants
-                    .iter()
-                    .all(|v| old.variants.iter().any(|o| o.condition == v.condition));
-                if !(same_cells && nothing_new) {
+                let worth_it = family.variants.iter().any(|v| {
+                    old.variants
+                        .iter()
+                        .any(|o| o.measure == v.measure && !(same_cells && o.condition == v.condition))
+                });
+                if worth_it {
                     jobs.push((f, Earlier::Logged(old)));
                 }
             }
             for g in (0..f).filter(|&g| tracked[g].population.table == family.population.table) {
-                jobs.push((f, Earlier::InQuery(g)));
+                let worth_it = family
+                    .variants
+                    .iter()
+                    .any(|v| tracked[g].variants.iter().any(|o| o.measure == v.measure));
+                if worth_it {
+                    jobs.push((f, Earlier::InQuery(g)));
+                }
             }
-            if family.variants.len() > 1 {
+            let variants = &family.variants;
+            if (1..variants.len()).any(|i| variants[..i].iter().any(|o| o.measure == variants[i].measure)) {
                 jobs.push((f, Earlier::InQuery(f)));
             }
         }
@@ -346,7 +355,9 @@ impl Coordinator {
                         Earlier::Logged(old) => {
                             let same_cells = population_of(old) == family.population;
                             for (j, old_variant) in old.variants.iter().enumerate() {
-                                if same_cells && old_variant.condition == variant.condition {
+                                if old_variant.measure != variant.measure
+                                    || (same_cells && old_variant.condition == variant.condition)
+                                {
                                     continue;
                                 }
                                 tab[i][j].deny(
@@ -364,6 +375,9 @@ impl Coordinator {
                             let before = &tracked[*g];
                             let decided = if *g == f { i } else { before.variants.len() };
                             for (j, before_variant) in before.variants[..decided].iter().enumerate() {
+                                if before_variant.measure != variant.measure {
+                                    continue;
+                                }
                                 let before_denied = before_variant.guard.denied();
                                 let t = &tab[i][j];
                                 t.deny(
@@ -564,6 +578,7 @@ impl Releases {
                     .iter()
                     .map(|v| VariantRelease {
                         condition: v.condition.clone(),
+                        measure: v.measure.clone(),
                         released: v.guard.released(),
                         withheld: v.guard.withheld(),
                     })

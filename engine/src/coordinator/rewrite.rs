@@ -26,7 +26,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::sql::unparser::Unparser;
 
-use super::decompose::{Context, Decomposition, Dominance};
+use super::decompose::{Context, Decomposition, Dominance, Measure};
 use super::population::{population, Population};
 use super::scan::FederatedScan;
 use crate::disclosure::{CellGuard, DisclosureConfig, Ledger, ProtectUdf};
@@ -73,10 +73,13 @@ pub struct Tracked {
     pub variants: Vec<Variant>,
 }
 
-/// The cells of the statistics built from the records meeting `condition`.
+/// The cells of the statistics of quantity `measure` built from the records meeting `condition`.
 #[derive(Debug, Clone)]
 pub struct Variant {
     pub condition: Option<String>,
+    /// E.g. `records`, `sum(los_days)`, `moments(los_days)`: only variants of the same quantity
+    /// are differenced against each other.
+    pub measure: String,
     pub guard: Arc<CellGuard>,
 }
 
@@ -301,7 +304,7 @@ impl Rewriter<'_> {
                 .into_iter()
                 .zip(parts.protections)
                 .map(|(value, p)| {
-                    let guards = self.guards(aggregate, &p.populations)?;
+                    let guards = self.guards(aggregate, &p.populations, &p.measure)?;
                     let keys = if guards.is_empty() {
                         Vec::new()
                     } else {
@@ -335,9 +338,34 @@ impl Rewriter<'_> {
     /// The guards of a statistic of `aggregate` built from the records meeting each of
     /// `conditions` (shared with other statistics built from the same records); none when the
     /// aggregate's input is a join, which is not compared with other releases.
-    fn guards(&self, aggregate: &Aggregate, conditions: &[Option<Expr>]) -> Result<Vec<Arc<CellGuard>>> {
-        let Some((population, conditions)) = population(&aggregate.input, &aggregate.group_expr, conditions)? else {
+    fn guards(
+        &self,
+        aggregate: &Aggregate,
+        conditions: &[Option<Expr>],
+        measure: &Measure,
+    ) -> Result<Vec<Arc<CellGuard>>> {
+        let (quantity, args) = match measure {
+            Measure::Records => ("records", Vec::new()),
+            Measure::Sum(arg) => ("sum", vec![arg.clone()]),
+            Measure::Other(name, args) => (name.as_str(), args.clone()),
+        };
+        // The quantity's arguments are written as SQL over the table like the conditions.
+        let how_many = conditions.len();
+        let exprs = conditions
+            .iter()
+            .cloned()
+            .chain(args.into_iter().map(Some))
+            .collect::<Vec<_>>();
+        let Some((population, mut conditions)) = population(&aggregate.input, &aggregate.group_expr, &exprs)? else {
             return Ok(Vec::new());
+        };
+        let args = conditions.split_off(how_many);
+        let measure = match args.is_empty() {
+            true => quantity.to_string(),
+            false => format!(
+                "{quantity}({})",
+                args.into_iter().flatten().collect::<Vec<_>>().join(", ")
+            ),
         };
         let mut tracked = self.tracked.lock().unwrap_or_else(|p| p.into_inner());
         let family = match tracked.iter().position(|t| t.population == population) {
@@ -353,15 +381,21 @@ impl Rewriter<'_> {
         let variants = &mut tracked[family].variants;
         let guards = conditions
             .into_iter()
-            .map(|condition| match variants.iter().find(|v| v.condition == condition) {
-                Some(known) => known.guard.clone(),
-                None => {
-                    let guard = Arc::new(CellGuard::default());
-                    variants.push(Variant {
-                        condition,
-                        guard: guard.clone(),
-                    });
-                    guard
+            .map(|condition| {
+                match variants
+                    .iter()
+                    .find(|v| v.condition == condition && v.measure == measure)
+                {
+                    Some(known) => known.guard.clone(),
+                    None => {
+                        let guard = Arc::new(CellGuard::default());
+                        variants.push(Variant {
+                            condition,
+                            measure: measure.clone(),
+                            guard: guard.clone(),
+                        });
+                        guard
+                    }
                 }
             })
             .collect();

@@ -50,6 +50,8 @@ pub struct VariantRelease {
     /// E.g. an aggregate's FILTER, `x <> 0` for a sum, `x IS NOT NULL` for `count(x)`; `None`:
     /// every record of the cell.
     pub condition: Option<String>,
+    /// The quantity the statistics add up, e.g. `records` or `sum(los_days)`.
+    pub measure: String,
     /// The labels of the cells released.
     pub released: BTreeSet<Key>,
     /// Cells hidden although they had enough records (dominance, residual df): a later result
@@ -67,7 +69,11 @@ impl Release {
     /// Adds what `other` (of the same cells) showed.
     fn absorb(&mut self, other: Release) {
         for variant in other.variants {
-            match self.variants.iter_mut().find(|v| v.condition == variant.condition) {
+            match self
+                .variants
+                .iter_mut()
+                .find(|v| v.condition == variant.condition && v.measure == variant.measure)
+            {
                 Some(known) => {
                     known.released.extend(variant.released);
                     known.withheld.extend(variant.withheld);
@@ -88,6 +94,7 @@ impl Release {
                 !earlier.is_some_and(|e| {
                     e.variants.iter().any(|k| {
                         k.condition == v.condition
+                            && k.measure == v.measure
                             && v.released.is_subset(&k.released)
                             && v.withheld.is_subset(&k.withheld)
                     })
