@@ -256,36 +256,47 @@ impl Decomposition {
         args: &[Expr],
         filter: Option<Box<Expr>>,
     ) -> Result<Protection> {
-        // A sum or mean is built from the records that contribute a non-zero value: a sum of a
-        // 0/1 indicator is a count in disguise, and is judged by how many records it counts.
-        let counted_where = |this: &mut Self, arg: &Expr, condition: Expr| -> Result<Expr> {
-            let only = match filter.clone() {
-                Some(f) => f.and(condition),
-                None => condition,
-            };
-            let rows = this.partial(ctx.call("count", vec![arg.clone()], false, Some(Box::new(only)))?);
-            Ok(this.merge(ctx.call("sum", vec![rows], false, None)?))
+        // What a sum or mean is built from: the records that contribute a non-zero value, or for
+        // a rate (the mean or sum of a 0/1 indicator) each of its classes, the ones and the
+        // zeros. Other statistics are built from every record of the group.
+        let summed = match (name, args) {
+            ("sum" | "avg", [arg]) => Some(arg),
+            _ => None,
         };
-        let support = match (name, args) {
-            // A rate (the mean or sum of a 0/1 indicator) reveals both of its classes: the
-            // smaller of the ones and the zeros is what it is built from.
-            ("sum" | "avg", [arg]) if is_indicator(arg) => {
-                let ones = counted_where(self, arg, arg.clone().not_eq(lit(0i64)))?;
-                let zeros = counted_where(self, arg, arg.clone().eq(lit(0i64)))?;
-                when(ones.clone().lt(zeros.clone()), ones).otherwise(zeros)?
-            }
-            ("sum" | "avg", [arg]) => counted_where(self, arg, arg.clone().not_eq(lit(0i64)))?,
-            _ => {
+        let indicator = summed.is_some_and(is_indicator);
+        let classes = match summed {
+            Some(arg) if indicator => vec![arg.clone().not_eq(lit(0i64)), arg.clone().eq(lit(0i64))],
+            Some(arg) => vec![arg.clone().not_eq(lit(0i64))],
+            None => Vec::new(),
+        };
+        // The support is the smallest class (a sum of a 0/1 indicator is a count in disguise,
+        // judged by how many records it counts).
+        let mut class_counts = Vec::new();
+        for class in &classes {
+            let only = match filter.clone() {
+                Some(f) => f.and(class.clone()),
+                None => class.clone(),
+            };
+            let counted = summed.cloned().unwrap_or_else(|| lit(1i64));
+            let rows = self.partial(ctx.call("count", vec![counted], false, Some(Box::new(only)))?);
+            class_counts.push(self.merge(ctx.call("sum", vec![rows], false, None)?));
+        }
+        let support = match class_counts.as_slice() {
+            [] => {
                 let rows = self.partial(ctx.call("count", vec![lit(1i64)], false, filter.clone())?);
                 self.merge(ctx.call("sum", vec![rows], false, None)?)
             }
+            [only] => only.clone(),
+            [ones, zeros, ..] => when(ones.clone().lt(zeros.clone()), ones.clone()).otherwise(zeros.clone())?,
         };
+        // A sum of a 0/1 indicator (or of the constant 1) counts records.
+        let counts_records = indicator || summed.is_some_and(is_zero_or_one);
         let statistic = Statistic::of_aggregate(name);
-        let kind = match (name, statistic, args) {
-            ("count", _, _) | (_, Some(Statistic::RegrCount), _) => ProtectKind::Count,
-            // A sum of a 0/1 indicator (or of 1) is a count, and is rounded like one.
-            ("sum", _, [arg]) if is_indicator(arg) || is_zero_or_one(arg) => ProtectKind::Count,
-            (_, Some(s), _) if s.is_model() => ProtectKind::Model,
+        let kind = match (name, statistic) {
+            ("count", _) | (_, Some(Statistic::RegrCount)) => ProtectKind::Count,
+            // … and is rounded like a count.
+            ("sum", _) if counts_records => ProtectKind::Count,
+            (_, Some(s)) if s.is_model() => ProtectKind::Model,
             _ => ProtectKind::Statistic,
         };
         let pairs = match (kind, args) {
@@ -295,23 +306,21 @@ impl Decomposition {
             }
             _ => None,
         };
-        let dominance = match (name, args) {
-            ("sum" | "avg", [arg]) if !is_indicator(arg) => self.dominance(ctx, name, arg, filter.clone())?,
+        let dominance = match summed {
+            Some(arg) if !indicator => self.dominance(ctx, name, arg, filter.clone())?,
             _ => None,
         };
         let kind = match dominance {
             Some(_) => ProtectKind::Magnitude,
             None => kind,
         };
+        // Differencing is checked on the same records as the support (a constant's on all).
         let filter = filter.map(|f| *f);
-        let restricted = |condition: Expr| conjunction(filter.clone().into_iter().chain([condition]));
-        let populations = match (name, args) {
-            // Built from the non-zero records (a rate: from each class), like its support.
-            ("sum" | "avg", [arg]) if is_indicator(arg) => vec![
-                restricted(arg.clone().not_eq(lit(0i64))),
-                restricted(arg.clone().eq(lit(0i64))),
-            ],
-            ("sum" | "avg", [arg]) if !is_zero_or_one(arg) => vec![restricted(arg.clone().not_eq(lit(0i64)))],
+        let populations = match summed {
+            Some(arg) if !is_zero_or_one(arg) => classes
+                .into_iter()
+                .map(|class| conjunction(filter.clone().into_iter().chain([class])))
+                .collect(),
             _ => {
                 let not_null = args
                     .iter()
@@ -321,11 +330,10 @@ impl Decomposition {
                 vec![conjunction(filter.clone().into_iter().chain(not_null))]
             }
         };
-        let measure = match (name, args) {
-            _ if kind == ProtectKind::Count => Measure::Records,
-            ("sum" | "avg", [arg]) if is_indicator(arg) || is_zero_or_one(arg) => Measure::Records,
-            ("sum" | "avg", [arg]) => Measure::Sum(arg.clone()),
-            _ => Measure::Other(
+        let measure = match summed {
+            _ if kind == ProtectKind::Count || counts_records => Measure::Records,
+            Some(arg) => Measure::Sum(arg.clone()),
+            None => Measure::Other(
                 Statistic::of_aggregate(name).map_or(name, |_| "moments").to_string(),
                 args.to_vec(),
             ),
@@ -433,52 +441,40 @@ impl Decomposition {
 
 /// Whether `expr` can only be 0 or 1: `CASE WHEN … THEN 1 [ELSE 0] END` and the like.
 fn is_indicator(expr: &Expr) -> bool {
-    use datafusion::common::ScalarValue;
-    let zero_or_one = |e: &Expr| match strip_alias(e) {
-        Expr::Literal(value, _) => match value.cast_to(&DataType::Float64) {
-            Ok(ScalarValue::Float64(Some(v))) => v == 0.0 || v == 1.0,
-            _ => false,
-        },
-        _ => false,
-    };
     match strip_alias(expr) {
         Expr::Case(case) => {
-            case.when_then_expr.iter().all(|(_, then)| zero_or_one(then))
-                && case.else_expr.as_ref().is_none_or(|e| zero_or_one(e))
+            case.when_then_expr.iter().all(|(_, then)| is_zero_or_one(then))
+                && case.else_expr.as_ref().is_none_or(|e| is_zero_or_one(e))
         }
         Expr::Cast(cast) => is_indicator(&cast.expr),
         _ => false,
     }
 }
 
-/// Whether `expr` is the literal 0 or 1.
-fn is_zero_or_one(expr: &Expr) -> bool {
+/// The value of a numeric literal (`None` for anything else, NULL included).
+fn literal_number(expr: &Expr) -> Option<f64> {
     use datafusion::common::ScalarValue;
     match strip_alias(expr) {
-        Expr::Literal(value, _) => {
-            matches!(value.cast_to(&DataType::Float64), Ok(ScalarValue::Float64(Some(v))) if v == 0.0 || v == 1.0)
-        }
-        _ => false,
+        Expr::Literal(value, _) => match value.cast_to(&DataType::Float64) {
+            Ok(ScalarValue::Float64(v)) => v,
+            _ => None,
+        },
+        _ => None,
     }
+}
+
+/// Whether `expr` is the literal 0 or 1.
+fn is_zero_or_one(expr: &Expr) -> bool {
+    literal_number(expr).is_some_and(|v| v == 0.0 || v == 1.0)
 }
 
 /// Whether each record's value of `expr` is its sensitive measure times a positive constant, or
 /// 0/NULL: then the largest values of `expr` are the largest contributions of the measure.
 fn proportional(expr: &Expr, sensitive: &BTreeSet<String>) -> bool {
-    use datafusion::common::ScalarValue;
     use datafusion::logical_expr::Operator;
-    let positive = |e: &Expr| match strip_alias(e) {
-        Expr::Literal(value, _) => {
-            matches!(value.cast_to(&DataType::Float64), Ok(ScalarValue::Float64(Some(v))) if v > 0.0 && v.is_finite())
-        }
-        _ => false,
-    };
-    let nothing = |e: &Expr| match strip_alias(e) {
-        Expr::Literal(value, _) => {
-            value.is_null()
-                || matches!(value.cast_to(&DataType::Float64), Ok(ScalarValue::Float64(Some(v))) if v == 0.0)
-        }
-        _ => false,
+    let positive = |e: &Expr| literal_number(e).is_some_and(|v| v > 0.0 && v.is_finite());
+    let nothing = |e: &Expr| {
+        matches!(strip_alias(e), Expr::Literal(value, _) if value.is_null()) || literal_number(e) == Some(0.0)
     };
     let branch = |e: &Expr| nothing(e) || proportional(e, sensitive);
     match strip_alias(expr) {

@@ -13,7 +13,7 @@ use datafusion::error::Result;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 
 use super::config::{DisclosureConfig, Zeros};
-use super::releases::{key_at, CellGuard};
+use super::releases::{key_at, CellGuard, Key};
 use super::top2::TopTwo;
 
 /// Counts of what disclosure control did to one query's result.
@@ -229,30 +229,26 @@ impl ScalarUDFImpl for ProtectUdf {
             }
             suppress
         };
-        // Earlier releases: a denied cell is suppressed; a released one is recorded for the log.
+        // Earlier releases: a denied cell is suppressed; released and withheld ones are recorded
+        // for the log. Each row's cell key is computed once.
+        let cells: Vec<Key> = match self.guards.is_empty() {
+            true => Vec::new(),
+            false => (0..rows).map(|i| key_at(keys, i)).collect(),
+        };
         let differencing = |i: usize| {
-            if self.guards.is_empty() {
-                return false;
-            }
-            let key = key_at(keys, i);
-            count(&self.ledger.differencing, self.guards.iter().any(|g| g.is_denied(&key)))
+            !self.guards.is_empty()
+                && count(
+                    &self.ledger.differencing,
+                    self.guards.iter().any(|g| g.is_denied(&cells[i])),
+                )
         };
-        let released = |i: usize| {
-            if !self.guards.is_empty() {
-                let key = key_at(keys, i);
-                for guard in &self.guards {
-                    guard.record_release(key.clone());
-                }
+        let note = |i: usize, record: fn(&CellGuard, Key)| {
+            for guard in &self.guards {
+                record(guard, cells[i].clone());
             }
         };
-        let withheld = |i: usize| {
-            if !self.guards.is_empty() {
-                let key = key_at(keys, i);
-                for guard in &self.guards {
-                    guard.record_withheld(key.clone());
-                }
-            }
-        };
+        let released = |i: usize| note(i, CellGuard::record_release);
+        let withheld = |i: usize| note(i, CellGuard::record_withheld);
         let present = is_not_null(value)?;
         match self.kind {
             ProtectKind::Count => {
