@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod cells;
 pub mod config_file;
 pub mod coordinator;
 pub mod disclosure;
@@ -18,4 +19,4 @@ pub mod reference;
 pub mod session;
 pub mod tour;
 
-pub use policy::{NodePolicy, PolicyChecker, Refusal};
+pub use policy::{NodePolicy, PolicyChecker, Profile, Refusal};

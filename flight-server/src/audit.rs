@@ -43,6 +43,9 @@ pub struct AuditEntry {
     /// The request carried this trust's coordinator token.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub coordinator: bool,
+    /// The node's policy profile, when it is not the default (e.g. `exactness-test`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
     /// The Flight SQL call that carried the query (e.g. `DoGet`, `GetFlightInfo`).
     pub call: String,
     pub sql: String,
@@ -61,6 +64,7 @@ pub struct AuditRecord {
     pub requester: String,
     pub project: String,
     pub coordinator: bool,
+    pub profile: Option<String>,
     pub call: String,
     pub sql: String,
     pub decision: Decision,
@@ -242,6 +246,7 @@ impl AuditLog {
             requester: record.requester,
             project: record.project,
             coordinator: record.coordinator,
+            profile: record.profile,
             call: record.call,
             sql: record.sql,
             decision: record.decision,

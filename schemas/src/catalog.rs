@@ -151,6 +151,21 @@ impl Catalog {
                     format!("only measures have bounds or `sensitive`, this column is a {}", c.role),
                 ));
             }
+            if c.role != Role::Measure && !c.bands.is_empty() {
+                return Err(invalid(
+                    &c.name,
+                    format!("only measures have bands, this column is a {}", c.role),
+                ));
+            }
+            if !c.bands.windows(2).all(|w| w[0] < w[1]) || c.bands.iter().any(|e| !e.is_finite()) {
+                return Err(invalid(&c.name, "bands must be finite and increasing".into()));
+            }
+            if c.role != Role::Date && c.grain.is_some() {
+                return Err(invalid(
+                    &c.name,
+                    format!("only dates have a grain, this column is a {}", c.role),
+                ));
+            }
             if let Some((lo, hi)) = c.bounds {
                 if lo > hi {
                     return Err(invalid(&c.name, format!("bounds [{lo}, {hi}] are reversed")));
@@ -164,6 +179,8 @@ impl Catalog {
                 domain: c.domain,
                 bounds: c.bounds,
                 sensitive: c.sensitive,
+                bands: c.bands,
+                grain: c.grain.unwrap_or_default(),
                 description: c.description,
             });
         }
@@ -173,12 +190,25 @@ impl Catalog {
                 message: "a public table cannot have identifier columns".into(),
             });
         }
+        if let Some(missing) = raw.table.key.iter().find(|k| !columns.iter().any(|c| &c.name == *k)) {
+            return Err(ContractError::Parse {
+                file: path.to_path_buf(),
+                message: format!("key column `{missing}` is not a column of the table"),
+            });
+        }
+        if !raw.table.key.is_empty() && !raw.table.public {
+            return Err(ContractError::Parse {
+                file: path.to_path_buf(),
+                message: "only public tables declare a key".into(),
+            });
+        }
         Ok(Contract {
             name: raw.table.name,
             version: raw.table.version,
             description: raw.table.description,
             public: raw.table.public,
             data: raw.table.data,
+            key: raw.table.key,
             columns,
         })
     }

@@ -45,7 +45,46 @@ pub struct Column {
     pub bounds: Option<(f64, f64)>,
     /// A sensitive measure: its minimum or maximum would release one person's raw value.
     pub sensitive: bool,
+    /// Public band edges of a measure: the only values a condition or a band may compare it
+    /// with (whole numbers: `x <= e` / `x > e`; amounts: `x < e` / `x >= e`).
+    pub bands: Vec<f64>,
+    /// The finest period of a date a result may show or select (dates only).
+    pub grain: Grain,
     pub description: String,
+}
+
+/// The finest period of a date column that results may show or select (`grain` in a contract).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Grain {
+    Day,
+    #[default]
+    Month,
+    Quarter,
+    Year,
+}
+
+impl Grain {
+    /// The name used in SQL (`date_trunc('month', …)`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Grain::Day => "day",
+            Grain::Month => "month",
+            Grain::Quarter => "quarter",
+            Grain::Year => "year",
+        }
+    }
+
+    /// The grain a `date_trunc`/`date_part` unit stands for, if it is one of these.
+    pub fn of_unit(unit: &str) -> Option<Grain> {
+        match unit.to_ascii_lowercase().as_str() {
+            "day" | "dow" | "doy" => Some(Grain::Day),
+            "month" => Some(Grain::Month),
+            "quarter" => Some(Grain::Quarter),
+            "year" => Some(Grain::Year),
+            _ => None,
+        }
+    }
 }
 
 /// A versioned table contract shared by every trust and the coordinator.
@@ -58,6 +97,9 @@ pub struct Contract {
     pub public: bool,
     /// For public tables, the CSV file (beside the contract) that holds the rows.
     pub data: Option<String>,
+    /// For public tables, the columns that identify a row: a join with trust data must match
+    /// all of them, so that no record is counted twice.
+    pub key: Vec<String>,
     pub columns: Vec<Column>,
 }
 
@@ -102,6 +144,8 @@ pub(crate) struct TableSection {
     pub public: bool,
     #[serde(default)]
     pub data: Option<String>,
+    #[serde(default)]
+    pub key: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,6 +163,10 @@ pub(crate) struct ColumnSection {
     pub bounds: Option<(f64, f64)>,
     #[serde(default)]
     pub sensitive: bool,
+    #[serde(default)]
+    pub bands: Vec<f64>,
+    #[serde(default)]
+    pub grain: Option<Grain>,
     #[serde(default)]
     pub description: String,
 }

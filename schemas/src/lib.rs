@@ -13,7 +13,7 @@ pub mod gen;
 pub mod validate;
 
 pub use catalog::Catalog;
-pub use contract::{Column, Contract, Role};
+pub use contract::{Column, Contract, Grain, Role};
 pub use domain::{Domain, DomainValue};
 pub use error::ContractError;
 pub use validate::{validate_schema, SchemaSource};

@@ -10,6 +10,7 @@ fn record(i: usize) -> AuditRecord {
         requester: "analyst@trust".into(),
         project: "p1".into(),
         coordinator: i == 3,
+        profile: None,
         call: "DoGet".into(),
         sql: format!("SELECT count(*) FROM apc_episodes WHERE los_days > {i}"),
         decision: if i.is_multiple_of(2) {

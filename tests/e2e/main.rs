@@ -2,6 +2,7 @@
 
 mod attacks;
 mod audit_log;
+mod cell_model;
 mod coordinator;
 mod differencing;
 mod disclosure;

@@ -473,7 +473,11 @@ impl Federation {
         let data = TestData::generate(providers, rows, seed);
         let mut nodes = Vec::new();
         for p in providers {
-            let config = data.node_config(p, |c| c.policy.max_groups = 1_000_000);
+            // The harness asks what the default policy refuses (day-level filters, min/max…).
+            let config = data.node_config(p, |c| {
+                c.policy.max_groups = 1_000_000;
+                c.policy.profile = tessera_engine::Profile::ExactnessTest;
+            });
             nodes.push(TestNode::start(&config).await);
         }
         let mut config = tessera_engine::coordinator::FederationConfig::new(

@@ -18,10 +18,11 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::utils::conjunction;
-use datafusion::logical_expr::{cast, lit, when, Expr, ExprSchemable};
+use datafusion::logical_expr::{cast, lit, when, Expr};
 use std::collections::BTreeSet;
 
 use super::moments::{MergeMoments, Statistic};
+use crate::cells::{StatisticKind, StatisticShape};
 use crate::disclosure::{ProtectKind, Top2};
 use crate::expr_util::{aggregate_call, strip_alias};
 
@@ -36,8 +37,21 @@ pub struct Decomposition {
     pub merges: Vec<Expr>,
     /// Per user aggregate, its final value over the merge columns.
     pub finals: Vec<Expr>,
-    /// Per user aggregate, how disclosure control judges it.
-    pub protections: Vec<Protection>,
+    /// Per user aggregate, how disclosure control judges it (when it does).
+    pub protections: Vec<Option<Protection>>,
+    /// The merged number of records of each group (when disclosure control judges the rows).
+    pub rows: Option<Expr>,
+}
+
+/// A sum or mean of a constant or of classes, released from each class's protected count.
+#[derive(Debug, Clone)]
+pub struct ClassStatistic {
+    /// Each class's value.
+    pub values: Vec<f64>,
+    /// Each class's merged count.
+    pub counts: Vec<Expr>,
+    /// A mean (`Σ value × count / Σ count`) rather than a sum.
+    pub mean: bool,
 }
 
 /// What disclosure control needs about one merged aggregate.
@@ -59,6 +73,8 @@ pub struct Protection {
     /// What the statistic adds up over those records, so that only statistics of the same
     /// quantity are differenced against each other.
     pub measure: Measure,
+    /// For sums and means of constants or classes: the classes it is released from.
+    pub classes: Option<ClassStatistic>,
 }
 
 /// The quantity a statistic is built from: differences between two releases reveal something
@@ -142,8 +158,15 @@ impl Decomposition {
         }
     }
 
-    /// Adds one user aggregate.
-    pub fn add(&mut self, ctx: &Context, expr: &Expr) -> Result<()> {
+    /// Counts each group's records, by which disclosure control keeps or withholds the row.
+    pub fn count_rows(&mut self, ctx: &Context) -> Result<()> {
+        let rows = self.partial(ctx.call("count", vec![lit(1i64)], false, None)?);
+        self.rows = Some(self.merge(ctx.call("sum", vec![rows], false, None)?));
+        Ok(())
+    }
+
+    /// Adds one user aggregate; `shape` says how disclosure control judges it (`None`: it does not).
+    pub fn add(&mut self, ctx: &Context, expr: &Expr, shape: Option<&StatisticShape>) -> Result<()> {
         let Expr::AggregateFunction(f) = strip_alias(expr) else {
             return Err(unsupported(format!(
                 "`{expr}` is not an aggregate Tessera can split across trusts"
@@ -243,108 +266,82 @@ impl Decomposition {
             },
         };
         self.finals.push(final_expr);
-        let protection = self.protection(ctx, &name, &params.args, filter_of(expr))?;
+        let protection = match shape {
+            Some(shape) => Some(self.protection(ctx, &name, &params.args, filter_of(expr), shape)?),
+            None => None,
+        };
         self.protections.push(protection);
         Ok(())
     }
 
-    /// The hidden support (and, for models, pair count) disclosure control judges an aggregate by.
+    /// The hidden class counts disclosure control judges a statistic by (see [`crate::cells`]).
     fn protection(
         &mut self,
         ctx: &Context,
         name: &str,
         args: &[Expr],
         filter: Option<Box<Expr>>,
+        shape: &StatisticShape,
     ) -> Result<Protection> {
-        // What a sum or mean is built from: the records that contribute a non-zero value, or for
-        // a rate (the mean or sum of a 0/1 indicator) each of its classes, the ones and the
-        // zeros. Other statistics are built from every record of the group.
-        let summed = match (name, args) {
-            ("sum" | "avg", [arg]) => Some(arg),
+        // One count per class of records the statistic is built from.
+        let populations = shape
+            .classes
+            .iter()
+            .map(|class| {
+                let class = (!is_true(class)).then(|| class.clone());
+                conjunction(filter.iter().map(|f| (**f).clone()).chain(class))
+            })
+            .collect::<Vec<_>>();
+        let mut counts = Vec::new();
+        for population in &populations {
+            let rows = self.partial(ctx.call("count", vec![lit(1i64)], false, population.clone().map(Box::new))?);
+            counts.push(self.merge(ctx.call("sum", vec![rows], false, None)?));
+        }
+        // The support is the smallest class.
+        let mut support = counts.first().cloned().unwrap_or_else(|| lit(0i64));
+        for count in counts.iter().skip(1) {
+            support = when(count.clone().lt(support.clone()), count.clone()).otherwise(support)?;
+        }
+        let sensitive_arg = match &shape.kind {
+            StatisticKind::Magnitude { sensitive: Some(_) } | StatisticKind::Moments { sensitive: Some(_) } => {
+                args.first()
+            }
             _ => None,
         };
-        let indicator = summed.is_some_and(is_indicator);
-        let classes = match summed {
-            Some(arg) if indicator => vec![arg.clone().not_eq(lit(0i64)), arg.clone().eq(lit(0i64))],
-            Some(arg) => vec![arg.clone().not_eq(lit(0i64))],
-            None => Vec::new(),
+        let dominance = match sensitive_arg {
+            Some(arg) => self.dominance(ctx, name, arg, filter.clone())?,
+            None => None,
         };
-        // The support is the smallest class (a sum of a 0/1 indicator is a count in disguise,
-        // judged by how many records it counts).
-        let mut class_counts = Vec::new();
-        for class in &classes {
-            let only = match filter.clone() {
-                Some(f) => f.and(class.clone()),
-                None => class.clone(),
-            };
-            let counted = summed.cloned().unwrap_or_else(|| lit(1i64));
-            let rows = self.partial(ctx.call("count", vec![counted], false, Some(Box::new(only)))?);
-            class_counts.push(self.merge(ctx.call("sum", vec![rows], false, None)?));
-        }
-        let support = match class_counts.as_slice() {
-            [] => {
-                let rows = self.partial(ctx.call("count", vec![lit(1i64)], false, filter.clone())?);
-                self.merge(ctx.call("sum", vec![rows], false, None)?)
-            }
-            [only] => only.clone(),
-            [ones, zeros, ..] => when(ones.clone().lt(zeros.clone()), ones.clone()).otherwise(zeros.clone())?,
-        };
-        // A sum of a 0/1 indicator (or of the constant 1) counts records.
-        let counts_records = indicator || summed.is_some_and(is_zero_or_one);
-        let statistic = Statistic::of_aggregate(name);
-        let kind = match (name, statistic) {
-            ("count", _) | (_, Some(Statistic::RegrCount)) => ProtectKind::Count,
-            // … and is rounded like a count.
-            ("sum", _) if counts_records => ProtectKind::Count,
-            (_, Some(s)) if s.is_model() => ProtectKind::Model,
+        let kind = match (&shape.kind, &dominance) {
+            (_, Some(_)) => ProtectKind::Magnitude,
+            (StatisticKind::Count, _) => ProtectKind::Count,
+            (StatisticKind::Model, _) => ProtectKind::Model,
             _ => ProtectKind::Statistic,
         };
-        let pairs = match (kind, args) {
-            (ProtectKind::Model, [a, b]) => {
-                let p = self.partial(ctx.call("regr_count", vec![a.clone(), b.clone()], false, filter.clone())?);
-                Some(self.merge(ctx.call("sum", vec![p], false, None)?))
-            }
+        let classes = match &shape.kind {
+            StatisticKind::Classes { values, mean } => Some(ClassStatistic {
+                values: values.clone(),
+                counts: counts.clone(),
+                mean: *mean,
+            }),
             _ => None,
         };
-        let dominance = match summed {
-            Some(arg) if !indicator => self.dominance(ctx, name, arg, filter.clone())?,
-            _ => None,
-        };
-        let kind = match dominance {
-            Some(_) => ProtectKind::Magnitude,
-            None => kind,
-        };
-        // Differencing is checked on the same records as the support (a constant's on all).
-        let filter = filter.map(|f| *f);
-        let populations = match summed {
-            Some(arg) if !is_zero_or_one(arg) => classes
-                .into_iter()
-                .map(|class| conjunction(filter.clone().into_iter().chain([class])))
-                .collect(),
-            _ => {
-                let not_null = args
-                    .iter()
-                    .filter(|a| !matches!(strip_alias(a), Expr::Literal(..)))
-                    .filter(|a| a.nullable(ctx.input_schema).unwrap_or(true))
-                    .map(|a| a.clone().is_not_null());
-                vec![conjunction(filter.clone().into_iter().chain(not_null))]
-            }
-        };
-        let measure = match summed {
-            _ if kind == ProtectKind::Count || counts_records => Measure::Records,
-            Some(arg) => Measure::Sum(arg.clone()),
-            None => Measure::Other(
+        let measure = match (&shape.kind, args) {
+            (StatisticKind::Count | StatisticKind::Classes { .. }, _) => Measure::Records,
+            (StatisticKind::Magnitude { .. }, [arg]) => Measure::Sum(arg.clone()),
+            _ => Measure::Other(
                 Statistic::of_aggregate(name).map_or(name, |_| "moments").to_string(),
                 args.to_vec(),
             ),
         };
         Ok(Protection {
             kind,
+            pairs: (kind == ProtectKind::Model).then(|| support.clone()),
             support,
-            pairs,
             dominance,
             populations,
             measure,
+            classes,
         })
     }
 
@@ -359,14 +356,6 @@ impl Decomposition {
         let Some(measure) = arg.column_refs().into_iter().find(|c| ctx.sensitive.contains(&c.name)) else {
             return Ok(None);
         };
-        if ctx.dominance != Dominance::Off && !proportional(arg, ctx.sensitive) {
-            return Err(unsupported(format!(
-                "{name}({arg}) is not supported: a sum or mean of a sensitive measure ({measure}) may only scale it by a \
-                 positive constant or pick records with CASE WHEN … THEN {measure} ELSE 0 END, so that its largest \
-                 contributions can be checked",
-                measure = measure.name
-            )));
-        }
         match ctx.dominance {
             Dominance::Off => Ok(None),
             Dominance::NoCredentials => Err(unsupported(format!(
@@ -439,64 +428,6 @@ impl Decomposition {
     }
 }
 
-/// Whether `expr` can only be 0 or 1: `CASE WHEN … THEN 1 [ELSE 0] END` and the like.
-fn is_indicator(expr: &Expr) -> bool {
-    match strip_alias(expr) {
-        Expr::Case(case) => {
-            case.when_then_expr.iter().all(|(_, then)| is_zero_or_one(then))
-                && case.else_expr.as_ref().is_none_or(|e| is_zero_or_one(e))
-        }
-        Expr::Cast(cast) => is_indicator(&cast.expr),
-        _ => false,
-    }
-}
-
-/// The value of a numeric literal (`None` for anything else, NULL included).
-fn literal_number(expr: &Expr) -> Option<f64> {
-    use datafusion::common::ScalarValue;
-    match strip_alias(expr) {
-        Expr::Literal(value, _) => match value.cast_to(&DataType::Float64) {
-            Ok(ScalarValue::Float64(v)) => v,
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// Whether `expr` is the literal 0 or 1.
-fn is_zero_or_one(expr: &Expr) -> bool {
-    literal_number(expr).is_some_and(|v| v == 0.0 || v == 1.0)
-}
-
-/// Whether each record's value of `expr` is its sensitive measure times a positive constant, or
-/// 0/NULL: then the largest values of `expr` are the largest contributions of the measure.
-fn proportional(expr: &Expr, sensitive: &BTreeSet<String>) -> bool {
-    use datafusion::logical_expr::Operator;
-    let positive = |e: &Expr| literal_number(e).is_some_and(|v| v > 0.0 && v.is_finite());
-    let nothing = |e: &Expr| {
-        matches!(strip_alias(e), Expr::Literal(value, _) if value.is_null()) || literal_number(e) == Some(0.0)
-    };
-    let branch = |e: &Expr| nothing(e) || proportional(e, sensitive);
-    match strip_alias(expr) {
-        Expr::Column(c) => sensitive.contains(&c.name),
-        Expr::Cast(c) => proportional(&c.expr, sensitive),
-        Expr::TryCast(c) => proportional(&c.expr, sensitive),
-        Expr::BinaryExpr(b) => match b.op {
-            Operator::Multiply => {
-                (proportional(&b.left, sensitive) && positive(&b.right))
-                    || (positive(&b.left) && proportional(&b.right, sensitive))
-            }
-            Operator::Divide => proportional(&b.left, sensitive) && positive(&b.right),
-            _ => false,
-        },
-        Expr::Case(case) => {
-            case.when_then_expr.iter().all(|(_, then)| branch(then))
-                && case.else_expr.as_ref().is_none_or(|e| branch(e))
-        }
-        _ => false,
-    }
-}
-
 fn filter_of(expr: &Expr) -> Option<Box<Expr>> {
     match strip_alias(expr) {
         Expr::AggregateFunction(f) => f.params.filter.clone(),
@@ -551,4 +482,12 @@ fn refusal_for(name: &str) -> DataFusionError {
              var/stddev, covar/corr, regr_*, bool_and/bool_or, count(DISTINCT dimension))"
         ),
     })
+}
+
+/// Whether `expr` is the literal `true` (a class of all records).
+fn is_true(expr: &Expr) -> bool {
+    matches!(
+        strip_alias(expr),
+        Expr::Literal(datafusion::common::ScalarValue::Boolean(Some(true)), _)
+    )
 }

@@ -101,10 +101,9 @@ impl CrossTabQuery {
                     .map(move |(j, o)| format!("count(*) FILTER (WHERE ({n}) AND ({o})) AS n_both{i}_{j}"))
             }));
         let columns = keys.chain(counts).collect::<Vec<_>>().join(", ");
+        // No WHERE: an OR of the two filters would not select a box, which trusts refuse; each
+        // count carries its own filter instead.
         let mut sql = format!("SELECT {columns} FROM {}", new.table);
-        if let (Some(a), Some(b)) = (&new.predicate, &old.predicate) {
-            sql.push_str(&format!(" WHERE ({a}) OR ({b})"));
-        }
         if !groups.is_empty() {
             let positions = (1..=groups.len()).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
             sql.push_str(&format!(" GROUP BY {positions}"));

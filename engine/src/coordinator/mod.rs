@@ -10,6 +10,7 @@
 pub mod config;
 pub mod decompose;
 mod differencing;
+mod merge;
 pub mod moments;
 pub mod nodes;
 mod population;
@@ -129,6 +130,7 @@ pub struct Coordinator {
     identifiers: BTreeSet<String>,
     person_tables: BTreeSet<String>,
     sensitive: BTreeSet<String>,
+    contracts: std::collections::BTreeMap<String, tessera_schemas::Contract>,
     /// The project's release log, when disclosure control is on.
     release_log: Option<ReleaseLog>,
     next_query: AtomicU64,
@@ -176,6 +178,7 @@ impl Coordinator {
             .filter(|c| c.sensitive)
             .map(|c| c.name.clone())
             .collect();
+        let contracts = catalog.contracts().map(|c| (c.name.clone(), c.clone())).collect();
         let release_log = config.disclosure.is_on().then(|| {
             ReleaseLog::new(
                 config
@@ -195,6 +198,7 @@ impl Coordinator {
             identifiers,
             person_tables,
             sensitive,
+            contracts,
             next_query: AtomicU64::new(1),
         })
     }
@@ -267,6 +271,7 @@ impl Coordinator {
             identifiers: &self.identifiers,
             person_tables: &self.person_tables,
             sensitive: &self.sensitive,
+            contracts: &self.contracts,
             request: self.request_info(),
             disclosure: ledger.filter(|_| protect).map(|ledger| (disclosure, ledger)),
             dominance: match (

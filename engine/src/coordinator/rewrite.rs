@@ -17,23 +17,24 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, DFSchema};
+use datafusion::common::DFSchema;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{
-    cast, Aggregate, BinaryExpr, Expr, Extension, GroupingSet, LogicalPlan, Operator, Projection,
+    cast, Aggregate, BinaryExpr, Distinct, Expr, Extension, GroupingSet, LogicalPlan, Operator, Projection,
 };
 use datafusion::sql::unparser::Unparser;
 
-use super::decompose::{Context, Decomposition, Dominance, Measure};
-use super::population::{population, Population};
+use super::decompose::{Context, Decomposition, Dominance};
+use super::population::Population;
 use super::scan::FederatedScan;
-use crate::disclosure::{CellGuard, DisclosureConfig, Ledger, ProtectUdf};
+use crate::cells::{CellRules, Origin};
+use crate::disclosure::{CellGuard, DisclosureConfig, Ledger};
 use crate::expr_util::aggregate_call;
-use datafusion::logical_expr::expr::ScalarFunction;
-use datafusion::logical_expr::ScalarUDF;
+use std::collections::BTreeMap;
 use std::sync::Mutex;
+use tessera_schemas::Contract;
 
 /// The column every contract table uses for the trust's ODS code.
 pub const TRUST_COLUMN: &str = "provider_code";
@@ -56,6 +57,8 @@ pub struct Rewriter<'a> {
     pub sensitive: &'a BTreeSet<String>,
     /// Federated tables that hold records about people (they have an identifier column).
     pub person_tables: &'a BTreeSet<String>,
+    /// Every contract, by table name (the cell model's rules read them).
+    pub contracts: &'a BTreeMap<String, Contract>,
     pub request: RequestInfo,
     /// Disclosure rules and the query's ledger; `None` when disclosure control is off.
     pub disclosure: Option<(&'a DisclosureConfig, Arc<Ledger>)>,
@@ -103,6 +106,11 @@ impl Rewriter<'_> {
     pub fn federate(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
         let rewritten = plan.transform_up(|node| match node {
             LogicalPlan::Aggregate(aggregate) => self.rewrite_aggregate(aggregate),
+            // SELECT DISTINCT is a GROUP BY of every column: its rows are cells too.
+            LogicalPlan::Distinct(Distinct::All(input)) if matches!(self.scope(&input, &[])?, Scope::Federated(_)) => {
+                let groups = input.schema().columns().into_iter().map(Expr::Column).collect();
+                self.rewrite_aggregate(Aggregate::try_new(input, groups, Vec::new())?)
+            }
             other => Ok(Transformed::no(other)),
         })?;
         let plan = rewritten.data;
@@ -154,13 +162,23 @@ impl Rewriter<'_> {
             dominance: self.dominance,
             input_schema: aggregate.input.schema(),
         };
-        let mut parts = Decomposition::default();
-        for expr in &aggregate.aggr_expr {
-            parts.add(&ctx, expr)?;
-        }
         // Disclosure control protects statistics about people; organisational data (workforce and
         // finance returns) has no records of persons to protect.
         let about_people = tables.iter().any(|t| self.person_tables.contains(t));
+        let cells = match (&self.disclosure, about_people) {
+            (Some(_), true) => CellRules::new(self.contracts, Origin::Query)
+                .check(&aggregate)
+                .map_err(|refusal| plan_error(refusal.reason))?,
+            _ => None,
+        };
+        let mut parts = Decomposition::default();
+        if cells.is_some() {
+            parts.count_rows(&ctx)?;
+        }
+        for (i, expr) in aggregate.aggr_expr.iter().enumerate() {
+            parts.add(&ctx, expr, cells.as_ref().map(|c| &c.statistics[i]))?;
+        }
+        let about_people = cells.is_some();
         let scan = self.fragment(&aggregate, &parts, tables)?;
         let merged = self.merge(&aggregate, parts, scan, about_people)?;
         Ok(Transformed::yes(merged))
@@ -278,128 +296,6 @@ impl Rewriter<'_> {
             schema,
         };
         Ok(LogicalPlan::Extension(Extension { node: Arc::new(scan) }))
-    }
-
-    /// The central merge over the partial answers, shaped exactly like the original aggregate.
-    fn merge(
-        &self,
-        aggregate: &Aggregate,
-        parts: Decomposition,
-        scan: LogicalPlan,
-        protect: bool,
-    ) -> Result<LogicalPlan> {
-        let group_cols = (0..aggregate.group_expr.len())
-            .map(|i| Expr::Column(Column::from_name(format!("g{i}"))))
-            .collect::<Vec<_>>();
-        let merges = parts
-            .merges
-            .into_iter()
-            .enumerate()
-            .map(|(k, e)| e.alias(format!("m{k}")))
-            .collect::<Vec<_>>();
-        let merged = LogicalPlan::Aggregate(Aggregate::try_new(Arc::new(scan), group_cols.clone(), merges)?);
-        let finals = match self.disclosure.as_ref().filter(|_| protect) {
-            Some((config, ledger)) => parts
-                .finals
-                .into_iter()
-                .zip(parts.protections)
-                .map(|(value, p)| {
-                    let guards = self.guards(aggregate, &p.populations, &p.measure)?;
-                    let keys = if guards.is_empty() {
-                        Vec::new()
-                    } else {
-                        group_cols.clone()
-                    };
-                    let udf = ScalarUDF::from(ProtectUdf::new(p.kind, config, ledger.clone()).with_guards(guards));
-                    let args = std::iter::once(value)
-                        .chain(std::iter::once(p.support))
-                        .chain(p.pairs)
-                        .chain(p.dominance.into_iter().flat_map(|(top2, total)| [top2, total]))
-                        .chain(keys)
-                        .collect();
-                    Ok(Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(udf), args)))
-                })
-                .collect::<Result<Vec<_>>>()?,
-            None => parts.finals,
-        };
-        let outputs = group_cols.into_iter().chain(finals);
-        let projection = outputs
-            .zip(aggregate.schema.iter())
-            .map(|(expr, (qualifier, field))| {
-                cast(expr, field.data_type().clone()).alias_qualified(qualifier.cloned(), field.name())
-            })
-            .collect::<Vec<_>>();
-        Ok(LogicalPlan::Projection(Projection::try_new(
-            projection,
-            Arc::new(merged),
-        )?))
-    }
-
-    /// The guards of a statistic of `aggregate` built from the records meeting each of
-    /// `conditions` (shared with other statistics built from the same records); none when the
-    /// aggregate's input is a join, which is not compared with other releases.
-    fn guards(
-        &self,
-        aggregate: &Aggregate,
-        conditions: &[Option<Expr>],
-        measure: &Measure,
-    ) -> Result<Vec<Arc<CellGuard>>> {
-        let (quantity, args) = match measure {
-            Measure::Records => ("records", Vec::new()),
-            Measure::Sum(arg) => ("sum", vec![arg.clone()]),
-            Measure::Other(name, args) => (name.as_str(), args.clone()),
-        };
-        // The quantity's arguments are written as SQL over the table like the conditions.
-        let how_many = conditions.len();
-        let exprs = conditions
-            .iter()
-            .cloned()
-            .chain(args.into_iter().map(Some))
-            .collect::<Vec<_>>();
-        let Some((population, mut conditions)) = population(&aggregate.input, &aggregate.group_expr, &exprs)? else {
-            return Ok(Vec::new());
-        };
-        let args = conditions.split_off(how_many);
-        let measure = match args.is_empty() {
-            true => quantity.to_string(),
-            false => format!(
-                "{quantity}({})",
-                args.into_iter().flatten().collect::<Vec<_>>().join(", ")
-            ),
-        };
-        let mut tracked = self.tracked.lock().unwrap_or_else(|p| p.into_inner());
-        let family = match tracked.iter().position(|t| t.population == population) {
-            Some(i) => i,
-            None => {
-                tracked.push(Tracked {
-                    population,
-                    variants: Vec::new(),
-                });
-                tracked.len() - 1
-            }
-        };
-        let variants = &mut tracked[family].variants;
-        let guards = conditions
-            .into_iter()
-            .map(|condition| {
-                match variants
-                    .iter()
-                    .find(|v| v.condition == condition && v.measure == measure)
-                {
-                    Some(known) => known.guard.clone(),
-                    None => {
-                        let guard = Arc::new(CellGuard::default());
-                        variants.push(Variant {
-                            condition,
-                            measure: measure.clone(),
-                            guard: guard.clone(),
-                        });
-                        guard
-                    }
-                }
-            })
-            .collect();
-        Ok(guards)
     }
 
     /// What `plan` reads; `conditions` are predicates from filters above it (for join checks).

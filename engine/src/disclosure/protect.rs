@@ -33,62 +33,39 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// One line for the researcher, e.g. `4 cells suppressed (threshold 10), 1 (residual df < 10); counts rounded to 5`.
+    /// One line for the researcher naming the rules in force, e.g. `groups of fewer than 10
+    /// records withheld; counts rounded to 5`. It never counts what was withheld: a count of
+    /// withheld rows or cells, or their reasons, would tell an empty cell from a small one.
     pub fn summary(&self, config: &DisclosureConfig) -> String {
         if !config.is_on() {
             return "WARNING: disclosure control is OFF (allow_unsafe_output): exact counts, small cells included"
                 .into();
         }
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let mut parts = Vec::new();
-        for (count, why) in [
-            (get(&self.threshold), format!("threshold {}", config.threshold)),
-            (get(&self.redacted), format!("≤ {}", config.redact_at_or_below)),
-            (get(&self.zeros), "zero".to_string()),
-            (
-                get(&self.residual_df),
-                format!("residual df < {}", config.min_residual_df),
-            ),
-            (get(&self.dominance), "dominance".to_string()),
-            (get(&self.differencing), "differencing with earlier results".to_string()),
-        ] {
-            if count > 0 {
-                parts.push(format!("{count} ({why})"));
-            }
+        let t = config.threshold;
+        let mut rules = vec![format!(
+            "groups of fewer than {t} records withheld; statistics with a class of fewer than {t} records shown as NULL"
+        )];
+        if config.redact_at_or_below > 0 {
+            rules.push(format!("counts ≤ {} redacted", config.redact_at_or_below));
         }
-        let mut line = match parts.len() {
-            0 => "no cells suppressed".to_string(),
-            _ => {
-                let total: u64 = [
-                    &self.threshold,
-                    &self.redacted,
-                    &self.zeros,
-                    &self.residual_df,
-                    &self.dominance,
-                    &self.differencing,
-                ]
-                .iter()
-                .map(|c| get(c))
-                .sum();
-                format!(
-                    "{total} cell{} suppressed: {}",
-                    if total == 1 { "" } else { "s" },
-                    parts.join(", ")
-                )
-            }
-        };
         if config.round_to > 1 {
-            line.push_str(&format!("; counts rounded to {}", config.round_to));
+            rules.push(format!("counts rounded to {}", config.round_to));
+        }
+        if config.checks_dominance() {
+            rules.push(format!(
+                "sums of sensitive measures checked for dominance (NK k = {}, p = {})",
+                config.nk_k, config.p_percent
+            ));
         }
         if self.margins_from_released.load(Ordering::Relaxed) {
-            line.push_str("; totals computed from released cells");
+            rules.push("totals computed from released cells".into());
         }
-        match get(&self.compared_with) {
+        match self.compared_with.load(Ordering::Relaxed) {
             0 => {}
-            1 => line.push_str("; 1 differencing check"),
-            n => line.push_str(&format!("; {n} differencing checks")),
+            1 => rules.push("1 differencing check".into()),
+            n => rules.push(format!("{n} differencing checks")),
         }
-        line
+        rules.join("; ")
     }
 }
 

@@ -8,7 +8,8 @@ use tessera_schemas::{Contract, Role};
 
 use super::exprs::{self, bare_column, check_aggregate_expr, check_group_expr, check_uses, value_taint};
 use super::lineage::{NodeInfo, Taint};
-use super::{NodePolicy, Refusal};
+use super::{NodePolicy, Profile, Refusal};
+use crate::cells::{CellRules, Origin};
 
 /// Checks plans against one node's policy and the contracts of the tables it serves.
 pub struct PolicyChecker<'a> {
@@ -84,6 +85,9 @@ impl<'a> PolicyChecker<'a> {
                 for e in &a.aggr_expr {
                     check_aggregate_expr(e, &resolve, self.policy, self.coordinator)?;
                     columns.push(Taint::Plain);
+                }
+                if self.policy.profile == Profile::Default {
+                    CellRules::new(self.tables, Origin::Fragment).check(a)?;
                 }
                 same_width(columns, a.schema.fields().len())
             }
@@ -204,6 +208,18 @@ impl<'a> PolicyChecker<'a> {
                     return Err(Refusal::new(format!(
                         "column {name} is an identifier and cannot appear in SELECT DISTINCT"
                     )));
+                }
+                if self.policy.profile == Profile::Default {
+                    // Its rows are groups of every column: the same rules as a GROUP BY.
+                    let groups = input
+                        .schema()
+                        .columns()
+                        .into_iter()
+                        .map(datafusion::prelude::Expr::Column)
+                        .collect();
+                    let aggregate = datafusion::logical_expr::Aggregate::try_new(input.clone(), groups, Vec::new())
+                        .map_err(|e| Refusal::new(format!("cannot check SELECT DISTINCT: {e}")))?;
+                    CellRules::new(self.tables, Origin::Fragment).check(&aggregate)?;
                 }
                 Ok(info)
             }

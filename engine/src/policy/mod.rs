@@ -72,6 +72,32 @@ pub struct NodePolicy {
     pub allowed_tables: BTreeSet<String>,
     /// Columns, as `table.column`, that may not be referenced at all.
     pub denied_columns: BTreeSet<String>,
+    /// Which rules apply beyond these (default: the cell model's, see [`crate::cells`]).
+    pub profile: Profile,
+}
+
+/// A node's policy profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Profile {
+    /// Group keys and conditions from public domains, statistics from the whitelist.
+    #[default]
+    #[serde(rename = "default")]
+    Default,
+    /// Only for Tessera's own exactness tests on synthetic data: any aggregate the node can
+    /// run (identifiers, min/max of sensitive measures and row exposure are still refused).
+    /// Every audit line says so; `tessera gen` and `tessera demo` never write it.
+    #[serde(rename = "exactness-test")]
+    ExactnessTest,
+}
+
+impl Profile {
+    /// The name an audit line records, `None` for the default.
+    pub fn audit_name(self) -> Option<String> {
+        match self {
+            Profile::Default => None,
+            Profile::ExactnessTest => Some("exactness-test".into()),
+        }
+    }
 }
 
 impl Default for NodePolicy {
@@ -81,6 +107,7 @@ impl Default for NodePolicy {
             aggregate_functions: DEFAULT_AGGREGATES.iter().map(|s| s.to_string()).collect(),
             allowed_tables: BTreeSet::new(),
             denied_columns: BTreeSet::new(),
+            profile: Profile::Default,
         }
     }
 }

@@ -158,6 +158,7 @@ impl TrustNode {
         // the guard still leaves a line in the audit log.
         let mut guard = CancelGuard {
             record: Some(audit_record(
+                &self.policy,
                 request,
                 call,
                 Decision::Error,
@@ -201,7 +202,7 @@ impl TrustNode {
         reason: Option<String>,
         rows: u64,
     ) -> Result<(), Status> {
-        let record = audit_record(request, call, decision, reason, rows);
+        let record = audit_record(&self.policy, request, call, decision, reason, rows);
         let audit = self.audit.clone();
         let written = tokio::task::spawn_blocking(move || audit.append(record))
             .await
@@ -219,6 +220,7 @@ impl TrustNode {
 pub const CANCELLED: &str = "cancelled: the caller went away before the answer was ready";
 
 fn audit_record(
+    policy: &tessera_engine::NodePolicy,
     request: &FragmentRequest,
     call: &str,
     decision: Decision,
@@ -230,6 +232,7 @@ fn audit_record(
         requester: request.requester.clone(),
         project: request.project.clone(),
         coordinator: request.from_coordinator,
+        profile: policy.profile.audit_name(),
         call: call.to_string(),
         sql: request.sql.clone(),
         decision,

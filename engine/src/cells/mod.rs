@@ -1,0 +1,325 @@
+//! The cell model: what any aggregate over records of people may compute, checked by the
+//! coordinator on the researcher's query and by every node on its fragment, from the same
+//! contracts and the same code.
+//!
+//! Every row an aggregate returns is a **cell**: group keys × statistics over the records the
+//! conditions select. Protection holds by construction when
+//! - **group keys come from public domains**: each key is a function of one contract column —
+//!   a dimension, a date truncated to its grain or coarser, or a measure banded at its declared
+//!   edges ([`columns`]);
+//! - **conditions select boxes**: WHERE, FILTER and the tests inside a statistic are
+//!   conjunctions of conditions each about one column, so no condition can carve one record
+//!   out of a group across dimensions (`NOT (day AND sex AND age)`, `OR` across columns);
+//! - **statistics come from a whitelist**, classified by the records they are built from, not
+//!   their spelling ([`statistics`]): each has classes of records that disclosure control
+//!   checks against the threshold one by one.
+//!
+//! Joins keep one row per record: a public table only on its whole key, two tables of people
+//! only person to person. Organisational tables (no identifier column) are not person data.
+
+mod columns;
+mod fold;
+mod lineage;
+mod statistics;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use datafusion::common::Column;
+use datafusion::logical_expr::{Aggregate, Expr, Operator};
+use tessera_schemas::{Contract, Role};
+
+pub use lineage::{lineage, Lineage};
+pub use statistics::{StatisticKind, StatisticShape};
+
+use crate::expr_util::strip_alias;
+use crate::policy::Refusal;
+use columns::{check_use, ColumnInfo};
+
+/// Who wrote the aggregate being checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A researcher's query, checked at the coordinator.
+    Query,
+    /// A fragment a trust receives: it may also select the classes of records a statistic's
+    /// support is counted on (`x <> 0`, `x = 1`), which a researcher may not write as filters.
+    Fragment,
+}
+
+/// The rules, over the contracts of the tables involved.
+pub struct CellRules<'a> {
+    contracts: &'a BTreeMap<String, Contract>,
+    origin: Origin,
+}
+
+/// What the rules found about one aggregate over person data.
+#[derive(Debug, Clone)]
+pub struct AggregateCells {
+    /// One per aggregate expression, in order.
+    pub statistics: Vec<StatisticShape>,
+}
+
+impl<'a> CellRules<'a> {
+    /// Rules over `contracts` (table name → contract) for aggregates written by `origin`.
+    pub fn new(contracts: &'a BTreeMap<String, Contract>, origin: Origin) -> CellRules<'a> {
+        CellRules { contracts, origin }
+    }
+
+    /// Whether any of `tables` holds records of people (it has an identifier column).
+    pub fn about_people<'t>(&self, mut tables: impl Iterator<Item = &'t String>) -> bool {
+        tables.any(|t| {
+            self.contracts
+                .get(t)
+                .is_some_and(|c| c.columns.iter().any(|c| c.role == Role::Identifier))
+        })
+    }
+
+    /// Checks one aggregate; `None` when it reads no person data (no rules apply).
+    pub fn check(&self, aggregate: &Aggregate) -> Result<Option<AggregateCells>, Refusal> {
+        let lineage = lineage(&aggregate.input)?;
+        if !self.about_people(lineage.tables.iter()) {
+            return Ok(None);
+        }
+        let schema = aggregate.input.schema();
+        let resolve = |e: &Expr| lineage::resolve(e, schema, &lineage.defs);
+        self.check_joins(&lineage)?;
+        for condition in &lineage.conditions {
+            self.check_condition(condition)?;
+        }
+        for group in &aggregate.group_expr {
+            if let Expr::GroupingSet(_) = group {
+                return Err(Refusal::new(
+                    "GROUPING SETS, ROLLUP and CUBE are computed by the coordinator from plain GROUP BY cells",
+                ));
+            }
+            self.check_key(&resolve(group)?, group)?;
+        }
+        let statistics = aggregate
+            .aggr_expr
+            .iter()
+            .map(|e| self.statistic(e, &resolve))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(AggregateCells { statistics }))
+    }
+
+    /// The contract column behind a base column.
+    fn info<'c>(&'c self, column: &'c Column) -> Option<ColumnInfo<'c>> {
+        let table = column.relation.as_ref()?.table();
+        let contract = self.contracts.get(table)?;
+        Some(ColumnInfo {
+            table: &contract.name,
+            column: contract.column(&column.name)?,
+        })
+    }
+
+    /// The one base column `expr` reads, `None` for a constant; refused when it reads several.
+    fn single_column(&self, expr: &Expr, what: &str) -> Result<Option<Column>, Refusal> {
+        let columns = expr.column_refs();
+        let mut columns = columns.into_iter();
+        match (columns.next(), columns.next()) {
+            (None, _) => Ok(None),
+            (Some(c), None) => Ok(Some(c.clone())),
+            (Some(a), Some(b)) => Err(Refusal::new(format!(
+                "{what} `{expr}` combines {} and {}: each must be about one column, so that it selects whole cells \
+                 of public domains (combine conditions with AND; OR and NOT may only be used within one column)",
+                a.name, b.name
+            ))),
+        }
+    }
+
+    /// A group key (resolved to base columns; `written` is what the query says).
+    pub fn check_key(&self, key: &Expr, written: &Expr) -> Result<(), Refusal> {
+        refuse_volatile(key)?;
+        let Some(column) = self.single_column(key, "the group key")? else {
+            return Ok(());
+        };
+        let info = self
+            .info(&column)
+            .ok_or_else(|| Refusal::new(format!("column {} is not in any contract", column.name)))?;
+        check_use(key, &column, &info).map_err(|refusal| {
+            Refusal::new(format!(
+                "GROUP BY {}: {}. Group keys come from public domains: {}",
+                strip_alias(written),
+                refusal.reason,
+                self.allowed_keys(info.table)
+            ))
+        })
+    }
+
+    /// What may be grouped on in `table`, for messages.
+    fn allowed_keys(&self, table: &str) -> String {
+        let Some(contract) = self.contracts.get(table) else {
+            return "contract dimensions".into();
+        };
+        let dims = contract
+            .columns
+            .iter()
+            .filter(|c| c.role == Role::Dimension)
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>();
+        let dates = contract
+            .columns
+            .iter()
+            .filter(|c| c.role == Role::Date)
+            .map(|c| format!("date_trunc('{}', {})", c.grain.name(), c.name))
+            .collect::<Vec<_>>();
+        let bands = contract
+            .columns
+            .iter()
+            .filter(|c| c.role == Role::Measure && !c.bands.is_empty())
+            .map(|c| format!("bands of {} (CASE WHEN … at its edges)", c.name))
+            .collect::<Vec<_>>();
+        [dims.join(", "), dates.join(", "), bands.join(", ")]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// One conjunct of a filter (resolved to base columns).
+    pub fn check_condition(&self, condition: &Expr) -> Result<(), Refusal> {
+        refuse_volatile(condition)?;
+        if self.is_pairing(condition) {
+            return Ok(());
+        }
+        if self.origin == Origin::Fragment && self.is_support_class(condition) {
+            return Ok(());
+        }
+        let Some(column) = self.single_column(condition, "the condition")? else {
+            return Ok(());
+        };
+        let info = self
+            .info(&column)
+            .ok_or_else(|| Refusal::new(format!("column {} is not in any contract", column.name)))?;
+        check_use(condition, &column, &info)
+            .map_err(|refusal| Refusal::new(format!("the condition `{condition}`: {}", refusal.reason)))
+    }
+
+    /// A conjunction of per-column conditions (a box): a condition inside a statistic.
+    fn check_box(&self, condition: &Expr) -> Result<(), Refusal> {
+        for conjunct in lineage::conjuncts(condition) {
+            self.check_condition(&conjunct)?;
+        }
+        Ok(())
+    }
+
+    /// `a.x = b.y` between columns of two different tables with the same role: it pairs records.
+    fn is_pairing(&self, condition: &Expr) -> bool {
+        let Expr::BinaryExpr(b) = condition else { return false };
+        if !matches!(b.op, Operator::Eq | Operator::IsNotDistinctFrom) {
+            return false;
+        }
+        self.pairs(&b.left, &b.right)
+    }
+
+    fn pairs(&self, left: &Expr, right: &Expr) -> bool {
+        match (bare_column(left), bare_column(right)) {
+            (Some(l), Some(r)) => match (self.info(l), self.info(r)) {
+                (Some(a), Some(b)) => {
+                    (a.table != b.table || l == r) && a.column.role == b.column.role && a.column.role != Role::Measure
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// `x = v`, `x <> 0`, `x IS NOT NULL`… where `x` is a statistic's argument: the classes of
+    /// records a coordinator counts a statistic's support on.
+    fn is_support_class(&self, condition: &Expr) -> bool {
+        match condition {
+            Expr::BinaryExpr(b) if matches!(b.op, Operator::Eq | Operator::NotEq) => {
+                let (arg, value) = match (fold::literal(&b.left), fold::literal(&b.right)) {
+                    (None, Some(_)) => (&b.left, &b.right),
+                    (Some(_), None) => (&b.right, &b.left),
+                    _ => return false,
+                };
+                fold::literal(value).is_some() && self.shape(arg).is_ok()
+            }
+            Expr::IsNotNull(arg) | Expr::IsTrue(arg) | Expr::IsFalse(arg) => self.shape(arg).is_ok(),
+            _ => false,
+        }
+    }
+
+    /// Joins keep one row per record: public tables joined on their whole key, tables of
+    /// people paired person to person.
+    fn check_joins(&self, lineage: &Lineage) -> Result<(), Refusal> {
+        let mut pairs = lineage.join_pairs.clone();
+        for condition in &lineage.conditions {
+            if let Expr::BinaryExpr(b) = condition {
+                if self.is_pairing(condition) {
+                    pairs.push(((*b.left).clone(), (*b.right).clone()));
+                }
+            }
+        }
+        for (l, r) in &pairs {
+            if !self.pairs(l, r) {
+                return Err(Refusal::new(format!(
+                    "the join condition `{l} = {r}` must equate columns of two tables with the same role (a person \
+                     with the same person, a dimension with a dimension)"
+                )));
+            }
+        }
+        if lineage.scanned.len() < 2 {
+            return Ok(());
+        }
+        let person_scans = lineage
+            .scanned
+            .iter()
+            .filter(|t| self.about_people(std::iter::once(*t)))
+            .count();
+        let matched = |table: &str| {
+            pairs
+                .iter()
+                .flat_map(|(l, r)| [l, r])
+                .filter_map(bare_column)
+                .filter(|c| c.relation.as_ref().is_some_and(|t| t.table() == table))
+                .map(|c| c.name.clone())
+                .collect::<BTreeSet<_>>()
+        };
+        for table in &lineage.tables {
+            let Some(contract) = self.contracts.get(table) else {
+                continue;
+            };
+            let on = matched(table);
+            if contract.public {
+                if contract.key.is_empty() || !contract.key.iter().all(|k| on.contains(k)) {
+                    return Err(Refusal::new(format!(
+                        "a join with {table} must match its whole key ({}), so that each record meets at most one \
+                         of its rows",
+                        contract.key.join(", ")
+                    )));
+                }
+            } else if let Some(id) = contract.identifiers().next() {
+                if person_scans > 1 && !on.contains(&id.name) {
+                    return Err(Refusal::new(format!(
+                        "a join of {table} with another table of people must pair the same person ({}.{} = …), so \
+                         that records are not multiplied",
+                        table, id.name
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The column behind `expr`, through casts.
+fn bare_column(expr: &Expr) -> Option<&Column> {
+    match strip_alias(expr) {
+        Expr::Column(c) => Some(c),
+        Expr::Cast(c) => bare_column(&c.expr),
+        Expr::TryCast(c) => bare_column(&c.expr),
+        _ => None,
+    }
+}
+
+/// Volatile functions (`random()`, `now()`) would make the same question select different records.
+fn refuse_volatile(expr: &Expr) -> Result<(), Refusal> {
+    match expr.is_volatile() {
+        true => Err(Refusal::new(format!(
+            "`{expr}` uses a volatile function (random(), now() …): a condition or group must select the same \
+             records every time"
+        ))),
+        false => Ok(()),
+    }
+}
