@@ -16,6 +16,7 @@
 //!
 //! [access]
 //! coordinator_token_sha256 = "…"      # SHA-256 of the coordinator's token (`tessera gen` writes it)
+//! record_key_secret = "…"             # 64 hex digits: this trust's secret for record keys (never shared)
 //! ```
 
 use std::net::SocketAddr;
@@ -73,6 +74,11 @@ pub struct AccessSection {
     /// for the largest contributions the dominance rules need; without it no one may.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coordinator_token_sha256: Option<String>,
+    /// This trust's secret for record keys (64 hex digits), from which the cell keys that
+    /// perturbation needs are made. It never leaves the trust; keep it stable, since a new secret
+    /// gives every cell new noise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_key_secret: Option<String>,
 }
 
 fn default_timeout() -> u64 {
@@ -135,6 +141,15 @@ impl NodeConfig {
         if self.node.query_timeout_secs == 0 {
             return Err("[node] query_timeout_secs: must be at least 1".into());
         }
+        if let Some(secret) = &self.access.record_key_secret {
+            if tessera_engine::disclosure::RecordKeySecret::from_hex(secret).is_none() {
+                return Err(
+                    "[access] record_key_secret: must be 64 hex digits (`tessera gen` writes one; or \
+                            `openssl rand -hex 32`)"
+                        .into(),
+                );
+            }
+        }
         if let Some(digest) = &self.access.coordinator_token_sha256 {
             tessera_engine::auth::check_digest(digest)
                 .map_err(|e| format!("[access] coordinator_token_sha256: {e}"))?;
@@ -191,7 +206,10 @@ impl NodeConfig {
                 })
                 .collect(),
             policy: NodePolicy::default(),
-            access: AccessSection::default(),
+            access: AccessSection {
+                record_key_secret: Some(tessera_engine::disclosure::RecordKeySecret::generate_hex()),
+                ..AccessSection::default()
+            },
             base_dir: PathBuf::new(),
             source: PathBuf::new(),
         }

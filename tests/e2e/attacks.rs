@@ -7,10 +7,9 @@
 //! won't release".
 
 use tessera_engine::coordinator::{Coordinator, ErrorKind};
-use tessera_engine::disclosure::DisclosureConfig;
 use tessera_support::{rows_of, Cell};
 
-use crate::disclosure::{coordinator, small_federation};
+use crate::disclosure::{coordinator, exact_rules, small_federation};
 
 /// Every cell of the released rows, as text (NULL as "NULL").
 async fn released(c: &Coordinator, sql: &str) -> Vec<Vec<String>> {
@@ -56,7 +55,7 @@ async fn refused(c: &Coordinator, sql: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attacks_on_small_cells_recover_nothing() {
     let small = small_federation().await;
-    let c = coordinator(&small, DisclosureConfig::default());
+    let c = coordinator(&small, exact_rules());
     // The secrets: the small group's count (3), total bed days (3), mean stay (1), costs and their sum/mean.
     let secrets = ["3", "3.0", "1", "1.0", "900", "901", "950", "2751", "917"];
 
@@ -107,7 +106,7 @@ async fn attacks_on_small_cells_recover_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attacks_needing_raw_values_or_identifiers_are_refused() {
     let small = small_federation().await;
-    let c = coordinator(&small, DisclosureConfig::default());
+    let c = coordinator(&small, exact_rules());
     for (attack, sql, message) in [
         (
             "a max that would leak a raw value",
@@ -164,7 +163,7 @@ async fn attacks_needing_raw_values_or_identifiers_are_refused() {
 async fn averaging_repeated_queries_learns_nothing_new() {
     // Rounding is deterministic: asking again, or asking the same thing another way, gives the same released value.
     let small = small_federation().await;
-    let c = coordinator(&small, DisclosureConfig::default());
+    let c = coordinator(&small, exact_rules());
     let first = released(&c, "SELECT count(*) FROM apc_episodes WHERE age_band = '30-44'").await;
     for sql in [
         "SELECT count(*) FROM apc_episodes WHERE age_band = '30-44'",
@@ -179,7 +178,7 @@ async fn averaging_repeated_queries_learns_nothing_new() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn margins_cannot_be_differenced_to_recover_a_suppressed_cell() {
     let small = small_federation().await;
-    let c = coordinator(&small, DisclosureConfig::default());
+    let c = coordinator(&small, exact_rules());
     // ROLLUP margin recovery: the total is computed from the released cells (10 + 25), so
     // total minus released cells gives 0, not the suppressed 3.
     let result = c

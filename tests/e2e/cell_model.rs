@@ -6,10 +6,9 @@
 //! 950 at RTH), 30-44 holds 12 (8 + 4), 45-59 holds 23 (20 + 3); everyone is F, diagnosis R69.
 
 use tessera_engine::coordinator::{Coordinator, ErrorKind};
-use tessera_engine::disclosure::DisclosureConfig;
 use tessera_support::{rows_of, Cell};
 
-use crate::disclosure::{coordinator, small_federation};
+use crate::disclosure::{coordinator, exact_rules, small_federation};
 
 async fn rows(c: &Coordinator, sql: &str) -> Vec<Vec<Cell>> {
     let result = c.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
@@ -36,7 +35,7 @@ async fn refusal(c: &Coordinator, sql: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_of_small_groups_are_not_released_at_all() {
     let small = small_federation().await;
-    let c = coordinator(&small, DisclosureConfig::default());
+    let c = coordinator(&small, exact_rules());
     for (attack, sql, released) in [
         (
             "GROUP BY without aggregates",
@@ -87,7 +86,7 @@ async fn rows_of_small_groups_are_not_released_at_all() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn central_aggregates_see_released_groups_only() {
     let small = small_federation().await;
-    let c = coordinator(&small, DisclosureConfig::default());
+    let c = coordinator(&small, exact_rules());
     for sql in [
         "SELECT count(*) FROM (SELECT age_band FROM apc_episodes GROUP BY ALL) t",
         "SELECT count(*) FROM (SELECT DISTINCT age_band FROM apc_episodes) t",
@@ -103,7 +102,7 @@ async fn central_aggregates_see_released_groups_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_and_conditions_outside_public_domains_are_refused() {
     let small = small_federation().await;
-    let c = coordinator(&small, DisclosureConfig::default());
+    let c = coordinator(&small, exact_rules());
     for (attack, sql, says) in [
         ("a measure as a key", "SELECT cost_gbp * 1 AS c, count(*) FROM apc_episodes GROUP BY 1", "cost_gbp is a measure"),
         ("a cast measure as a key", "SELECT CAST(cost_gbp AS VARCHAR) AS c, count(*) FROM apc_episodes GROUP BY 1", "cost_gbp is a measure"),
@@ -132,7 +131,7 @@ async fn keys_and_conditions_outside_public_domains_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statistics_outside_the_whitelist_are_refused() {
     let small = small_federation().await;
-    let c = coordinator(&small, DisclosureConfig::default());
+    let c = coordinator(&small, exact_rules());
     let one = "CASE WHEN age_band = '18-29' AND los_days <= 1 THEN 0 ELSE 1 END";
     for (attack, sql, says) in [
         (
@@ -223,7 +222,7 @@ async fn counts_in_disguise_are_protected_as_counts() {
         "SELECT sum(CASE WHEN age_band = '30-44' THEN 7 ELSE 0 END) / 7 FROM apc_episodes WHERE age_band IN ('30-44', '45-59')",
         "SELECT sum(CAST(age_band = '30-44' AS INT)) FROM apc_episodes",
     ] {
-        let c = coordinator(&small, DisclosureConfig::default());
+        let c = coordinator(&small, exact_rules());
         let got = rows(&c, sql).await;
         assert!(only(&got, &Cell::Float(10.0)), "{sql}: {got:?}");
     }
@@ -232,7 +231,7 @@ async fn counts_in_disguise_are_protected_as_counts() {
         "SELECT avg(CAST(age_band <> '18-29' AS INT)) FROM apc_episodes",
         "SELECT avg(CASE WHEN age_band = '18-29' THEN 0.0 ELSE 1.0 END) FROM apc_episodes",
     ] {
-        let c = coordinator(&small, DisclosureConfig::default());
+        let c = coordinator(&small, exact_rules());
         let got = rows(&c, sql).await;
         assert!(only(&got, &Cell::Null), "{sql}: {got:?}");
     }

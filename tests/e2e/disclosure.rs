@@ -15,7 +15,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, Date32Array, Float64Array, Int32Array, Int8Array, RecordBatch, StringArray};
 use tessera_engine::coordinator::config::{FederationSection, NodeEntry};
 use tessera_engine::coordinator::{Coordinator, FederationConfig};
-use tessera_engine::disclosure::{DisclosureConfig, Mode, Zeros};
+use tessera_engine::disclosure::{DisclosureConfig, Mode, Perturbation, Zeros};
 use tessera_flight::NodeConfig;
 use tessera_schemas::Catalog;
 use tessera_support::{compare, rows_of, trust_test_coordinator, Cell, TestNode, COORDINATOR_TOKEN};
@@ -130,7 +130,17 @@ pub(crate) fn coordinator(small: &Small, mut disclosure: DisclosureConfig) -> Co
     Coordinator::new(config, &Catalog::builtin()).unwrap()
 }
 
-/// The footer of a result under the default rules.
+/// The rules these tests check values against: the defaults without perturbation, with counts
+/// rounded to 5 (so every expected value can be written down).
+pub(crate) fn exact_rules() -> DisclosureConfig {
+    DisclosureConfig {
+        perturbation: Perturbation::Off,
+        round_to: 5,
+        ..DisclosureConfig::default()
+    }
+}
+
+/// The footer of a result under [`exact_rules`].
 pub(crate) const RULES: &str = "groups of fewer than 10 records withheld; statistics with a class of fewer than 10 \
      records shown as NULL; counts rounded to 5; sums of sensitive measures checked for dominance (NK k = 0.9, p = 0.1)";
 
@@ -141,7 +151,7 @@ fn null() -> Cell {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_cells_are_suppressed_for_every_statistic_and_counts_are_rounded() {
     let small = small_federation().await;
-    let on = coordinator(&small, DisclosureConfig::default());
+    let on = coordinator(&small, exact_rules());
     let result = on
         .query("SELECT age_band, count(*) AS n, avg(los_days) AS mean_los, sum(los_days) AS bed_days FROM apc_episodes GROUP BY age_band ORDER BY age_band")
         .await
@@ -191,7 +201,7 @@ async fn redaction_zeros_and_filtered_counts_follow_the_configured_policy() {
     let opensafely = DisclosureConfig {
         threshold: 1,
         redact_at_or_below: 7,
-        ..DisclosureConfig::default()
+        ..exact_rules()
     };
     let result = coordinator(&small, opensafely.clone()).query(sql).await.unwrap();
     // none = 0 (a zero: suppressed), few = 3 (≤ 7: redacted), some = 12 → 10, everyone = 38 → 40.
@@ -221,7 +231,7 @@ async fn redaction_zeros_and_filtered_counts_follow_the_configured_policy() {
 
     let no_rounding = DisclosureConfig {
         round_to: 1,
-        ..DisclosureConfig::default()
+        ..exact_rules()
     };
     let result = coordinator(&small, no_rounding).query(sql).await.unwrap();
     // Threshold 10: few (3) suppressed; some = 12 and everyone = 38 released exactly.
@@ -237,7 +247,7 @@ async fn redaction_zeros_and_filtered_counts_follow_the_configured_policy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn models_need_ten_residual_degrees_of_freedom() {
     let small = small_federation().await;
-    let on = coordinator(&small, DisclosureConfig::default());
+    let on = coordinator(&small, exact_rules());
     // 30-44 and 45-59 have 35 pairs (released); restricted to RTH's 7 they have df 5.
     let result = on
         .query("SELECT covar_samp(los_days, los_days) AS v FROM apc_episodes WHERE age_band IN ('30-44', '45-59')")
@@ -250,7 +260,7 @@ async fn models_need_ten_residual_degrees_of_freedom() {
         &small,
         DisclosureConfig {
             threshold: 5,
-            ..DisclosureConfig::default()
+            ..exact_rules()
         },
     );
     let result = lower_threshold
@@ -263,7 +273,7 @@ async fn models_need_ten_residual_degrees_of_freedom() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn having_and_order_by_see_only_protected_values() {
     let small = small_federation().await;
-    let on = coordinator(&small, DisclosureConfig::default());
+    let on = coordinator(&small, exact_rules());
     // Probing for small groups with HAVING finds nothing: the small count is already NULL.
     let result = on
         .query("SELECT age_band FROM apc_episodes GROUP BY age_band HAVING count(*) < 5")
@@ -287,7 +297,7 @@ async fn having_and_order_by_see_only_protected_values() {
 fn turning_disclosure_control_off_must_be_confirmed() {
     let config = DisclosureConfig {
         mode: Mode::Off,
-        ..DisclosureConfig::default()
+        ..exact_rules()
     };
     assert_eq!(
         config.check().unwrap_err(),
@@ -296,7 +306,7 @@ fn turning_disclosure_control_off_must_be_confirmed() {
     assert_eq!(
         DisclosureConfig {
             threshold: 0,
-            ..DisclosureConfig::default()
+            ..exact_rules()
         }
         .check()
         .unwrap_err(),

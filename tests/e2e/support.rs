@@ -19,9 +19,14 @@ use tessera_schemas::Catalog;
 /// The coordinator token test federations use; nodes are configured with its SHA-256.
 pub const COORDINATOR_TOKEN: &str = "test-coordinator-token-0123456789abcdef-0123456789";
 
-/// Makes `config` recognise the test coordinator (see [`COORDINATOR_TOKEN`]).
+/// Makes `config` recognise the test coordinator (see [`COORDINATOR_TOKEN`]), with a record key
+/// secret fixed per trust, so that tests see the same noise on every run.
 pub fn trust_test_coordinator(config: &mut NodeConfig) {
     config.access.coordinator_token_sha256 = Some(tessera_engine::auth::token_digest(COORDINATOR_TOKEN));
+    config.access.record_key_secret = Some(tessera_engine::auth::token_digest(&format!(
+        "secret of {}",
+        config.node.name
+    )));
 }
 
 /// Generated data for some trusts in a temporary folder.
@@ -470,33 +475,43 @@ impl Federation {
         seed: u64,
         edit: impl FnOnce(&mut tessera_engine::coordinator::FederationConfig),
     ) -> Federation {
+        Federation::launch(providers, rows, seed, false, edit).await
+    }
+
+    /// Nodes under their default policy and a coordinator with the default disclosure control:
+    /// what `tessera gen` sets up.
+    pub async fn start_protected(providers: &[&str], rows: u64, seed: u64) -> Federation {
+        Federation::launch(providers, rows, seed, true, |_| {}).await
+    }
+
+    async fn launch(
+        providers: &[&str],
+        rows: u64,
+        seed: u64,
+        protected: bool,
+        edit: impl FnOnce(&mut tessera_engine::coordinator::FederationConfig),
+    ) -> Federation {
         let data = TestData::generate(providers, rows, seed);
         let mut nodes = Vec::new();
         for p in providers {
             // The harness asks what the default policy refuses (day-level filters, min/max…).
             let config = data.node_config(p, |c| {
                 c.policy.max_groups = 1_000_000;
-                c.policy.profile = tessera_engine::Profile::ExactnessTest;
+                if !protected {
+                    c.policy.profile = tessera_engine::Profile::ExactnessTest;
+                }
             });
             nodes.push(TestNode::start(&config).await);
         }
-        let mut config = tessera_engine::coordinator::FederationConfig::new(
-            "harness",
-            "exactness",
-            providers
-                .iter()
-                .zip(&nodes)
-                .map(|(p, n)| (p.to_string(), n.running.url())),
-        );
         // Exactness is checked with disclosure control explicitly off.
-        config.disclosure = tessera_engine::disclosure::DisclosureConfig::off();
-        config.federation.coordinator_token = Some(COORDINATOR_TOKEN.to_string());
-        config.disclosure.release_log = Some(data.dir.path().join("releases.jsonl"));
-        edit(&mut config);
-        let catalog = Catalog::builtin();
-        let coordinator = tessera_engine::coordinator::Coordinator::new(config, &catalog).expect("coordinator");
+        let disclosure = match protected {
+            true => tessera_engine::disclosure::DisclosureConfig::default(),
+            false => tessera_engine::disclosure::DisclosureConfig::off(),
+        };
+        let coordinator = coordinator_over(&data, &nodes, disclosure, edit);
         let dirs = data.trusts.iter().map(|t| t.dir.clone()).collect::<Vec<_>>();
-        let reference = tessera_engine::reference::union_session(&dirs, &catalog).expect("reference session");
+        let reference =
+            tessera_engine::reference::union_session(&dirs, &Catalog::builtin()).expect("reference session");
         Federation {
             data,
             nodes,
@@ -505,8 +520,40 @@ impl Federation {
         }
     }
 
+    /// Another coordinator over the same nodes (its own release log), e.g. with other rules.
+    pub fn coordinator_with(
+        &self,
+        disclosure: tessera_engine::disclosure::DisclosureConfig,
+    ) -> tessera_engine::coordinator::Coordinator {
+        coordinator_over(&self.data, &self.nodes, disclosure, |_| {})
+    }
+
     /// The reference answer: single-node DataFusion over the union of every trust's files.
     pub async fn reference(&self, sql: &str) -> datafusion::error::Result<Vec<RecordBatch>> {
         self.reference.sql(sql).await?.collect().await
     }
+}
+
+/// A coordinator for the nodes of `data`, with the test token and a release log of its own.
+fn coordinator_over(
+    data: &TestData,
+    nodes: &[TestNode],
+    disclosure: tessera_engine::disclosure::DisclosureConfig,
+    edit: impl FnOnce(&mut tessera_engine::coordinator::FederationConfig),
+) -> tessera_engine::coordinator::Coordinator {
+    static LOGS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let mut config = tessera_engine::coordinator::FederationConfig::new(
+        "harness",
+        "exactness",
+        data.trusts
+            .iter()
+            .zip(nodes)
+            .map(|(t, n)| (t.provider.clone(), n.running.url())),
+    );
+    config.disclosure = disclosure;
+    config.federation.coordinator_token = Some(COORDINATOR_TOKEN.to_string());
+    let n = LOGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    config.disclosure.release_log = Some(data.dir.path().join(format!("releases-{n}.jsonl")));
+    edit(&mut config);
+    tessera_engine::coordinator::Coordinator::new(config, &Catalog::builtin()).expect("coordinator")
 }

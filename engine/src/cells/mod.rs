@@ -96,9 +96,62 @@ impl<'a> CellRules<'a> {
         let statistics = aggregate
             .aggr_expr
             .iter()
-            .map(|e| self.statistic(e, &resolve))
+            .map(|e| match strip_alias(e) {
+                Expr::AggregateFunction(f) if f.func.name() == crate::disclosure::CELL_KEY => {
+                    self.check_cell_key(f, &resolve, &lineage)
+                }
+                _ => self.statistic(e, &resolve),
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(AggregateCells { statistics }))
+    }
+
+    /// `tessera_cell_key(…)` (fragments only): its arguments are every column of every table of
+    /// people read, so that each record's key is a MAC of its whole row.
+    fn check_cell_key(
+        &self,
+        f: &datafusion::logical_expr::expr::AggregateFunction,
+        resolve: &dyn Fn(&Expr) -> Result<Expr, Refusal>,
+        lineage: &Lineage,
+    ) -> Result<StatisticShape, Refusal> {
+        if self.origin != Origin::Fragment {
+            return Err(Refusal::new(format!("{} is not available in queries", f.func.name())));
+        }
+        if let Some(filter) = &f.params.filter {
+            self.check_box(&resolve(filter)?)?;
+        }
+        let mut covered = BTreeSet::new();
+        for arg in &f.params.args {
+            match resolve(arg)? {
+                Expr::Column(c) => {
+                    covered.insert((c.relation.map(|r| r.table().to_string()), c.name));
+                }
+                other => {
+                    return Err(Refusal::new(format!(
+                        "{} takes whole rows (columns), not `{other}`",
+                        f.func.name()
+                    )))
+                }
+            }
+        }
+        for table in lineage.tables.iter().filter(|t| self.about_people(std::iter::once(*t))) {
+            let contract = &self.contracts[table];
+            if let Some(missing) = contract
+                .columns
+                .iter()
+                .find(|c| !covered.contains(&(Some(table.clone()), c.name.clone())))
+            {
+                return Err(Refusal::new(format!(
+                    "{} must be given every column of {table} (a record's key covers its whole row); {} is missing",
+                    f.func.name(),
+                    missing.name
+                )));
+            }
+        }
+        Ok(StatisticShape {
+            kind: StatisticKind::Count,
+            classes: Vec::new(),
+        })
     }
 
     /// The contract column behind a base column.

@@ -23,7 +23,7 @@ use std::collections::BTreeSet;
 
 use super::moments::{MergeMoments, Statistic};
 use crate::cells::{StatisticKind, StatisticShape};
-use crate::disclosure::{ProtectKind, Top2};
+use crate::disclosure::{CellKey, Judged, ProtectKind, Top2};
 use crate::expr_util::{aggregate_call, strip_alias};
 
 /// The decomposition of all aggregates of one `Aggregate` node.
@@ -50,6 +50,8 @@ pub struct ClassStatistic {
     pub values: Vec<f64>,
     /// Each class's merged count.
     pub counts: Vec<Expr>,
+    /// Each class's cell key (when values are perturbed).
+    pub keys: Vec<Expr>,
     /// A mean (`Σ value × count / Σ count`) rather than a sum.
     pub mean: bool,
 }
@@ -58,45 +60,30 @@ pub struct ClassStatistic {
 #[derive(Debug, Clone)]
 pub struct Protection {
     pub kind: ProtectKind,
-    /// Records contributing: the group's rows after the aggregate's own FILTER, or for sums and
-    /// means the records with a non-zero value.
+    pub judged: Judged,
+    /// Records in the smallest class the statistic is built from (see [`crate::cells`]).
     pub support: Expr,
     /// Pairs used by a model (correlation, covariance, regression), for residual df.
     pub pairs: Option<Expr>,
-    /// For a sum or mean of a sensitive measure: its two largest contributions and its total.
-    pub dominance: Option<(Expr, Expr)>,
-    /// Which of the group's records the statistic is built from, as conditions on them (`None`:
-    /// all): its own FILTER, its arguments not NULL (a `count(x)` beside a `count(*)` would
-    /// otherwise reveal how many are NULL), and for sums and means the non-zero records (for a
-    /// rate, each class). Differencing is checked for each.
-    pub populations: Vec<Option<Expr>>,
-    /// What the statistic adds up over those records, so that only statistics of the same
-    /// quantity are differenced against each other.
-    pub measure: Measure,
+    /// For a sum or mean of a measure: its two largest contributions and its total.
+    pub magnitude: Option<(Expr, Expr)>,
+    /// The cell key of the statistic's records (when values are perturbed).
+    pub key: Option<Expr>,
+    /// For a mean of a measure: the records it averages over, and their cell key.
+    pub records: Option<(Expr, Expr)>,
     /// For sums and means of constants or classes: the classes it is released from.
     pub classes: Option<ClassStatistic>,
 }
 
-/// The quantity a statistic is built from: differences between two releases reveal something
-/// only when both are of the same quantity.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Measure {
-    /// Records: counts, sums of indicators, and the classes of a rate.
-    Records,
-    /// The sum of an expression (sums and means).
-    Sum(Expr),
-    /// Anything else (variances, models, minima…), by aggregate name and arguments.
-    Other(String, Vec<Expr>),
-}
-
-/// Whether sums and means of sensitive measures are checked for dominance.
+/// Whether trusts send what disclosure control needs beyond counts: the largest contributions
+/// (dominance, noise on sums) and cell keys (perturbation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dominance {
-    /// No dominance rule is in force.
+    /// Disclosure control needs neither.
     Off,
-    /// Checked: trusts send each group's two largest contributions.
+    /// Trusts send them: the coordinator proves its token.
     On,
-    /// A rule is in force but the coordinator has no token, so trusts would not send them.
+    /// They are needed but the coordinator has no token, so trusts would not send them.
     NoCredentials,
 }
 
@@ -111,8 +98,13 @@ pub struct Context<'a> {
     pub grouped_by_trust: bool,
     /// The query's own GROUP BY expressions.
     pub group_exprs: &'a [Expr],
-    /// Whether sums and means of sensitive measures get the dominance check.
+    /// Whether trusts send contributions and cell keys.
     pub dominance: Dominance,
+    /// Whether the dominance rules are in force (for sensitive measures).
+    pub dominance_rules: bool,
+    /// The columns whose values make a record's key (every column of each table of people read),
+    /// when values are perturbed.
+    pub key_columns: Option<Vec<Expr>>,
     /// The aggregate's input schema (for the nullability of arguments).
     pub input_schema: &'a DFSchema,
 }
@@ -274,7 +266,8 @@ impl Decomposition {
         Ok(())
     }
 
-    /// The hidden class counts disclosure control judges a statistic by (see [`crate::cells`]).
+    /// The hidden class counts (and cell keys) disclosure control judges a statistic by (see
+    /// [`crate::cells`]).
     fn protection(
         &mut self,
         ctx: &Context,
@@ -283,7 +276,8 @@ impl Decomposition {
         filter: Option<Box<Expr>>,
         shape: &StatisticShape,
     ) -> Result<Protection> {
-        // One count per class of records the statistic is built from.
+        let perturbed = ctx.key_columns.is_some();
+        // One count (and key) per class of records the statistic is built from.
         let populations = shape
             .classes
             .iter()
@@ -293,26 +287,41 @@ impl Decomposition {
             })
             .collect::<Vec<_>>();
         let mut counts = Vec::new();
+        let mut keys = Vec::new();
         for population in &populations {
-            let rows = self.partial(ctx.call("count", vec![lit(1i64)], false, population.clone().map(Box::new))?);
-            counts.push(self.merge(ctx.call("sum", vec![rows], false, None)?));
+            counts.push(self.records(ctx, population)?);
+            if perturbed {
+                keys.push(self.cell_key(ctx, population)?);
+            }
         }
         // The support is the smallest class.
         let mut support = counts.first().cloned().unwrap_or_else(|| lit(0i64));
         for count in counts.iter().skip(1) {
             support = when(count.clone().lt(support.clone()), count.clone()).otherwise(support)?;
         }
-        let sensitive_arg = match &shape.kind {
-            StatisticKind::Magnitude { sensitive: Some(_) } | StatisticKind::Moments { sensitive: Some(_) } => {
-                args.first()
+        let sensitive = ctx.dominance_rules
+            && matches!(
+                shape.kind,
+                StatisticKind::Magnitude { sensitive: Some(_) } | StatisticKind::Moments { sensitive: Some(_) }
+            );
+        let magnitude = match (&shape.kind, args) {
+            (StatisticKind::Magnitude { .. }, [arg]) if perturbed || sensitive => {
+                Some(self.contributions(ctx, name, arg, filter.clone())?)
+            }
+            (StatisticKind::Moments { .. }, [arg, ..]) if sensitive => {
+                Some(self.contributions(ctx, name, arg, filter.clone())?)
             }
             _ => None,
         };
-        let dominance = match sensitive_arg {
-            Some(arg) => self.dominance(ctx, name, arg, filter.clone())?,
-            None => None,
+        let mean = name == "avg" && matches!(shape.kind, StatisticKind::Magnitude { .. });
+        let records = match (mean && perturbed, args) {
+            (true, [arg]) => {
+                let population = conjunction(filter.iter().map(|f| (**f).clone()).chain([arg.clone().is_not_null()]));
+                Some((self.records(ctx, &population)?, self.cell_key(ctx, &population)?))
+            }
+            _ => None,
         };
-        let kind = match (&shape.kind, &dominance) {
+        let kind = match (&shape.kind, &magnitude) {
             (_, Some(_)) => ProtectKind::Magnitude,
             (StatisticKind::Count, _) => ProtectKind::Count,
             (StatisticKind::Model, _) => ProtectKind::Model,
@@ -322,71 +331,99 @@ impl Decomposition {
             StatisticKind::Classes { values, mean } => Some(ClassStatistic {
                 values: values.clone(),
                 counts: counts.clone(),
+                keys: keys.clone(),
                 mean: *mean,
             }),
             _ => None,
         };
-        let measure = match (&shape.kind, args) {
-            (StatisticKind::Count | StatisticKind::Classes { .. }, _) => Measure::Records,
-            (StatisticKind::Magnitude { .. }, [arg]) => Measure::Sum(arg.clone()),
-            _ => Measure::Other(
-                Statistic::of_aggregate(name).map_or(name, |_| "moments").to_string(),
-                args.to_vec(),
-            ),
-        };
         Ok(Protection {
             kind,
+            judged: Judged {
+                perturbed,
+                sensitive,
+                mean: mean && magnitude.is_some(),
+                scaled: !matches!(shape.kind, StatisticKind::Magnitude { .. }),
+            },
             pairs: (kind == ProtectKind::Model).then(|| support.clone()),
             support,
-            dominance,
-            populations,
-            measure,
+            magnitude,
+            key: keys.into_iter().next(),
+            records,
             classes,
         })
     }
 
-    /// The two largest contributions and the total of a sum or mean of a sensitive measure.
-    fn dominance(
+    /// The merged number of records meeting `population` (all: `None`).
+    fn records(&mut self, ctx: &Context, population: &Option<Expr>) -> Result<Expr> {
+        let rows = self.partial(ctx.call("count", vec![lit(1i64)], false, population.clone().map(Box::new))?);
+        Ok(self.merge(ctx.call("sum", vec![rows], false, None)?))
+    }
+
+    /// The merged cell key of the records meeting `population`.
+    fn cell_key(&mut self, ctx: &Context, population: &Option<Expr>) -> Result<Expr> {
+        if ctx.dominance == Dominance::NoCredentials {
+            return Err(unsupported(
+                "perturbation needs each cell's key, which trusts send only to an authenticated coordinator: set \
+                 coordinator_token in [federation] of federation.toml",
+            ));
+        }
+        let columns = ctx
+            .key_columns
+            .clone()
+            .ok_or_else(|| DataFusionError::Internal("no record-key columns".into()))?;
+        let key = self.partial(Expr::AggregateFunction(AggregateFunction::new_udf(
+            CellKey::udaf(None),
+            columns,
+            false,
+            population.clone().map(Box::new),
+            vec![],
+            None,
+        )));
+        Ok(self.merge(Expr::AggregateFunction(AggregateFunction::new_udf(
+            CellKey::merge_udaf(),
+            vec![key],
+            false,
+            None,
+            vec![],
+            None,
+        ))))
+    }
+
+    /// The two largest contributions and the total of a sum or mean of a measure.
+    fn contributions(
         &mut self,
         ctx: &Context,
         name: &str,
         arg: &Expr,
         filter: Option<Box<Expr>>,
-    ) -> Result<Option<(Expr, Expr)>> {
-        let Some(measure) = arg.column_refs().into_iter().find(|c| ctx.sensitive.contains(&c.name)) else {
-            return Ok(None);
-        };
-        match ctx.dominance {
-            Dominance::Off => Ok(None),
-            Dominance::NoCredentials => Err(unsupported(format!(
-                "{name}({measure}) needs the dominance check ({measure} is a sensitive measure), and trusts send \
-                 the largest contributions only to an authenticated coordinator: set coordinator_token in \
-                 [federation] of federation.toml",
-                measure = measure.name
-            ))),
-            Dominance::On => {
-                let top2 = Expr::AggregateFunction(AggregateFunction::new_udf(
-                    Top2::udaf(),
-                    vec![arg.clone()],
-                    false,
-                    filter.clone(),
-                    vec![],
-                    None,
-                ));
-                let top2 = self.partial(top2);
-                let top2 = self.merge(Expr::AggregateFunction(AggregateFunction::new_udf(
-                    Top2::udaf(),
-                    vec![top2],
-                    false,
-                    None,
-                    vec![],
-                    None,
-                )));
-                let total = self.partial(ctx.call("sum", vec![arg.clone()], false, filter)?);
-                let total = self.merge(ctx.call("sum", vec![total], false, None)?);
-                Ok(Some((top2, total)))
-            }
+    ) -> Result<(Expr, Expr)> {
+        if ctx.dominance == Dominance::NoCredentials {
+            return Err(unsupported(format!(
+                "{name}({arg}) needs its largest contributions (for the dominance rules and the noise on sums), and \
+                 trusts send them only to an authenticated coordinator: set coordinator_token in [federation] of \
+                 federation.toml"
+            )));
         }
+        let top2 = Expr::AggregateFunction(AggregateFunction::new_udf(
+            Top2::udaf(),
+            vec![arg.clone()],
+            false,
+            filter.clone(),
+            vec![],
+            None,
+        ));
+        let top2 = self.partial(top2);
+        let top2 = self.merge(Expr::AggregateFunction(AggregateFunction::new_udf(
+            Top2::udaf(),
+            vec![top2],
+            false,
+            None,
+            vec![],
+            None,
+        )));
+        let total = self.partial(ctx.call("sum", vec![arg.clone()], false, filter)?);
+        let total = self.merge(ctx.call("sum", vec![total], false, None)?);
+        Ok((top2, total))
     }
 
     /// Second moments: each trust sends count, means and co-moments; the centre merges them exactly.

@@ -10,10 +10,11 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{cast, lit, Aggregate, Expr, Filter, LogicalPlan, Projection, ScalarUDF};
 
-use super::decompose::{Decomposition, Measure, Protection};
-use super::population::population;
-use super::rewrite::{Rewriter, Tracked, Variant};
-use crate::disclosure::{CellGuard, DisclosureConfig, Ledger, ProtectKind, ProtectUdf};
+use datafusion::functions::math::expr_fn::round;
+
+use super::decompose::{Decomposition, Protection};
+use super::rewrite::Rewriter;
+use crate::disclosure::{DisclosureConfig, Judged, Ledger, ProtectKind, ProtectUdf};
 
 impl Rewriter<'_> {
     /// The central merge over the partial answers, shaped exactly like the original aggregate.
@@ -41,6 +42,7 @@ impl Rewriter<'_> {
                 let rows = parts.rows.ok_or_else(|| {
                     DataFusionError::Internal("the rows of a protected aggregate are not counted".into())
                 })?;
+                ledger.about_people.store(true, std::sync::atomic::Ordering::Relaxed);
                 let kept = Filter::try_new(rows.gt_eq(lit(config.threshold as i64)), Arc::new(merged))?;
                 let finals = parts
                     .finals
@@ -50,7 +52,7 @@ impl Rewriter<'_> {
                         let protection = protection.ok_or_else(|| {
                             DataFusionError::Internal("a protected aggregate's statistic has no protection".into())
                         })?;
-                        self.protect(aggregate, value, protection, config, ledger, &group_cols)
+                        self.protect(value, protection, config, ledger)
                     })
                     .collect::<Result<Vec<_>>>()?;
                 (LogicalPlan::Filter(kept), finals)
@@ -61,6 +63,11 @@ impl Rewriter<'_> {
         let projection = outputs
             .zip(aggregate.schema.iter())
             .map(|(expr, (qualifier, field))| {
+                // A perturbed sum of whole numbers is rounded back to a whole number.
+                let expr = match field.data_type().is_integer() {
+                    true => round(vec![expr]),
+                    false => expr,
+                };
                 cast(expr, field.data_type().clone()).alias_qualified(qualifier.cloned(), field.name())
             })
             .collect::<Vec<_>>();
@@ -72,39 +79,26 @@ impl Rewriter<'_> {
 
     /// One statistic's released value: its protecting function over the merged value and the
     /// hidden columns it is judged by.
-    fn protect(
-        &self,
-        aggregate: &Aggregate,
-        value: Expr,
-        p: Protection,
-        config: &DisclosureConfig,
-        ledger: &Arc<Ledger>,
-        group_cols: &[Expr],
-    ) -> Result<Expr> {
-        let guards = self.guards(aggregate, &p.populations, &p.measure)?;
-        let call = |kind, guards: Vec<Arc<CellGuard>>, args: Vec<Expr>| {
-            let keys = if guards.is_empty() {
-                Vec::new()
-            } else {
-                group_cols.to_vec()
-            };
-            let udf = ScalarUDF::from(ProtectUdf::new(kind, config, ledger.clone()).with_guards(guards));
-            Expr::ScalarFunction(ScalarFunction::new_udf(
-                Arc::new(udf),
-                args.into_iter().chain(keys).collect(),
-            ))
+    fn protect(&self, value: Expr, p: Protection, config: &DisclosureConfig, ledger: &Arc<Ledger>) -> Result<Expr> {
+        let call = |kind, judged, args: Vec<Expr>| {
+            let udf = ScalarUDF::from(ProtectUdf::new(kind, judged, config, ledger.clone()));
+            Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(udf), args))
         };
         if let Some(classes) = p.classes {
             // A sum or mean of classes is released from each class's protected count, so a
             // count in disguise (`sum(3)`, a sum of an indicator) is protected as the count it is.
+            let judged = Judged {
+                perturbed: !classes.keys.is_empty(),
+                ..Judged::default()
+            };
             let mut total = lit(0.0f64);
             let mut records = lit(0.0f64);
             for (k, (v, count)) in classes.values.iter().zip(classes.counts).enumerate() {
-                let guard = guards.get(k).cloned().into_iter().collect();
-                let protected = cast(
-                    call(ProtectKind::Count, guard, vec![count.clone(), count]),
-                    DataType::Float64,
-                );
+                let args = [count.clone(), count]
+                    .into_iter()
+                    .chain(classes.keys.get(k).cloned())
+                    .collect();
+                let protected = cast(call(ProtectKind::Count, judged, args), DataType::Float64);
                 total = total + lit(*v) * protected.clone();
                 records = records + protected;
             }
@@ -113,75 +107,10 @@ impl Rewriter<'_> {
         let args = std::iter::once(value)
             .chain(std::iter::once(p.support))
             .chain(p.pairs)
-            .chain(p.dominance.into_iter().flat_map(|(top2, total)| [top2, total]))
+            .chain(p.magnitude.into_iter().flat_map(|(top2, total)| [top2, total]))
+            .chain(p.key)
+            .chain(p.records.into_iter().flat_map(|(n, key)| [n, key]))
             .collect();
-        Ok(call(p.kind, guards, args))
-    }
-
-    /// The guards of a statistic of `aggregate` built from the records meeting each of
-    /// `conditions` (shared with other statistics built from the same records); none when the
-    /// aggregate's input is a join, which is not compared with other releases.
-    fn guards(
-        &self,
-        aggregate: &Aggregate,
-        conditions: &[Option<Expr>],
-        measure: &Measure,
-    ) -> Result<Vec<Arc<CellGuard>>> {
-        let (quantity, args) = match measure {
-            Measure::Records => ("records", Vec::new()),
-            Measure::Sum(arg) => ("sum", vec![arg.clone()]),
-            Measure::Other(name, args) => (name.as_str(), args.clone()),
-        };
-        // The quantity's arguments are written as SQL over the table like the conditions.
-        let how_many = conditions.len();
-        let exprs = conditions
-            .iter()
-            .cloned()
-            .chain(args.into_iter().map(Some))
-            .collect::<Vec<_>>();
-        let Some((population, mut conditions)) = population(&aggregate.input, &aggregate.group_expr, &exprs)? else {
-            return Ok(Vec::new());
-        };
-        let args = conditions.split_off(how_many);
-        let measure = match args.is_empty() {
-            true => quantity.to_string(),
-            false => format!(
-                "{quantity}({})",
-                args.into_iter().flatten().collect::<Vec<_>>().join(", ")
-            ),
-        };
-        let mut tracked = self.tracked.lock().unwrap_or_else(|p| p.into_inner());
-        let family = match tracked.iter().position(|t| t.population == population) {
-            Some(i) => i,
-            None => {
-                tracked.push(Tracked {
-                    population,
-                    variants: Vec::new(),
-                });
-                tracked.len() - 1
-            }
-        };
-        let variants = &mut tracked[family].variants;
-        let guards = conditions
-            .into_iter()
-            .map(|condition| {
-                match variants
-                    .iter()
-                    .find(|v| v.condition == condition && v.measure == measure)
-                {
-                    Some(known) => known.guard.clone(),
-                    None => {
-                        let guard = Arc::new(CellGuard::default());
-                        variants.push(Variant {
-                            condition,
-                            measure: measure.clone(),
-                            guard: guard.clone(),
-                        });
-                        guard
-                    }
-                }
-            })
-            .collect();
-        Ok(guards)
+        Ok(call(p.kind, p.judged, args))
     }
 }

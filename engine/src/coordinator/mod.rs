@@ -9,14 +9,11 @@
 
 pub mod config;
 pub mod decompose;
-mod differencing;
 mod merge;
-mod release_check;
-use release_check::Releases;
 pub mod moments;
 pub mod nodes;
-mod population;
 pub mod provenance;
+mod record_keys;
 pub mod rewrite;
 pub mod scan;
 
@@ -39,8 +36,7 @@ use tessera_schemas::{Catalog, Role};
 pub use config::{FederationConfig, OnNodeFailure};
 pub use provenance::Provenance;
 
-use crate::disclosure::{DisclosureConfig, Ledger, ReleaseLog};
-use rewrite::Tracked;
+use crate::disclosure::{DisclosureConfig, Ledger, Release, ReleaseLog};
 
 use std::path::PathBuf;
 
@@ -224,18 +220,8 @@ impl Coordinator {
     }
 
     /// Plans `sql`: the central plan with a [`FederatedScan`] wherever trusts are asked, and
-    /// disclosure control around every merged value (its counts go to `ledger`).
+    /// disclosure control around every merged value (what it did goes to `ledger`).
     pub async fn plan(&self, sql: &str, ledger: Arc<Ledger>) -> Result<LogicalPlan, QueryError> {
-        Ok(self.plan_tracked(sql, Some(ledger)).await?.0)
-    }
-
-    /// Plans `sql` and says which protected aggregates' cells are compared with earlier releases.
-    /// Without a ledger, nothing is protected (for the coordinator's own checks, never released).
-    async fn plan_tracked(
-        &self,
-        sql: &str,
-        ledger: Option<Arc<Ledger>>,
-    ) -> Result<(LogicalPlan, Vec<Tracked>), QueryError> {
         let state = self.ctx.state();
         let raw = state.create_logical_plan(sql).await?;
         let raw = match raw {
@@ -257,10 +243,12 @@ impl Coordinator {
         &self,
         state: &SessionState,
         plan: LogicalPlan,
-        ledger: Option<Arc<Ledger>>,
-    ) -> Result<(LogicalPlan, Vec<Tracked>), QueryError> {
+        ledger: Arc<Ledger>,
+    ) -> Result<LogicalPlan, QueryError> {
         let disclosure = &self.config.disclosure;
-        let protect = disclosure.is_on() && ledger.is_some();
+        let protect = disclosure.is_on();
+        // Trusts send contributions and cell keys only to a coordinator that proves its token.
+        let needs_trust = protect && (disclosure.checks_dominance() || disclosure.perturbs());
         let rewriter = Rewriter {
             state,
             federated: &self.federated,
@@ -270,20 +258,14 @@ impl Coordinator {
             sensitive: &self.sensitive,
             contracts: &self.contracts,
             request: self.request_info(),
-            disclosure: ledger.filter(|_| protect).map(|ledger| (disclosure, ledger)),
-            dominance: match (
-                protect && disclosure.checks_dominance(),
-                &self.config.federation.coordinator_token,
-            ) {
+            disclosure: protect.then_some((disclosure, ledger)),
+            dominance: match (needs_trust, &self.config.federation.coordinator_token) {
                 (false, _) => Dominance::Off,
                 (true, Some(_)) => Dominance::On,
                 (true, None) => Dominance::NoCredentials,
             },
-            tracked: Default::default(),
         };
-        let plan = rewriter.federate(plan)?;
-        let tracked = rewriter.tracked.into_inner().unwrap_or_else(|p| p.into_inner());
-        Ok((plan, tracked))
+        Ok(rewriter.federate(plan)?)
     }
 
     /// Whether `sql` is an EXPLAIN statement.
@@ -329,28 +311,37 @@ impl Coordinator {
     pub async fn prepare(&self, sql: &str) -> Result<PreparedQuery, QueryError> {
         let started = Instant::now();
         let ledger = Arc::new(Ledger::default());
-        let (plan, tracked) = self.plan_tracked(sql, Some(ledger.clone())).await?;
+        let plan = self.plan(sql, ledger.clone()).await?;
         let physical = self.ctx.state().create_physical_plan(&plan).await?;
-        let lock = match (&self.release_log, tracked.is_empty()) {
-            (Some(log), false) => Some(log.lock().await.map_err(|message| QueryError {
+        let log = self
+            .release_log
+            .clone()
+            .filter(|_| ledger.about_people.load(Ordering::Relaxed));
+        if let Some(log) = &log {
+            let budget = self.config.disclosure.question_budget;
+            let asked = log.count().map_err(|message| QueryError {
                 kind: ErrorKind::Query,
-                message,
-            })?),
-            _ => None,
-        };
-        let earlier = self.check_releases(&tracked, &ledger).await?;
+                message: format!("{message} (results are released only once logged)"),
+            })?;
+            if budget > 0 && asked >= budget {
+                return Err(QueryError {
+                    kind: ErrorKind::Query,
+                    message: format!(
+                        "project {} has had its {budget} results (the question budget, [disclosure] question_budget); \
+                         ask the federation's data-access team to review and extend it",
+                        self.config.federation.project
+                    ),
+                });
+            }
+        }
         Ok(PreparedQuery {
             physical,
             task: self.ctx.task_ctx(),
             started,
             ledger,
             disclosure: self.config.disclosure.clone(),
-            releases: self.release_log.clone().map(|log| Releases {
-                log,
-                tracked,
-                earlier,
-                _lock: lock,
-            }),
+            log,
+            sql: sql.to_string(),
         })
     }
 }
@@ -383,7 +374,9 @@ pub struct PreparedQuery {
     started: Instant,
     ledger: Arc<Ledger>,
     disclosure: DisclosureConfig,
-    releases: Option<Releases>,
+    /// Where a result about people is logged before it is returned.
+    log: Option<ReleaseLog>,
+    sql: String,
 }
 
 impl PreparedQuery {
@@ -399,8 +392,8 @@ impl PreparedQuery {
         let batches = collect(self.physical.clone(), self.task).await;
         let provenance = provenance_of(&self.physical);
         let batches = batches?;
-        if let Some(releases) = &self.releases {
-            releases.record(&provenance)?;
+        if let Some(log) = &self.log {
+            record_release(log, &self.sql, &self.physical, &provenance)?;
         }
         let disclosure = self.ledger.summary(&self.disclosure);
         // The result says what was done to it wherever it goes (Arrow and Parquet files, Flight).
@@ -470,4 +463,34 @@ fn chrono_like_millis() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or_default()
+}
+
+/// Logs a released result about people; a result that cannot be logged is not returned, and
+/// neither is a partial one (it could be subtracted from a complete answer to the same question).
+fn record_release(
+    log: &ReleaseLog,
+    sql: &str,
+    physical: &Arc<dyn ExecutionPlan>,
+    provenance: &Provenance,
+) -> Result<(), QueryError> {
+    if let Some(failure) = failure_of(provenance) {
+        return Err(QueryError {
+            kind: ErrorKind::Connection,
+            message: format!(
+                "{failure}; with disclosure control on, a partial answer about people is not released (it could be \
+                 subtracted from a complete one). Retry when every trust answers"
+            ),
+        });
+    }
+    let scans = federated_scans(physical);
+    let release = Release {
+        time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        query_id: scans.first().map(|s| s.query_id().to_string()).unwrap_or_default(),
+        sql: sql.to_string(),
+        fragments: scans.iter().map(|s| s.sql().to_string()).collect(),
+    };
+    log.append(&release).map_err(|message| QueryError {
+        kind: ErrorKind::Query,
+        message: format!("{message} (a result is returned only once its release is logged)"),
+    })
 }

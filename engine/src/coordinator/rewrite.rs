@@ -27,13 +27,12 @@ use datafusion::logical_expr::{
 use datafusion::sql::unparser::Unparser;
 
 use super::decompose::{Context, Decomposition, Dominance};
-use super::population::Population;
+use super::record_keys::with_record_columns;
 use super::scan::FederatedScan;
 use crate::cells::{CellRules, Origin};
-use crate::disclosure::{CellGuard, DisclosureConfig, Ledger};
+use crate::disclosure::{DisclosureConfig, Ledger};
 use crate::expr_util::aggregate_call;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use tessera_schemas::Contract;
 
 /// The column every contract table uses for the trust's ODS code.
@@ -62,28 +61,8 @@ pub struct Rewriter<'a> {
     pub request: RequestInfo,
     /// Disclosure rules and the query's ledger; `None` when disclosure control is off.
     pub disclosure: Option<(&'a DisclosureConfig, Arc<Ledger>)>,
-    /// Whether sums and means of sensitive measures are checked for dominance.
+    /// Whether trusts will send contributions and cell keys.
     pub dominance: Dominance,
-    /// Protected aggregates whose cells are compared with earlier releases, filled by the rewrite.
-    pub tracked: Mutex<Vec<Tracked>>,
-}
-
-/// A protected aggregate's cells: their population, and per set of records its statistics are
-/// built from (a variant), the guard those statistics' protecting functions share.
-#[derive(Debug, Clone)]
-pub struct Tracked {
-    pub population: Population,
-    pub variants: Vec<Variant>,
-}
-
-/// The cells of the statistics of quantity `measure` built from the records meeting `condition`.
-#[derive(Debug, Clone)]
-pub struct Variant {
-    pub condition: Option<String>,
-    /// E.g. `records`, `sum(los_days)`, `moments(los_days)`: only variants of the same quantity
-    /// are differenced against each other.
-    pub measure: String,
-    pub guard: Arc<CellGuard>,
 }
 
 /// What an aggregate's input reads.
@@ -153,15 +132,6 @@ impl Rewriter<'_> {
             .group_expr
             .iter()
             .any(|e| matches!(e, Expr::Column(c) if c.name == TRUST_COLUMN));
-        let ctx = Context {
-            state: self.state,
-            identifiers: self.identifiers,
-            sensitive: self.sensitive,
-            grouped_by_trust,
-            group_exprs: &aggregate.group_expr,
-            dominance: self.dominance,
-            input_schema: aggregate.input.schema(),
-        };
         // Disclosure control protects statistics about people; organisational data (workforce and
         // finance returns) has no records of persons to protect.
         let about_people = tables.iter().any(|t| self.person_tables.contains(t));
@@ -170,6 +140,27 @@ impl Rewriter<'_> {
                 .check(&aggregate)
                 .map_err(|refusal| plan_error(refusal.reason))?,
             _ => None,
+        };
+        // Perturbation needs every record's whole row at the aggregate (for its key).
+        let perturbs = cells.is_some() && self.disclosure.as_ref().is_some_and(|(c, _)| c.perturbs());
+        let (aggregate, key_columns) = match perturbs {
+            true => {
+                let (input, keys) = with_record_columns(Arc::unwrap_or_clone(aggregate.input), self.person_tables)?;
+                let widened = Aggregate::try_new(Arc::new(input), aggregate.group_expr, aggregate.aggr_expr)?;
+                (widened, Some(keys))
+            }
+            false => (aggregate, None),
+        };
+        let ctx = Context {
+            state: self.state,
+            identifiers: self.identifiers,
+            sensitive: self.sensitive,
+            grouped_by_trust,
+            group_exprs: &aggregate.group_expr,
+            dominance: self.dominance,
+            dominance_rules: self.disclosure.as_ref().is_some_and(|(c, _)| c.checks_dominance()),
+            key_columns,
+            input_schema: aggregate.input.schema(),
         };
         let mut parts = Decomposition::default();
         if cells.is_some() {

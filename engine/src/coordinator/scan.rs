@@ -127,6 +127,11 @@ impl FederatedScanExec {
         &self.scan.sql
     }
 
+    /// The query id every trust's audit line records.
+    pub fn query_id(&self) -> &str {
+        &self.scan.query_id
+    }
+
     /// Each trust's outcome, by name, once the scan has run.
     pub fn outcomes(&self) -> Vec<(String, Option<NodeOutcome>)> {
         let outcomes = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());

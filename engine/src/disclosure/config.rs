@@ -25,6 +25,17 @@ pub enum Zeros {
     Release,
 }
 
+/// How released values are perturbed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Perturbation {
+    /// The cell key method: the same records always get the same noise.
+    #[default]
+    CellKey,
+    /// No noise (threshold, dominance and rounding only).
+    Off,
+}
+
 /// The disclosure rules of a federation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -47,6 +58,19 @@ pub struct DisclosureConfig {
     /// share of the largest (the second-largest contributor could estimate the largest to within p).
     /// 0: off.
     pub p_percent: f64,
+    /// Perturbation of released values (default: the cell key method).
+    pub perturbation: Perturbation,
+    /// Largest change to a count (the ptable's D); counts near the threshold change less, so
+    /// that no count below it is ever shown.
+    pub noise_max: u32,
+    /// Share of counts left unchanged (the ptable's p_stay).
+    pub noise_stay: f64,
+    /// Scale of the noise on magnitudes, as a share of the largest contribution (sums), or of the
+    /// value at `threshold` records (variances and models; smaller with more records).
+    pub noise_magnitude: f64,
+    /// Most results a project may be given (0: no limit): averaging over many different
+    /// questions is the cell key method's residual risk.
+    pub question_budget: u64,
     /// The project's release log (default: `~/.local/share/tessera/releases/<project>.jsonl`).
     /// Relative paths are relative to `federation.toml`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -59,12 +83,17 @@ impl Default for DisclosureConfig {
             mode: Mode::On,
             allow_unsafe_output: false,
             threshold: 10,
-            round_to: 5,
+            round_to: 1,
             redact_at_or_below: 0,
             zeros: Zeros::Suppress,
             min_residual_df: 10,
             nk_k: 0.9,
             p_percent: 0.10,
+            perturbation: Perturbation::CellKey,
+            noise_max: 3,
+            noise_stay: 0.5,
+            noise_magnitude: 0.1,
+            question_budget: 5_000,
             release_log: None,
         }
     }
@@ -109,7 +138,30 @@ impl DisclosureConfig {
                 self.p_percent
             ));
         }
+        if !(1..=100).contains(&self.noise_max) {
+            return Err(format!(
+                "[disclosure] noise_max: must be from 1 to 100, not {}",
+                self.noise_max
+            ));
+        }
+        if !(0.0..1.0).contains(&self.noise_stay) {
+            return Err(format!(
+                "[disclosure] noise_stay: must be a share from 0 to below 1, e.g. 0.5, not {}",
+                self.noise_stay
+            ));
+        }
+        if !(self.noise_magnitude > 0.0 && self.noise_magnitude <= 1.0) {
+            return Err(format!(
+                "[disclosure] noise_magnitude: must be above 0 and at most 1, e.g. 0.1, not {}",
+                self.noise_magnitude
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether released values are perturbed by the cell key method.
+    pub fn perturbs(&self) -> bool {
+        self.is_on() && self.perturbation == Perturbation::CellKey
     }
 
     /// Whether rules run.

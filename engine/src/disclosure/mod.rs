@@ -2,28 +2,29 @@
 //! merged, so no operator above (HAVING, ORDER BY, LIMIT, joins, windows) and no output path ever
 //! sees an unprotected value.
 //!
-//! Rules in force (configured in `[disclosure]` of `federation.toml`):
-//! - **threshold**: a cell whose support (records contributing) is below `threshold` is NULL, for
-//!   every statistic;
-//! - **rounding**: released counts are rounded to the nearest `round_to` (default 5); with
-//!   `redact_at_or_below = 7` counts of 7 or fewer are NULL first (OpenSAFELY style);
-//! - **zeros**: a zero count is suppressed (default) or released (`zeros = "release"`);
-//! - **models**: correlation, covariance and regression need residual degrees of freedom
-//!   (n - 2) of at least `min_residual_df`;
+//! Rules in force (configured in `[disclosure]` of `federation.toml`), on top of the cell model
+//! of [`crate::cells`]:
+//! - **threshold**: a group of fewer than `threshold` records is not released at all; a
+//!   statistic with a class of fewer records is NULL;
 //! - **dominance**: a sum or mean of a sensitive measure is NULL when its two largest
 //!   contributions are more than `nk_k` of the total (NK rule, n = 2), or when the rest is less
 //!   than `p_percent` of the largest (p-percent rule). The contributions come from
 //!   [`top2::Top2`], which trusts answer only to their authenticated coordinator;
-//! - **differencing**: a cell that, with cells released earlier in the project (the
-//!   [`releases::ReleaseLog`]) or by the same query, would leave a small group is NULL (see
-//!   `coordinator::differencing`).
+//! - **models**: correlation, covariance and regression need `min_residual_df` residual df;
+//! - **perturbation** by the cell key method ([`cell_key`], [`perturb`]): the same records always
+//!   get the same noise; then optional redaction and rounding of counts;
+//! - **release log and budget** ([`releases`]): each result about people is logged, and a
+//!   project gets at most `question_budget` of them.
 
+pub mod cell_key;
 pub mod config;
+pub mod perturb;
 mod protect;
 pub mod releases;
 pub mod top2;
 
-pub use config::{DisclosureConfig, Mode, Zeros};
-pub use protect::{Ledger, ProtectKind, ProtectUdf};
-pub use releases::{CellGuard, Release, ReleaseLog};
+pub use cell_key::{CellKey, RecordKeySecret, CELL_KEY, KEY_SUM};
+pub use config::{DisclosureConfig, Mode, Perturbation, Zeros};
+pub use protect::{Judged, Ledger, ProtectKind, ProtectUdf};
+pub use releases::{Release, ReleaseLog};
 pub use top2::{Top2, TOP2};

@@ -255,11 +255,25 @@ pub fn check_aggregate_expr(
     for f in aggregates {
         let name = f.func.name().to_string();
         let contributions = name == crate::disclosure::TOP2;
+        let keys = name == crate::disclosure::CELL_KEY;
         if contributions && !coordinator {
             return Err(Refusal::new(format!(
                 "{name}() returns individual values and is answered only to this trust's coordinator \
                  (the request carried no valid coordinator token)"
             )));
+        }
+        if keys && !coordinator {
+            return Err(Refusal::new(format!(
+                "{name}() returns the keys of cells, with which perturbation could be undone, and is answered only \
+                 to this trust's coordinator (the request carried no valid coordinator token)"
+            )));
+        }
+        if keys {
+            // Its arguments are whole rows, identifiers included; the cell rules check they are.
+            if let Some(filter) = &f.params.filter {
+                check_uses(filter, resolve)?;
+            }
+            continue;
         }
         if !contributions && !policy.aggregate_functions.contains(&name) {
             let allowed = policy

@@ -53,6 +53,12 @@ impl TrustNode {
         let memory = (config.node.memory_limit_mb > 0).then(|| config.node.memory_limit_mb as usize * 1024 * 1024);
         let ctx = tessera_engine::session::new_session(memory).map_err(|e| StartError(e.strip_backtrace()))?;
         ctx.register_udaf(Top2::udaf().as_ref().clone());
+        let secret = config
+            .access
+            .record_key_secret
+            .as_deref()
+            .and_then(tessera_engine::disclosure::RecordKeySecret::from_hex);
+        ctx.register_udaf(tessera_engine::disclosure::CellKey::udaf(secret).as_ref().clone());
         let tables = crate::tables::register_all(&ctx, config, catalog)
             .await
             .map_err(|e| StartError(e.to_string()))?;
