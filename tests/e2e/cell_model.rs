@@ -121,6 +121,8 @@ async fn keys_and_conditions_outside_public_domains_are_refused() {
         ("columns compared with each other", "SELECT count(*) FROM apc_episodes WHERE discharge_date = admission_date", "each must be about one column"),
         ("a volatile function", "SELECT count(*) FROM apc_episodes WHERE random() < 0.5", "volatile"),
         ("a cross join with a public table", "SELECT count(*) FROM apc_episodes, ref_unit_costs", "whole key"),
+        ("a join on part of a public key", "SELECT count(*) FROM apc_episodes a JOIN ref_unit_costs r ON a.treatment_specialty = r.treatment_specialty", "whole key"),
+        ("a join with organisational rows", "SELECT count(*) FROM apc_episodes a JOIN workforce_finance_monthly w ON a.provider_code = w.provider_code", "row by row"),
     ] {
         let message = refusal(&c, sql).await;
         assert!(message.contains(says), "{attack}: {sql}\n  said: {message}");

@@ -48,6 +48,11 @@ async fn the_same_records_get_the_same_noise_however_asked() {
          ON a.treatment_specialty = r.treatment_specialty AND a.patient_class = r.patient_class WHERE a.sex = 'F' GROUP BY 1",
     ];
     let first = cells(&fed.coordinator, spellings[0]).await;
+    let result = fed.coordinator.query(spellings[0]).await.unwrap();
+    assert_eq!(
+        result.schema.field(1).metadata().get(tessera_engine::coordinator::STATUS_METADATA),
+        Some(&"perturbed".to_string())
+    );
     assert!(first.len() >= 5, "{first:?}");
     for sql in &spellings[1..] {
         assert_eq!(cells(&fed.coordinator, sql).await, first, "{sql}");

@@ -342,6 +342,11 @@ impl<'a> CellRules<'a> {
                         contract.key.join(", ")
                     )));
                 }
+            } else if contract.identifiers().next().is_none() {
+                return Err(Refusal::new(format!(
+                    "records of people cannot be joined with {table} row by row: its rows could meet a record more \
+                     than once. Aggregate each table and join the aggregates (e.g. in CTEs)"
+                )));
             } else if let Some(id) = contract.identifiers().next() {
                 if person_scans > 1 && !on.contains(&id.name) {
                     return Err(Refusal::new(format!(

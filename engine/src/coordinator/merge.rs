@@ -2,9 +2,11 @@
 //! value: rows of too few records are dropped (labels included) before anything else sees them,
 //! and every statistic of a kept row passes its protecting function.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
+use datafusion::common::metadata::FieldMetadata;
 use datafusion::common::Column;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::expr::ScalarFunction;
@@ -15,6 +17,9 @@ use datafusion::functions::math::expr_fn::round;
 use super::decompose::{Decomposition, Protection};
 use super::rewrite::Rewriter;
 use crate::disclosure::{DisclosureConfig, Judged, Ledger, ProtectKind, ProtectUdf};
+
+/// Field metadata key of a released statistic's status: `perturbed`, `rounded` or `exact`.
+pub const STATUS_METADATA: &str = "tessera.status";
 
 impl Rewriter<'_> {
     /// The central merge over the partial answers, shaped exactly like the original aggregate.
@@ -35,6 +40,17 @@ impl Rewriter<'_> {
             .map(|(k, e)| e.alias(format!("m{k}")))
             .collect::<Vec<_>>();
         let merged = LogicalPlan::Aggregate(Aggregate::try_new(Arc::new(scan), group_cols.clone(), merges)?);
+        // Each released statistic says how it was released (`tessera.status`), for clients to mark.
+        let status = self.disclosure.as_ref().filter(|_| protect).map(|(config, _)| {
+            let kinds = parts.protections.iter().map(|p| p.as_ref().map(|p| p.kind));
+            kinds
+                .map(|kind| match kind {
+                    _ if config.perturbs() => "perturbed",
+                    Some(ProtectKind::Count) if config.round_to > 1 => "rounded",
+                    _ => "exact",
+                })
+                .collect::<Vec<_>>()
+        });
         let (input, finals) = match self.disclosure.as_ref().filter(|_| protect) {
             Some((config, ledger)) => {
                 // A row of fewer than `threshold` records is not released at all, labels included:
@@ -59,16 +75,25 @@ impl Rewriter<'_> {
             }
             None => (merged, parts.finals),
         };
+        let groups = group_cols.len();
         let outputs = group_cols.into_iter().chain(finals);
         let projection = outputs
             .zip(aggregate.schema.iter())
-            .map(|(expr, (qualifier, field))| {
+            .enumerate()
+            .map(|(i, (expr, (qualifier, field)))| {
                 // A perturbed sum of whole numbers is rounded back to a whole number.
                 let expr = match field.data_type().is_integer() {
                     true => round(vec![expr]),
                     false => expr,
                 };
-                cast(expr, field.data_type().clone()).alias_qualified(qualifier.cloned(), field.name())
+                let metadata = i.checked_sub(groups).and_then(|k| status.as_ref()?.get(k)).map(|s| {
+                    FieldMetadata::from(BTreeMap::from([(STATUS_METADATA.to_string(), s.to_string())]))
+                });
+                cast(expr, field.data_type().clone()).alias_qualified_with_metadata(
+                    qualifier.cloned(),
+                    field.name(),
+                    metadata,
+                )
             })
             .collect::<Vec<_>>();
         Ok(LogicalPlan::Projection(Projection::try_new(

@@ -34,6 +34,7 @@ use datafusion::prelude::SessionContext;
 use tessera_schemas::{Catalog, Role};
 
 pub use config::{FederationConfig, OnNodeFailure};
+pub use merge::STATUS_METADATA;
 pub use provenance::Provenance;
 
 use crate::disclosure::{DisclosureConfig, Ledger, Release, ReleaseLog};
