@@ -77,7 +77,9 @@ fn rows(batches: &[datafusion::arrow::array::RecordBatch]) -> Vec<Row> {
             for column in columns {
                 if column.data_type().is_numeric() {
                     let numbers = cast(column, &DataType::Float64).expect("numbers cast to Float64");
-                    let numbers = numbers.as_any().downcast_ref::<datafusion::arrow::array::PrimitiveArray<Float64Type>>();
+                    let numbers = numbers
+                        .as_any()
+                        .downcast_ref::<datafusion::arrow::array::PrimitiveArray<Float64Type>>();
                     values.push(numbers.filter(|n| !n.is_null(i)).map(|n| n.value(i)));
                 } else {
                     let text = cast(column, &DataType::Utf8).expect("labels cast to text");

@@ -136,7 +136,7 @@ async fn attacks_needing_raw_values_or_identifiers_are_refused() {
         (
             "values listed by string_agg",
             "SELECT string_agg(CAST(cost_gbp AS VARCHAR), ',') FROM apc_episodes",
-            "is not a statistic Tessera can protect",
+            "is not something Tessera can protect inside a statistic",
         ),
         (
             "a sub-query singling out people",

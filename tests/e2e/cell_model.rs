@@ -121,6 +121,14 @@ async fn keys_and_conditions_outside_public_domains_are_refused() {
         ("columns compared with each other", "SELECT count(*) FROM apc_episodes WHERE discharge_date = admission_date", "each must be about one column"),
         ("a volatile function", "SELECT count(*) FROM apc_episodes WHERE random() < 0.5", "volatile"),
         ("a cross join with a public table", "SELECT count(*) FROM apc_episodes, ref_unit_costs", "whole key"),
+        ("a cast that fails on one record's cost", "SELECT sum(CAST(cost_gbp AS DECIMAL(3,2))) FROM apc_episodes WHERE age_band = '18-29'", "could fail on a record"),
+        ("a cast that fails on an identifier", "SELECT count(CAST(person_id AS INT)) FROM apc_episodes WHERE age_band = '18-29'", "could fail on a record"),
+        ("a key that fails only if a diagnosis is present", "SELECT CAST(CASE WHEN primary_diagnosis = 'R69' THEN primary_diagnosis ELSE '0' END AS INT), count(*) FROM apc_episodes GROUP BY 1", "could fail on a record"),
+        ("text compared with a number", "SELECT count(*) FROM apc_episodes WHERE primary_diagnosis = 5", "different kinds"),
+        ("a rounding cast drawing a new band edge", "SELECT count(*) FROM apc_episodes WHERE CAST(cost_gbp AS DECIMAL(10,0)) < 1000", "could fail on a record"),
+        ("a measure compared as text", "SELECT count(*) FROM apc_episodes WHERE CAST(los_days AS VARCHAR) < '2'", "public bands"),
+        ("a narrowing TRY_CAST drawing a new edge", "SELECT count(*) FROM apc_episodes WHERE TRY_CAST(cost_gbp AS SMALLINT) IS NULL", "public bands"),
+        ("one day of a timestamp after the last day of a month", "SELECT count(*) FROM ec_attendances WHERE arrival_time > DATE '2024-01-31'", "by month or coarser"),
         ("a join on part of a public key", "SELECT count(*) FROM apc_episodes a JOIN ref_unit_costs r ON a.treatment_specialty = r.treatment_specialty", "whole key"),
         ("a join with organisational rows", "SELECT count(*) FROM apc_episodes a JOIN workforce_finance_monthly w ON a.provider_code = w.provider_code", "row by row"),
     ] {
@@ -199,7 +207,7 @@ async fn statistics_outside_the_whitelist_are_refused() {
         (
             "a measure turned around",
             "SELECT sum(1000000 - cost_gbp) FROM apc_episodes".into(),
-            "not something Tessera can protect",
+            "only scaling by a positive constant",
         ),
         (
             "a CASE testing two columns in two WHENs",
@@ -281,6 +289,31 @@ async fn a_node_refuses_the_same_attacks_itself() {
             "SELECT admission_date, count(*) FROM apc_episodes GROUP BY 1",
             "by month or coarser",
         ),
+        (
+            "one record's exact cost",
+            "SELECT count(*) FROM apc_episodes WHERE cost_gbp = 900.0",
+            "public bands",
+        ),
+        (
+            "a value that is no band edge",
+            "SELECT count(*) FILTER (WHERE los_days = 5) FROM apc_episodes",
+            "public bands",
+        ),
+        (
+            "the variance of cost as a model",
+            "SELECT covar_pop(cost_gbp, cost_gbp) FROM apc_episodes",
+            "sensitive measure",
+        ),
+        (
+            "a regression of cost",
+            "SELECT regr_slope(cost_gbp, los_days) FROM apc_episodes",
+            "sensitive measure",
+        ),
+        (
+            "a cast that fails on one record",
+            "SELECT sum(CAST(cost_gbp AS DECIMAL(3,2))) FROM apc_episodes",
+            "could fail on a record",
+        ),
     ] {
         let message = match node.ask(sql).await {
             Ok(_) => panic!("{attack}: the node answered {sql}"),
@@ -288,4 +321,21 @@ async fn a_node_refuses_the_same_attacks_itself() {
         };
         assert!(message.contains(says), "{attack}: {sql}\n  said: {message}");
     }
+}
+
+/// What fails while a query runs at a node never reaches the caller: a conversion error would
+/// quote the record's value. (A node in the exactness-test profile runs such a query.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_at_a_node_names_no_value() {
+    let fed = tessera_support::Federation::start(&["RRK"], 500, 3).await;
+    let error = fed.nodes[0]
+        .ask("SELECT sum(CAST(cost_gbp AS DECIMAL(3,2))) FROM apc_episodes")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("the query failed at the node while it ran"), "{error}");
+    assert!(!error.chars().any(|c| c.is_ascii_digit()), "{error}");
+    // The trust's own audit log keeps the detail.
+    let log = std::fs::read_to_string(&fed.nodes[0].audit_log).unwrap();
+    assert!(log.lines().last().unwrap().contains("Decimal"), "{log}");
 }

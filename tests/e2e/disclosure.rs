@@ -165,7 +165,14 @@ async fn small_cells_are_suppressed_for_every_statistic_and_counts_are_rounded()
     // The footer names the rules in force; it never counts what was withheld.
     assert_eq!(result.disclosure, RULES);
     // Each released statistic says how it was released.
-    let status = |i: usize| result.schema.field(i).metadata().get(tessera_engine::coordinator::STATUS_METADATA).cloned();
+    let status = |i: usize| {
+        result
+            .schema
+            .field(i)
+            .metadata()
+            .get(tessera_engine::coordinator::STATUS_METADATA)
+            .cloned()
+    };
     assert_eq!(
         (status(0), status(1), status(2), status(3)),
         (None, Some("rounded".into()), Some("exact".into()), Some("exact".into()))

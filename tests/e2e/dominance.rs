@@ -275,9 +275,9 @@ async fn transformed_sensitive_measures_and_disguised_counts() {
         .await
         .unwrap_err();
     assert!(
-        error.message.contains(
-            "is not something Tessera can protect inside a statistic: use a measure (scaled by a positive constant"
-        ),
+        error
+            .message
+            .contains("only scaling by a positive constant is available"),
         "{}",
         error.message
     );

@@ -50,7 +50,11 @@ async fn the_same_records_get_the_same_noise_however_asked() {
     let first = cells(&fed.coordinator, spellings[0]).await;
     let result = fed.coordinator.query(spellings[0]).await.unwrap();
     assert_eq!(
-        result.schema.field(1).metadata().get(tessera_engine::coordinator::STATUS_METADATA),
+        result
+            .schema
+            .field(1)
+            .metadata()
+            .get(tessera_engine::coordinator::STATUS_METADATA),
         Some(&"perturbed".to_string())
     );
     assert!(first.len() >= 5, "{first:?}");
@@ -223,11 +227,14 @@ async fn means_and_rates_are_built_from_perturbed_parts() {
     }
 }
 
+/// Class F2 of the second review: many statistics in one question, each over another set of
+/// records, average the noise away. A question may ask about a few dozen sets at most, and a
+/// project about a budget of distinct sets (the same set again is free: it gets the same noise).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_project_gets_a_budget_of_logged_results() {
+async fn a_project_gets_a_budget_of_distinct_sets_of_records() {
     let fed = Federation::start_protected(&["RRK", "RTH"], 3_000, 35).await;
     let c = fed.coordinator_with(DisclosureConfig {
-        question_budget: 2,
+        release_budget: 3,
         ..DisclosureConfig::default()
     });
     for sql in [
@@ -235,12 +242,22 @@ async fn a_project_gets_a_budget_of_logged_results() {
         // Organisational data is not about people: not logged, not counted.
         "SELECT staff_group, sum(fte) FROM workforce_finance_monthly GROUP BY 1",
         "SELECT age_band, count(*) FROM apc_episodes GROUP BY 1",
+        // The same sets again cost nothing.
+        "SELECT age_band, count(*) AS n FROM apc_episodes GROUP BY 1 ORDER BY n",
     ] {
         c.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
-    let error = c.query("SELECT count(*) FROM apc_episodes").await.unwrap_err();
-    assert!(error.message.contains("the question budget"), "{}", error.message);
-    // The log holds the two results about people: the query and the boxes released, no values.
+    // Two new sets (women, men) and the set of all records would make four.
+    let error = c
+        .query("SELECT count(*) FILTER (WHERE sex = 'F'), count(*) FILTER (WHERE sex = 'M') FROM apc_episodes")
+        .await
+        .unwrap_err();
+    assert!(
+        error.message.contains("budget of 3 distinct sets of records"),
+        "{}",
+        error.message
+    );
+    // The log holds the released sets of records, never values.
     let logs = std::fs::read_dir(fed.data.dir.path())
         .unwrap()
         .filter_map(|e| e.ok())
@@ -248,11 +265,33 @@ async fn a_project_gets_a_budget_of_logged_results() {
         .filter(|text| text.contains("GROUP BY apc_episodes.age_band"))
         .collect::<Vec<_>>();
     let [log] = logs.as_slice() else { panic!("{logs:?}") };
-    assert_eq!(log.lines().count(), 2, "{log}");
+    assert_eq!(log.lines().count(), 3, "{log}");
     assert!(
         log.contains(r#""sql":"SELECT sex, count(*) FROM apc_episodes GROUP BY 1""#),
         "{log}"
     );
+
+    // One question over the 255 subsets of the age bands is refused outright.
+    let bands = ["0-4", "5-17", "18-29", "30-44", "45-59", "60-69", "70-79", "80+"];
+    let filters = (1..256u32)
+        .map(|mask| {
+            let subset = (0..8)
+                .filter(|b| mask & (1 << b) != 0)
+                .map(|b| format!("'{}'", bands[b]))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("count(*) FILTER (WHERE age_band IN ({subset}))")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let error = fed
+        .coordinator
+        .query(&format!(
+            "SELECT {filters} FROM apc_episodes WHERE primary_diagnosis = 'C50'"
+        ))
+        .await
+        .unwrap_err();
+    assert!(error.message.contains("different sets of records"), "{}", error.message);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -71,7 +71,7 @@ async fn main() {
     };
     let log = |name: &str| DisclosureConfig {
         release_log: Some(dir.path().join(name)),
-        question_budget: 0,
+        release_budget: 0,
         ..DisclosureConfig::default()
     };
     let protected = coordinator_with(log("tour.jsonl"));

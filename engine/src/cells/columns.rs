@@ -71,15 +71,24 @@ fn walk(expr: &Expr, column: &Column, judge: &dyn Fn(&Expr) -> Result<Verdict, R
     outcome
 }
 
-/// Whether `expr` is the column itself, possibly cast.
+/// Whether `expr` is the column itself, possibly cast to a type that keeps every value and its
+/// order (a cast to text, or to a narrower type, would draw other lines than the public ones).
 fn is_bare(expr: &Expr, column: &Column) -> bool {
     match expr {
         Expr::Column(c) => c == column,
-        Expr::Cast(c) => is_bare(&c.expr, column),
-        Expr::TryCast(c) => is_bare(&c.expr, column),
+        Expr::Cast(c) => keeps_values(c.field.data_type()) && is_bare(&c.expr, column),
+        Expr::TryCast(c) => keeps_values(c.field.data_type()) && is_bare(&c.expr, column),
         Expr::Alias(a) => is_bare(&a.expr, column),
         _ => false,
     }
+}
+
+/// Types every measure or date value converts to without losing its place among the others.
+pub(super) fn keeps_values(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Float64 | DataType::Int64 | DataType::Date32 | DataType::Date64 | DataType::Timestamp(..)
+    )
 }
 
 /// `column op literal` (flipped when written the other way round), if `expr` is a comparison of the bare column.
@@ -127,15 +136,18 @@ fn date_use(expr: &Expr, column: &Column, info: &ColumnInfo) -> Result<Verdict, 
             };
         }
     }
+    let timestamp = matches!(info.column.data_type, DataType::Timestamp(..));
     if let Some((op, value)) = comparison(expr, column) {
-        return aligned(op, value, grain).then_some(Verdict::Fine).ok_or_else(too_fine);
+        return aligned(op, value, grain, timestamp)
+            .then_some(Verdict::Fine)
+            .ok_or_else(too_fine);
     }
     match expr {
         Expr::Between(b) if is_bare(&b.expr, column) => {
             let (Some(low), Some(high)) = (literal(&b.low), literal(&b.high)) else {
                 return Err(too_fine());
             };
-            match aligned(Operator::GtEq, low, grain) && aligned(Operator::LtEq, high, grain) {
+            match aligned(Operator::GtEq, low, grain, timestamp) && aligned(Operator::LtEq, high, grain, timestamp) {
                 true => Ok(Verdict::Fine),
                 false => Err(too_fine()),
             }
@@ -144,7 +156,7 @@ fn date_use(expr: &Expr, column: &Column, info: &ColumnInfo) -> Result<Verdict, 
             let all = list
                 .list
                 .iter()
-                .all(|v| literal(v).is_some_and(|v| aligned(Operator::Eq, v, grain)));
+                .all(|v| literal(v).is_some_and(|v| aligned(Operator::Eq, v, grain, timestamp)));
             all.then_some(Verdict::Fine).ok_or_else(too_fine)
         }
         Expr::IsNull(inner) | Expr::IsNotNull(inner) if is_bare(inner, column) => Ok(Verdict::Fine),
@@ -153,9 +165,10 @@ fn date_use(expr: &Expr, column: &Column, info: &ColumnInfo) -> Result<Verdict, 
     }
 }
 
-/// Whether `column op value` selects whole periods of `grain`.
-fn aligned(op: Operator, value: &ScalarValue, grain: Grain) -> bool {
-    if grain == Grain::Day && day_of(value).is_some() {
+/// Whether `column op value` selects whole periods of `grain` (`timestamp`: the column holds
+/// times of day, so only `>=` and `<` a period's first midnight do).
+fn aligned(op: Operator, value: &ScalarValue, grain: Grain, timestamp: bool) -> bool {
+    if grain == Grain::Day && !timestamp && day_of(value).is_some() {
         return true;
     }
     let starts = |d: NaiveDate| match grain {
@@ -170,7 +183,9 @@ fn aligned(op: Operator, value: &ScalarValue, grain: Grain) -> bool {
     match op {
         Operator::GtEq | Operator::Lt => midnight && starts(day),
         // The last day of a period, for dates (a timestamp's last instant cannot be written).
-        Operator::LtEq | Operator::Gt => midnight && !is_timestamp(value) && day.succ_opt().is_some_and(starts),
+        Operator::LtEq | Operator::Gt => {
+            !timestamp && midnight && !is_timestamp(value) && day.succ_opt().is_some_and(starts)
+        }
         _ => false,
     }
 }

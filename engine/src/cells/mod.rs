@@ -21,6 +21,7 @@ mod columns;
 mod fold;
 mod lineage;
 mod statistics;
+mod total;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -182,6 +183,7 @@ impl<'a> CellRules<'a> {
     /// A group key (resolved to base columns; `written` is what the query says).
     pub fn check_key(&self, key: &Expr, written: &Expr) -> Result<(), Refusal> {
         refuse_volatile(key)?;
+        self.check_total(key)?;
         let Some(column) = self.single_column(key, "the group key")? else {
             return Ok(());
         };
@@ -231,6 +233,7 @@ impl<'a> CellRules<'a> {
     /// One conjunct of a filter (resolved to base columns).
     pub fn check_condition(&self, condition: &Expr) -> Result<(), Refusal> {
         refuse_volatile(condition)?;
+        self.check_total(condition)?;
         if self.is_pairing(condition) {
             return Ok(());
         }
@@ -279,14 +282,22 @@ impl<'a> CellRules<'a> {
     /// `x = v`, `x <> 0`, `x IS NOT NULL`… where `x` is a statistic's argument: the classes of
     /// records a coordinator counts a statistic's support on.
     fn is_support_class(&self, condition: &Expr) -> bool {
+        use statistics::Shape;
         match condition {
             Expr::BinaryExpr(b) if matches!(b.op, Operator::Eq | Operator::NotEq) => {
                 let (arg, value) = match (fold::literal(&b.left), fold::literal(&b.right)) {
-                    (None, Some(_)) => (&b.left, &b.right),
-                    (Some(_), None) => (&b.right, &b.left),
+                    (None, Some(v)) => (&b.left, v),
+                    (Some(v), None) => (&b.right, v),
                     _ => return false,
                 };
-                fold::literal(value).is_some() && self.shape(arg).is_ok()
+                let as_number = |v: &datafusion::common::ScalarValue| fold::number(&Expr::Literal(v.clone(), None));
+                match self.shape(arg) {
+                    // The contributors of a sum (`x <> 0`): any other value would be a new boundary.
+                    Ok(Shape::Measure { .. }) => as_number(value) == Some(0.0),
+                    // One class of an indicator: one of the values it takes.
+                    Ok(Shape::Classes(values)) => values.iter().any(|v| as_number(v) == as_number(value)),
+                    _ => false,
+                }
             }
             Expr::IsNotNull(arg) | Expr::IsTrue(arg) | Expr::IsFalse(arg) => self.shape(arg).is_ok(),
             _ => false,

@@ -18,7 +18,7 @@ use datafusion::logical_expr::{lit, Case, Expr, Operator};
 use tessera_schemas::Role;
 
 use super::fold::{literal, number};
-use super::{bare_column, CellRules, Origin};
+use super::{CellRules, Origin};
 use crate::expr_util::strip_alias;
 use crate::policy::Refusal;
 
@@ -164,7 +164,11 @@ impl CellRules<'_> {
                          out records"
                     )));
                 };
-                if (xs || ys) && self.origin == Origin::Query {
+                let moment_partial = matches!(
+                    model,
+                    "regr_count" | "regr_avgx" | "regr_avgy" | "regr_sxx" | "regr_syy" | "regr_sxy"
+                );
+                if (xs || ys) && (self.origin == Origin::Query || !moment_partial) {
                     let sensitive = if xs { x } else { y };
                     return Err(refuse(format!(
                         "{model}() of {sensitive} is not available: {sensitive} is a sensitive measure, and a model \
@@ -200,6 +204,7 @@ impl CellRules<'_> {
     /// What an argument (resolved to base columns) is, or why it cannot be protected.
     pub(super) fn shape(&self, arg: &Expr) -> Result<Shape, Refusal> {
         let arg = strip_alias(arg);
+        self.check_total(arg)?;
         if let Some(value) = literal(arg) {
             return Ok(Shape::Constant(number(arg).or(bool_number(value)).unwrap_or(0.0)));
         }
@@ -209,7 +214,7 @@ impl CellRules<'_> {
         if let Some(values) = self.value_set(arg)? {
             return Ok(Shape::Classes(values.into_iter().filter(|v| !v.is_null()).collect()));
         }
-        if let Some(column) = bare_column(arg) {
+        if let Expr::Column(column) = arg {
             if self.info(column).is_some_and(|i| i.column.role == Role::Identifier) {
                 return Ok(Shape::Identifier);
             }
@@ -233,8 +238,8 @@ impl CellRules<'_> {
                 .info(c)
                 .filter(|i| i.column.role == Role::Measure)
                 .map(|i| (i.column.name.clone(), i.column.sensitive)),
-            Expr::Cast(c) => self.proportional(&c.expr)?,
-            Expr::TryCast(c) => self.proportional(&c.expr)?,
+            Expr::Cast(c) if super::columns::keeps_values(c.field.data_type()) => self.proportional(&c.expr)?,
+            Expr::TryCast(c) if super::columns::keeps_values(c.field.data_type()) => self.proportional(&c.expr)?,
             Expr::BinaryExpr(b) => match b.op {
                 Operator::Multiply if positive(&b.right) => self.proportional(&b.left)?,
                 Operator::Multiply if positive(&b.left) => self.proportional(&b.right)?,
@@ -366,7 +371,7 @@ fn is_model(name: &str) -> bool {
 }
 
 /// Whether `expr` is a boolean test.
-fn is_condition(expr: &Expr) -> bool {
+pub(super) fn is_condition(expr: &Expr) -> bool {
     match expr {
         Expr::BinaryExpr(b) => matches!(
             b.op,

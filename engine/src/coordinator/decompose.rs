@@ -41,6 +41,8 @@ pub struct Decomposition {
     pub protections: Vec<Option<Protection>>,
     /// The merged number of records of each group (when disclosure control judges the rows).
     pub rows: Option<Expr>,
+    /// Every set of records a statistic is released about (`None`: all the group's records).
+    pub populations: Vec<Option<Expr>>,
 }
 
 /// A sum or mean of a constant or of classes, released from each class's protected count.
@@ -152,6 +154,7 @@ impl Decomposition {
 
     /// Counts each group's records, by which disclosure control keeps or withholds the row.
     pub fn count_rows(&mut self, ctx: &Context) -> Result<()> {
+        self.populations.push(None);
         let rows = self.partial(ctx.call("count", vec![lit(1i64)], false, None)?);
         self.rows = Some(self.merge(ctx.call("sum", vec![rows], false, None)?));
         Ok(())
@@ -355,6 +358,9 @@ impl Decomposition {
 
     /// The merged number of records meeting `population` (all: `None`).
     fn records(&mut self, ctx: &Context, population: &Option<Expr>) -> Result<Expr> {
+        if !self.populations.contains(population) {
+            self.populations.push(population.clone());
+        }
         let rows = self.partial(ctx.call("count", vec![lit(1i64)], false, population.clone().map(Box::new))?);
         Ok(self.merge(ctx.call("sum", vec![rows], false, None)?))
     }

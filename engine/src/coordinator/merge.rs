@@ -86,9 +86,10 @@ impl Rewriter<'_> {
                     true => round(vec![expr]),
                     false => expr,
                 };
-                let metadata = i.checked_sub(groups).and_then(|k| status.as_ref()?.get(k)).map(|s| {
-                    FieldMetadata::from(BTreeMap::from([(STATUS_METADATA.to_string(), s.to_string())]))
-                });
+                let metadata = i
+                    .checked_sub(groups)
+                    .and_then(|k| status.as_ref()?.get(k))
+                    .map(|s| FieldMetadata::from(BTreeMap::from([(STATUS_METADATA.to_string(), s.to_string())])));
                 cast(expr, field.data_type().clone()).alias_qualified_with_metadata(
                     qualifier.cloned(),
                     field.name(),

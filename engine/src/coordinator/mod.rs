@@ -319,21 +319,7 @@ impl Coordinator {
             .clone()
             .filter(|_| ledger.about_people.load(Ordering::Relaxed));
         if let Some(log) = &log {
-            let budget = self.config.disclosure.question_budget;
-            let asked = log.count().map_err(|message| QueryError {
-                kind: ErrorKind::Query,
-                message: format!("{message} (results are released only once logged)"),
-            })?;
-            if budget > 0 && asked >= budget {
-                return Err(QueryError {
-                    kind: ErrorKind::Query,
-                    message: format!(
-                        "project {} has had its {budget} results (the question budget, [disclosure] question_budget); \
-                         ask the federation's data-access team to review and extend it",
-                        self.config.federation.project
-                    ),
-                });
-            }
+            self.check_budget(log, &ledger)?;
         }
         Ok(PreparedQuery {
             physical,
@@ -344,6 +330,43 @@ impl Coordinator {
             log,
             sql: sql.to_string(),
         })
+    }
+}
+
+impl Coordinator {
+    /// Refuses a question about too many sets of records, or one that would take the project
+    /// past its budget of distinct sets (sets it was given before are free: same records, same noise).
+    fn check_budget(&self, log: &ReleaseLog, ledger: &Ledger) -> Result<(), QueryError> {
+        let refuse = |message: String| QueryError {
+            kind: ErrorKind::Query,
+            message,
+        };
+        let disclosure = &self.config.disclosure;
+        let asked = ledger.sets.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if disclosure.max_sets_per_question > 0 && asked.len() as u64 > disclosure.max_sets_per_question {
+            return Err(refuse(format!(
+                "this question asks about {} different sets of records (each statistic's FILTER or class, in each \
+                 table of the question); at most {} are allowed in one question ([disclosure] max_sets_per_question). \
+                 Ask it as several questions, or group by a column instead of filtering on each value",
+                asked.len(),
+                disclosure.max_sets_per_question
+            )));
+        }
+        let released = log
+            .released_sets()
+            .map_err(|message| refuse(format!("{message} (results are released only once logged)")))?;
+        let new = asked.difference(&released).count() as u64;
+        let budget = disclosure.release_budget;
+        if budget > 0 && released.len() as u64 + new > budget {
+            return Err(refuse(format!(
+                "project {} would go past its budget of {budget} distinct sets of records ([disclosure] \
+                 release_budget; {} used, this question adds {new}); ask the federation's data-access team to \
+                 review and extend it",
+                self.config.federation.project,
+                released.len()
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -394,7 +417,8 @@ impl PreparedQuery {
         let provenance = provenance_of(&self.physical);
         let batches = batches?;
         if let Some(log) = &self.log {
-            record_release(log, &self.sql, &self.physical, &provenance)?;
+            let sets = self.ledger.sets.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            record_release(log, &self.sql, &self.physical, &provenance, &sets)?;
         }
         let disclosure = self.ledger.summary(&self.disclosure);
         // The result says what was done to it wherever it goes (Arrow and Parquet files, Flight).
@@ -473,6 +497,7 @@ fn record_release(
     sql: &str,
     physical: &Arc<dyn ExecutionPlan>,
     provenance: &Provenance,
+    sets: &std::collections::BTreeSet<String>,
 ) -> Result<(), QueryError> {
     if let Some(failure) = failure_of(provenance) {
         return Err(QueryError {
@@ -488,7 +513,7 @@ fn record_release(
         time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         query_id: scans.first().map(|s| s.query_id().to_string()).unwrap_or_default(),
         sql: sql.to_string(),
-        fragments: scans.iter().map(|s| s.sql().to_string()).collect(),
+        sets: sets.iter().cloned().collect(),
     };
     log.append(&release).map_err(|message| QueryError {
         kind: ErrorKind::Query,

@@ -68,9 +68,12 @@ pub struct DisclosureConfig {
     /// Scale of the noise on magnitudes, as a share of the largest contribution (sums), or of the
     /// value at `threshold` records (variances and models; smaller with more records).
     pub noise_magnitude: f64,
-    /// Most results a project may be given (0: no limit): averaging over many different
-    /// questions is the cell key method's residual risk.
-    pub question_budget: u64,
+    /// Most distinct sets of records a project may be given statistics about (0: no limit):
+    /// averaging over many different sets that isolate the same person is the cell key method's
+    /// residual risk. Asking about the same set again is free (it gets the same noise).
+    pub release_budget: u64,
+    /// Most distinct sets of records one question may release statistics about.
+    pub max_sets_per_question: u64,
     /// The project's release log (default: `~/.local/share/tessera/releases/<project>.jsonl`).
     /// Relative paths are relative to `federation.toml`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -93,7 +96,8 @@ impl Default for DisclosureConfig {
             noise_max: 3,
             noise_stay: 0.5,
             noise_magnitude: 0.1,
-            question_budget: 5_000,
+            release_budget: 3_000,
+            max_sets_per_question: 50,
             release_log: None,
         }
     }

@@ -22,6 +22,8 @@ pub struct Ledger {
     pub margins_from_released: AtomicBool,
     /// The result holds statistics about people (it is logged and counts against the budget).
     pub about_people: AtomicBool,
+    /// The sets of records it releases statistics about (see [`super::releases`]).
+    pub sets: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Ledger {

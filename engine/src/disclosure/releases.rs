@@ -1,8 +1,9 @@
 //! The project's release log: one line per result about people that the project was given —
-//! when, the query, and the boxes it released (the fragments the trusts ran: tables, conditions,
-//! groups, statistics). It holds no values and needs no trust to be asked again, so its cost does
-//! not grow with the project's history; it counts the project's questions against its budget.
+//! when, the query, and the sets of records it released statistics about (tables, conditions,
+//! groups, each statistic's class). It holds no values and needs no trust to be asked again; it
+//! counts the distinct sets against the project's budget.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -17,8 +18,9 @@ pub struct Release {
     pub query_id: String,
     /// The query as the researcher wrote it.
     pub sql: String,
-    /// The fragments the trusts ran: the boxes of records released.
-    pub fragments: Vec<String>,
+    /// The sets of records it released statistics about: each the fragment's tables, filter and
+    /// grouping, with the statistic's own condition.
+    pub sets: Vec<String>,
 }
 
 /// A project's release log (JSON lines).
@@ -36,20 +38,21 @@ impl ReleaseLog {
         &self.path
     }
 
-    /// How many results the project has been given (0 when the log does not exist yet).
-    pub fn count(&self) -> Result<u64, String> {
+    /// Every set of records the project has been given statistics about (none when the log does
+    /// not exist yet).
+    pub fn released_sets(&self) -> Result<BTreeSet<String>, String> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
             Err(e) => return Err(format!("release log {}: {e}", self.path.display())),
         };
-        let mut count = 0;
+        let mut sets = BTreeSet::new();
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            serde_json::from_str::<Release>(line)
+            let release = serde_json::from_str::<Release>(line)
                 .map_err(|e| format!("release log {}: line {}: {e}", self.path.display(), i + 1))?;
-            count += 1;
+            sets.extend(release.sets);
         }
-        Ok(count)
+        Ok(sets)
     }
 
     /// Appends one release, durably.

@@ -50,7 +50,9 @@ impl QueryError {
             QueryError::Refused(_) => Status::permission_denied(self.message()),
             QueryError::Invalid(_) => Status::invalid_argument(self.message()),
             QueryError::Timeout(_) => Status::deadline_exceeded(self.message()),
-            QueryError::Internal(_) => Status::internal(self.message()),
+            // What failed while running can name a record's values (a conversion error quotes the
+            // value it met): the caller hears only that it failed; the audit line has the detail.
+            QueryError::Internal(_) => Status::internal(RUN_FAILED),
         }
     }
 }
@@ -215,6 +217,9 @@ impl TrustNode {
         })
     }
 }
+
+/// What a caller hears when a query fails while it runs.
+pub const RUN_FAILED: &str = "the query failed at the node while it ran (the trust's audit log has the details)";
 
 /// The audit reason for a request whose caller went away before the answer was ready.
 pub const CANCELLED: &str = "cancelled: the caller went away before the answer was ready";
