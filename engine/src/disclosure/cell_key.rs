@@ -1,7 +1,8 @@
 //! Cell keys, for perturbation by the cell key method (ABS TableBuilder; ONS Census 2021).
 //!
-//! Every record has a secret, stable **record key**: a keyed BLAKE3 MAC of the whole row under
-//! a secret only its trust holds, cut to 64 bits. A cell's key is the wrapping sum of its
+//! Every record has a secret, stable **record key**: a keyed hash of the whole row under a secret
+//! only its trust holds (DataFusion's vectorised row hash seeded from the secret by BLAKE3, then a
+//! keyed SplitMix64 finaliser). A cell's key is the wrapping sum of its
 //! records' keys, so it is itself a partial aggregate: each trust sends
 //! `tessera_cell_key(<every column>)` per cell, and the coordinator adds the trusts' keys with
 //! `tessera_key_sum` — exact and order-free. The same records always give the same key, whatever
@@ -11,9 +12,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
-use datafusion::arrow::datatypes::{
-    DataType, Date32Type, Field, FieldRef, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt64Type,
-};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, UInt64Type};
+use datafusion::common::hash_utils::{create_hashes, QualityRandomState};
 use datafusion::common::{exec_err, ScalarValue};
 use datafusion::error::Result;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -47,56 +47,35 @@ impl RecordKeySecret {
         crate::auth::generate_token()
     }
 
-    /// The key of one record: the MAC of its values (type-tagged, NULLs marked), cut to 64 bits.
-    fn record_key(&self, columns: &[ArrayRef], row: usize, buffer: &mut Vec<u8>) -> Result<u64> {
-        buffer.clear();
-        for column in columns {
-            append_value(column, row, buffer)?;
+    /// The keys of a batch's records: a hash of each whole row keyed by 64 bits derived from the
+    /// secret (vectorised, DataFusion's row hashing), then a keyed non-linear finaliser, so that
+    /// key sums of different record sets are unrelated even when their columns' values coincide.
+    fn record_keys(&self, columns: &[ArrayRef], keys: &mut Vec<u64>) -> Result<()> {
+        let (seed, mask) = self.seeds();
+        let rows = columns.first().map_or(0, |c| c.len());
+        keys.clear();
+        keys.resize(rows, 0);
+        create_hashes(columns, &QualityRandomState::with_seed(seed), keys)?;
+        for key in keys.iter_mut() {
+            *key = finalise(*key ^ mask);
         }
-        let hash = blake3::keyed_hash(&self.0, buffer);
-        let bytes: [u8; 8] = hash.as_bytes()[..8].try_into().expect("a BLAKE3 hash has 32 bytes");
-        Ok(u64::from_le_bytes(bytes))
+        Ok(())
+    }
+
+    /// The row hash's seed and the finaliser's mask, derived from the secret.
+    fn seeds(&self) -> (u64, u64) {
+        let derived = blake3::keyed_hash(&self.0, b"tessera record keys v1");
+        let bytes = derived.as_bytes();
+        let word = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes of a 32-byte hash"));
+        (word(0), word(8))
     }
 }
 
-/// Appends one value's bytes: a tag for its kind (or NULL) and its contents.
-fn append_value(column: &ArrayRef, row: usize, buffer: &mut Vec<u8>) -> Result<()> {
-    if column.is_null(row) {
-        buffer.push(0);
-        return Ok(());
-    }
-    match column.data_type() {
-        DataType::Utf8 => text(buffer, column.as_string::<i32>().value(row)),
-        DataType::LargeUtf8 => text(buffer, column.as_string::<i64>().value(row)),
-        DataType::Utf8View => text(buffer, column.as_string_view().value(row)),
-        DataType::Int8 => number(buffer, 1, column.as_primitive::<Int8Type>().value(row) as i64),
-        DataType::Int16 => number(buffer, 1, column.as_primitive::<Int16Type>().value(row) as i64),
-        DataType::Int32 => number(buffer, 1, column.as_primitive::<Int32Type>().value(row) as i64),
-        DataType::Int64 => number(buffer, 1, column.as_primitive::<Int64Type>().value(row)),
-        DataType::Date32 => number(buffer, 2, column.as_primitive::<Date32Type>().value(row) as i64),
-        DataType::Float64 => {
-            buffer.push(3);
-            buffer.extend_from_slice(&column.as_primitive::<Float64Type>().value(row).to_le_bytes());
-        }
-        DataType::Boolean => buffer.extend_from_slice(&[4, column.as_boolean().value(row) as u8]),
-        _ => {
-            // Anything else by its text (timestamps among them).
-            let value = ScalarValue::try_from_array(column, row)?;
-            text(buffer, &value.to_string());
-        }
-    }
-    Ok(())
-}
-
-fn text(buffer: &mut Vec<u8>, value: &str) {
-    buffer.push(5);
-    buffer.extend_from_slice(&(value.len() as u64).to_le_bytes());
-    buffer.extend_from_slice(value.as_bytes());
-}
-
-fn number(buffer: &mut Vec<u8>, tag: u8, value: i64) {
-    buffer.push(tag);
-    buffer.extend_from_slice(&value.to_le_bytes());
+/// SplitMix64's finaliser: a bijection of 64-bit words that mixes every bit into every other.
+fn finalise(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// `tessera_cell_key(columns…)` at a trust (with its secret), or `tessera_key_sum(key)` at the
@@ -212,12 +191,9 @@ impl Accumulator for KeyAccumulator {
                 _ => exec_err!("{KEY_SUM} takes one UInt64 key"),
             };
         };
-        let rows = values.first().map_or(0, |c| c.len());
-        let mut buffer = Vec::with_capacity(128);
-        for row in 0..rows {
-            let key = secret.record_key(values, row, &mut buffer)?;
-            self.sum = self.sum.wrapping_add(key);
-        }
+        let mut keys = Vec::new();
+        secret.record_keys(values, &mut keys)?;
+        self.sum = keys.iter().fold(self.sum, |sum, key| sum.wrapping_add(*key));
         Ok(())
     }
 
