@@ -31,8 +31,16 @@ pub fn utility(
     protected: &[datafusion::arrow::array::RecordBatch],
 ) -> Utility {
     use std::collections::HashMap;
-    let exact = rows(exact);
-    let protected = rows(protected).into_iter().collect::<HashMap<_, _>>();
+    // Released statistics carry their status (or, computed further, are fractional); every
+    // other column is a label.
+    let statistic = |i: usize| {
+        protected.first().is_some_and(|b| {
+            let field = b.schema().field(i).clone();
+            field.metadata().contains_key("tessera.status") || field.data_type().is_floating()
+        })
+    };
+    let exact = rows(exact, &statistic);
+    let protected = rows(protected, &statistic).into_iter().collect::<HashMap<_, _>>();
     let mut u = Utility {
         exact_rows: exact.len(),
         ..Utility::default()
@@ -63,8 +71,8 @@ pub fn utility(
 
 type Row = (Vec<String>, Vec<Option<f64>>);
 
-/// Each row's labels (text and dates) and numbers.
-fn rows(batches: &[datafusion::arrow::array::RecordBatch]) -> Vec<Row> {
+/// Each row's labels and statistics (numbers).
+fn rows(batches: &[datafusion::arrow::array::RecordBatch], statistic: &dyn Fn(usize) -> bool) -> Vec<Row> {
     use datafusion::arrow::array::Array;
     use datafusion::arrow::compute::cast;
     use datafusion::arrow::datatypes::{DataType, Float64Type};
@@ -74,8 +82,8 @@ fn rows(batches: &[datafusion::arrow::array::RecordBatch]) -> Vec<Row> {
         for i in 0..batch.num_rows() {
             let mut labels = Vec::new();
             let mut values = Vec::new();
-            for column in columns {
-                if column.data_type().is_numeric() {
+            for (c, column) in columns.iter().enumerate() {
+                if statistic(c) && column.data_type().is_numeric() {
                     let numbers = cast(column, &DataType::Float64).expect("numbers cast to Float64");
                     let numbers = numbers
                         .as_any()

@@ -18,7 +18,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::utils::conjunction;
-use datafusion::logical_expr::{cast, lit, when, Expr};
+use datafusion::logical_expr::{cast, lit, when, Expr, ExprSchemable};
 use std::collections::BTreeSet;
 
 use super::moments::{MergeMoments, Statistic};
@@ -281,11 +281,14 @@ impl Decomposition {
     ) -> Result<Protection> {
         let perturbed = ctx.key_columns.is_some();
         // One count (and key) per class of records the statistic is built from.
+        // `x IS NOT NULL` of a column that is never NULL is every record: the same set, the same
+        // partials and cell key as the group's own.
+        let never_null = |e: &Expr| matches!(e, Expr::IsNotNull(inner) if !inner.nullable(ctx.input_schema).unwrap_or(true));
         let populations = shape
             .classes
             .iter()
             .map(|class| {
-                let class = (!is_true(class)).then(|| class.clone());
+                let class = (!is_true(class) && !never_null(class)).then(|| class.clone());
                 conjunction(filter.iter().map(|f| (**f).clone()).chain(class))
             })
             .collect::<Vec<_>>();
@@ -319,7 +322,8 @@ impl Decomposition {
         let mean = name == "avg" && matches!(shape.kind, StatisticKind::Magnitude { .. });
         let records = match (mean && perturbed, args) {
             (true, [arg]) => {
-                let population = conjunction(filter.iter().map(|f| (**f).clone()).chain([arg.clone().is_not_null()]));
+                let not_null = Some(arg.clone().is_not_null()).filter(|c| !never_null(c));
+                let population = conjunction(filter.iter().map(|f| (**f).clone()).chain(not_null));
                 Some((self.records(ctx, &population)?, self.cell_key(ctx, &population)?))
             }
             _ => None,

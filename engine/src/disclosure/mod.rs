@@ -13,8 +13,9 @@
 //! - **models**: correlation, covariance and regression need `min_residual_df` residual df;
 //! - **perturbation** by the cell key method ([`cell_key`], [`perturb`]): the same records always
 //!   get the same noise; then optional redaction and rounding of counts;
-//! - **release log and budget** ([`releases`]): each result about people is logged, and a
-//!   project gets at most `question_budget` of them.
+//! - **release log and budget** ([`releases`]): each result about people is logged with the sets
+//!   of records it released; a question may hold `max_sets_per_question` of them and a project
+//!   `release_budget` distinct ones.
 
 pub mod cell_key;
 pub mod config;
