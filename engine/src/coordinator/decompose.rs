@@ -283,7 +283,8 @@ impl Decomposition {
         // One count (and key) per class of records the statistic is built from.
         // `x IS NOT NULL` of a column that is never NULL is every record: the same set, the same
         // partials and cell key as the group's own.
-        let never_null = |e: &Expr| matches!(e, Expr::IsNotNull(inner) if !inner.nullable(ctx.input_schema).unwrap_or(true));
+        let never_null =
+            |e: &Expr| matches!(e, Expr::IsNotNull(inner) if !inner.nullable(ctx.input_schema).unwrap_or(true));
         let populations = shape
             .classes
             .iter()
