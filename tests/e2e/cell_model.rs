@@ -210,6 +210,16 @@ async fn statistics_outside_the_whitelist_are_refused() {
             "only scaling by a positive constant",
         ),
         (
+            "a sum scaled past the largest number (infinite when the true sum passes a line)",
+            "SELECT sum(cost_gbp / 0.000001 * 1000000) FROM apc_episodes".into(),
+            "a factor from 1e-6 to 1e6",
+        ),
+        (
+            "a divisor scaling a sum a trillionfold",
+            "SELECT sum(cost_gbp / 1e-300) FROM apc_episodes".into(),
+            "by a factor from 1e-6 to 1e6",
+        ),
+        (
             "a CASE testing two columns in two WHENs",
             "SELECT sum(CASE WHEN age_band = '18-29' THEN 0 WHEN sex = 'F' THEN 1 ELSE 0 END) FROM apc_episodes".into(),
             "must test one column",

@@ -64,6 +64,10 @@ pub(super) enum Shape {
     Identifier,
 }
 
+/// The smallest and largest overall factor a measure may be scaled by inside a statistic.
+const MIN_SCALE: f64 = 1e-6;
+const MAX_SCALE: f64 = 1e6;
+
 fn refuse(message: impl Into<String>) -> Refusal {
     Refusal::new(message)
 }
@@ -232,18 +236,33 @@ impl CellRules<'_> {
 
     /// The measure `expr` is proportional to, record by record (0 or NULL elsewhere).
     fn proportional(&self, expr: &Expr) -> Result<Option<(String, bool)>, Refusal> {
-        let positive = |e: &Expr| number(e).is_some_and(|v| v > 0.0 && v.is_finite());
+        let Some((column, sensitive, factor)) = self.scaled(expr, 1.0)? else {
+            return Ok(None);
+        };
+        // A product of factors could overflow (a sum of `x / 1e-300` is infinite exactly when the
+        // true sum passes a chosen line): the whole scaling stays within a millionfold.
+        if !(MIN_SCALE..=MAX_SCALE).contains(&factor) {
+            return Err(refuse(format!(
+                "`{expr}` scales {column} by {factor:e}: a measure may be scaled by a factor from 1e-6 to 1e6 in all"
+            )));
+        }
+        Ok(Some((column, sensitive)))
+    }
+
+    /// The measure `expr` is proportional to and the overall factor, `factor` so far.
+    fn scaled(&self, expr: &Expr, factor: f64) -> Result<Option<(String, bool, f64)>, Refusal> {
+        let positive = |e: &Expr| number(e).filter(|v| *v > 0.0 && v.is_finite());
         Ok(match strip_alias(expr) {
             Expr::Column(c) => self
                 .info(c)
                 .filter(|i| i.column.role == Role::Measure)
-                .map(|i| (i.column.name.clone(), i.column.sensitive)),
-            Expr::Cast(c) if super::columns::keeps_values(c.field.data_type()) => self.proportional(&c.expr)?,
-            Expr::TryCast(c) if super::columns::keeps_values(c.field.data_type()) => self.proportional(&c.expr)?,
-            Expr::BinaryExpr(b) => match b.op {
-                Operator::Multiply if positive(&b.right) => self.proportional(&b.left)?,
-                Operator::Multiply if positive(&b.left) => self.proportional(&b.right)?,
-                Operator::Divide if positive(&b.right) => self.proportional(&b.left)?,
+                .map(|i| (i.column.name.clone(), i.column.sensitive, factor)),
+            Expr::Cast(c) if super::columns::keeps_values(c.field.data_type()) => self.scaled(&c.expr, factor)?,
+            Expr::TryCast(c) if super::columns::keeps_values(c.field.data_type()) => self.scaled(&c.expr, factor)?,
+            Expr::BinaryExpr(b) => match (b.op, positive(&b.left), positive(&b.right)) {
+                (Operator::Multiply, _, Some(k)) => self.scaled(&b.left, factor * k)?,
+                (Operator::Multiply, Some(k), _) => self.scaled(&b.right, factor * k)?,
+                (Operator::Divide, _, Some(k)) => self.scaled(&b.left, factor / k)?,
                 _ => None,
             },
             Expr::Case(case) => {
@@ -253,8 +272,16 @@ impl CellRules<'_> {
                     if nothing(then) {
                         continue;
                     }
-                    match self.proportional(then)? {
-                        Some(m) if found.as_ref().is_none_or(|f| *f == m) => found = Some(m),
+                    match self.scaled(then, factor)? {
+                        Some((column, sensitive, k))
+                            if found
+                                .as_ref()
+                                .is_none_or(|(c, s, _): &(String, bool, f64)| *c == column && *s == sensitive) =>
+                        {
+                            // The largest factor of any branch is the one that could overflow.
+                            let k = found.as_ref().map_or(k, |(_, _, f)| f.max(k));
+                            found = Some((column, sensitive, k));
+                        }
                         _ => return Ok(None),
                     }
                 }

@@ -128,7 +128,8 @@ impl CellRules<'_> {
                 }
                 _ => Err(Refusal::new(format!(
                     "`{e}`: only scaling by a positive constant is available in a group key, a condition or a \
-                     statistic (a sum of `x - c`, `-x` or `x * y` is not the sum of contributions it appears to be)"
+                     statistic, by a factor from 1e-6 to 1e6 (a sum of `x - c`, `-x` or `x * y` is not the sum of \
+                     contributions it appears to be)"
                 ))),
             },
             Expr::Cast(cast) => match self.data_type_of(&cast.expr) {
@@ -237,9 +238,10 @@ fn family(t: &DataType) -> Family {
     }
 }
 
-/// A positive literal of at most a million: scaling a measure by it cannot overflow.
+/// A positive literal from a millionth to a million: scaling a measure by it cannot overflow
+/// (statistics also bound the product of a chain of them).
 fn scale(expr: &Expr) -> bool {
-    number(expr).is_some_and(|v| v > 0.0 && v <= 1e6)
+    number(expr).is_some_and(|v| (1e-6..=1e6).contains(&v))
 }
 
 /// Whether casting `from` to `to` succeeds for every value.

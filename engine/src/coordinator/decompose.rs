@@ -75,6 +75,8 @@ pub struct Protection {
     pub records: Option<(Expr, Expr)>,
     /// For sums and means of constants or classes: the classes it is released from.
     pub classes: Option<ClassStatistic>,
+    /// Each class's set of records, as text (the first is the one a single value is about).
+    pub sets: Vec<String>,
 }
 
 /// Whether trusts send what disclosure control needs beyond counts: the largest contributions
@@ -344,7 +346,12 @@ impl Decomposition {
             }),
             _ => None,
         };
+        let sets = populations
+            .iter()
+            .map(|p| p.as_ref().map_or_else(|| "all records".to_string(), |p| p.to_string()))
+            .collect();
         Ok(Protection {
+            sets,
             kind,
             judged: Judged {
                 perturbed,

@@ -16,6 +16,7 @@ use datafusion::functions::math::expr_fn::round;
 
 use super::decompose::{Decomposition, Protection};
 use super::rewrite::Rewriter;
+use super::scan::FederatedScan;
 use crate::disclosure::{DisclosureConfig, Judged, Ledger, ProtectKind, ProtectUdf};
 
 /// Field metadata key of a released statistic's status: `perturbed`, `rounded` or `exact`.
@@ -30,6 +31,7 @@ impl Rewriter<'_> {
         scan: LogicalPlan,
         protect: bool,
     ) -> Result<LogicalPlan> {
+        let body = fragment_body(&scan);
         let group_cols = (0..aggregate.group_expr.len())
             .map(|i| Expr::Column(Column::from_name(format!("g{i}"))))
             .collect::<Vec<_>>();
@@ -68,7 +70,7 @@ impl Rewriter<'_> {
                         let protection = protection.ok_or_else(|| {
                             DataFusionError::Internal("a protected aggregate's statistic has no protection".into())
                         })?;
-                        self.protect(value, protection, config, ledger)
+                        protect_value(value, protection, config, ledger, &body, &group_cols)
                     })
                     .collect::<Result<Vec<_>>>()?;
                 (LogicalPlan::Filter(kept), finals)
@@ -102,41 +104,68 @@ impl Rewriter<'_> {
             Arc::new(input),
         )?))
     }
+}
 
-    /// One statistic's released value: its protecting function over the merged value and the
-    /// hidden columns it is judged by.
-    fn protect(&self, value: Expr, p: Protection, config: &DisclosureConfig, ledger: &Arc<Ledger>) -> Result<Expr> {
-        let call = |kind, judged, args: Vec<Expr>| {
-            let udf = ScalarUDF::from(ProtectUdf::new(kind, judged, config, ledger.clone()));
-            Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(udf), args))
+/// One statistic's released value: its protecting function over the merged value and the
+/// hidden columns it is judged by, noting each released value by its set of records (the
+/// fragment's `body` and the statistic's class) and its cell's labels.
+fn protect_value(
+    value: Expr,
+    p: Protection,
+    config: &DisclosureConfig,
+    ledger: &Arc<Ledger>,
+    body: &str,
+    group_cols: &[Expr],
+) -> Result<Expr> {
+    let call = |kind, judged, set: &str, args: Vec<Expr>| {
+        let udf =
+            ProtectUdf::new(kind, judged, config, ledger.clone()).noting(&format!("{body} | {set}"), group_cols.len());
+        let args = args.into_iter().chain(group_cols.iter().cloned()).collect();
+        Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(ScalarUDF::from(udf)), args))
+    };
+    if let Some(classes) = p.classes {
+        // A sum or mean of classes is released from each class's protected count, so a
+        // count in disguise (`sum(3)`, a sum of an indicator) is protected as the count it is.
+        let judged = Judged {
+            perturbed: !classes.keys.is_empty(),
+            ..Judged::default()
         };
-        if let Some(classes) = p.classes {
-            // A sum or mean of classes is released from each class's protected count, so a
-            // count in disguise (`sum(3)`, a sum of an indicator) is protected as the count it is.
-            let judged = Judged {
-                perturbed: !classes.keys.is_empty(),
-                ..Judged::default()
-            };
-            let mut total = lit(0.0f64);
-            let mut records = lit(0.0f64);
-            for (k, (v, count)) in classes.values.iter().zip(classes.counts).enumerate() {
-                let args = [count.clone(), count]
-                    .into_iter()
-                    .chain(classes.keys.get(k).cloned())
-                    .collect();
-                let protected = cast(call(ProtectKind::Count, judged, args), DataType::Float64);
-                total = total + lit(*v) * protected.clone();
-                records = records + protected;
-            }
-            return Ok(if classes.mean { total / records } else { total });
+        let mut total = lit(0.0f64);
+        let mut records = lit(0.0f64);
+        for (k, (v, count)) in classes.values.iter().zip(classes.counts).enumerate() {
+            let args = [count.clone(), count]
+                .into_iter()
+                .chain(classes.keys.get(k).cloned())
+                .collect();
+            let set = p.sets.get(k).map_or("", String::as_str);
+            let protected = cast(call(ProtectKind::Count, judged, set, args), DataType::Float64);
+            total = total + lit(*v) * protected.clone();
+            records = records + protected;
         }
-        let args = std::iter::once(value)
-            .chain(std::iter::once(p.support))
-            .chain(p.pairs)
-            .chain(p.magnitude.into_iter().flat_map(|(top2, total)| [top2, total]))
-            .chain(p.key)
-            .chain(p.records.into_iter().flat_map(|(n, key)| [n, key]))
-            .collect();
-        Ok(call(p.kind, p.judged, args))
+        return Ok(if classes.mean { total / records } else { total });
+    }
+    let args = std::iter::once(value)
+        .chain(std::iter::once(p.support))
+        .chain(p.pairs)
+        .chain(p.magnitude.into_iter().flat_map(|(top2, total)| [top2, total]))
+        .chain(p.key)
+        .chain(p.records.into_iter().flat_map(|(n, key)| [n, key]))
+        .collect();
+    let set = p.sets.first().map_or("", String::as_str);
+    Ok(call(p.kind, p.judged, set, args))
+}
+
+/// The part of a fragment's SQL that says which records it reads and how it groups them (from
+/// `FROM` on).
+pub(super) fn fragment_body(scan: &LogicalPlan) -> String {
+    let LogicalPlan::Extension(extension) = scan else {
+        return String::new();
+    };
+    match extension.node.as_any().downcast_ref::<FederatedScan>() {
+        Some(scan) => scan
+            .sql
+            .find(" FROM ")
+            .map_or(scan.sql.clone(), |at| scan.sql[at + 1..].to_string()),
+        None => String::new(),
     }
 }

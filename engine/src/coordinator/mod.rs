@@ -334,8 +334,10 @@ impl Coordinator {
 }
 
 impl Coordinator {
-    /// Refuses a question about too many sets of records, or one that would take the project
-    /// past its budget of distinct sets (sets it was given before are free: same records, same noise).
+    /// Refuses a question about too many sets of records, or any question once the project has
+    /// been given its budget of distinct values (values given before are free: same noise). The
+    /// check comes before the question runs: refusing a result for the values it holds would tell
+    /// how many cells it had.
     fn check_budget(&self, log: &ReleaseLog, ledger: &Ledger) -> Result<(), QueryError> {
         let refuse = |message: String| QueryError {
             kind: ErrorKind::Query,
@@ -352,18 +354,15 @@ impl Coordinator {
                 disclosure.max_sets_per_question
             )));
         }
-        let released = log
-            .released_sets()
+        let given = log
+            .released_values()
             .map_err(|message| refuse(format!("{message} (results are released only once logged)")))?;
-        let new = asked.difference(&released).count() as u64;
         let budget = disclosure.release_budget;
-        if budget > 0 && released.len() as u64 + new > budget {
+        if budget > 0 && given.len() as u64 >= budget {
             return Err(refuse(format!(
-                "project {} would go past its budget of {budget} distinct sets of records ([disclosure] \
-                 release_budget; {} used, this question adds {new}); ask the federation's data-access team to \
-                 review and extend it",
-                self.config.federation.project,
-                released.len()
+                "project {} has been given its budget of {budget} distinct values ([disclosure] release_budget); \
+                 ask the federation's data-access team to review and extend it",
+                self.config.federation.project
             )));
         }
         Ok(())
@@ -417,8 +416,7 @@ impl PreparedQuery {
         let provenance = provenance_of(&self.physical);
         let batches = batches?;
         if let Some(log) = &self.log {
-            let sets = self.ledger.sets.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            record_release(log, &self.sql, &self.physical, &provenance, &sets)?;
+            record_release(log, &self.sql, &self.physical, &provenance, &self.ledger)?;
         }
         let disclosure = self.ledger.summary(&self.disclosure);
         // The result says what was done to it wherever it goes (Arrow and Parquet files, Flight).
@@ -497,7 +495,7 @@ fn record_release(
     sql: &str,
     physical: &Arc<dyn ExecutionPlan>,
     provenance: &Provenance,
-    sets: &std::collections::BTreeSet<String>,
+    ledger: &Ledger,
 ) -> Result<(), QueryError> {
     if let Some(failure) = failure_of(provenance) {
         return Err(QueryError {
@@ -513,7 +511,20 @@ fn record_release(
         time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         query_id: scans.first().map(|s| s.query_id().to_string()).unwrap_or_default(),
         sql: sql.to_string(),
-        sets: sets.iter().cloned().collect(),
+        sets: ledger
+            .sets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect(),
+        values: ledger
+            .values
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|v| format!("{v:016x}"))
+            .collect(),
     };
     log.append(&release).map_err(|message| QueryError {
         kind: ErrorKind::Query,

@@ -404,16 +404,7 @@ fn refuse_subqueries(exprs: &[Expr]) -> Result<()> {
 /// Notes in the ledger each set of records the aggregate releases statistics about: the
 /// fragment's tables, filter and grouping (its SQL from `FROM` on), with each statistic's class.
 fn record_sets(ledger: &Ledger, scan: &LogicalPlan, populations: &[Option<Expr>]) {
-    let LogicalPlan::Extension(extension) = scan else {
-        return;
-    };
-    let Some(scan) = extension.node.as_any().downcast_ref::<FederatedScan>() else {
-        return;
-    };
-    let body = scan
-        .sql
-        .find(" FROM ")
-        .map_or(scan.sql.as_str(), |at| &scan.sql[at + 1..]);
+    let body = super::merge::fragment_body(scan);
     let mut sets = ledger.sets.lock().unwrap_or_else(|p| p.into_inner());
     for population in populations {
         let class = population.as_ref().map_or("all records".to_string(), |p| p.to_string());

@@ -68,9 +68,9 @@ pub struct DisclosureConfig {
     /// Scale of the noise on magnitudes, as a share of the largest contribution (sums), or of the
     /// value at `threshold` records (variances and models; smaller with more records).
     pub noise_magnitude: f64,
-    /// Most distinct sets of records a project may be given statistics about (0: no limit):
-    /// averaging over many different sets that isolate the same person is the cell key method's
-    /// residual risk. Asking about the same set again is free (it gets the same noise).
+    /// Most distinct values a project may be given (a statistic of one cell; 0: no limit):
+    /// averaging many different noisy values that all involve the same person is the cell key
+    /// method's residual risk. A value given before is free (it gets the same noise).
     pub release_budget: u64,
     /// Most distinct sets of records one question may release statistics about.
     pub max_sets_per_question: u64,
@@ -96,7 +96,7 @@ impl Default for DisclosureConfig {
             noise_max: 3,
             noise_stay: 0.5,
             noise_magnitude: 0.1,
-            release_budget: 3_000,
+            release_budget: 10_000,
             max_sets_per_question: 50,
             release_log: None,
         }

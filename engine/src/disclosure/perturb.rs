@@ -8,9 +8,11 @@
 //! below the threshold is ever shown), and for `n ≥ t + D`
 //! `Var[v] = (1 - p_stay)(D + 1)(2D + 1)/6` (D = 3, p_stay = 0.5: 2.33, sd 1.53).
 //!
-//! **Sums** of a measure change by `s · x₁ · z`, with `x₁` the largest contribution, `s` the
-//! magnitude scale and `z` uniform on [-1, 1] (`E = 0`, sd `s · x₁ / √3`): a total less its
-//! released parts gives a dominant contribution back only to within about `s` of itself.
+//! **Sums** of a measure over `n` contributors change by `(S / n) · v + s · x₁ · z`: `v` the
+//! count noise of the contributors (so a sum of equal values is exactly as protected as their
+//! count), `x₁` the largest contribution, `s` the magnitude scale and `z` uniform on [-1, 1]
+//! (`E = 0`): a total less its released parts gives a dominant contribution back only to within
+//! about `s` of itself.
 //! **Means** are perturbed sums over perturbed counts. **Variances and models** are scaled by
 //! `1 + s · z · √(t / n)`: at most `s` at the threshold, less with more records.
 

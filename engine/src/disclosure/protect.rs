@@ -8,6 +8,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, ListArray, UInt64Array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, UInt64Type};
+use datafusion::common::ScalarValue;
 use datafusion::error::Result;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 
@@ -24,6 +25,8 @@ pub struct Ledger {
     pub about_people: AtomicBool,
     /// The sets of records it releases statistics about (see [`super::releases`]).
     pub sets: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// The values it releases, by identity: a statistic's set of records and its cell's labels.
+    pub values: std::sync::Mutex<std::collections::BTreeSet<u64>>,
 }
 
 impl Ledger {
@@ -99,6 +102,10 @@ pub struct Judged {
 pub struct ProtectUdf {
     kind: ProtectKind,
     judged: Judged,
+    /// The identity of the statistic's set of records; the cell's labels are the last
+    /// `labels` arguments. Released values are noted in the ledger by set and labels.
+    set: u64,
+    labels: usize,
     config: DisclosureConfig,
     ledger: Arc<Ledger>,
     signature: Signature,
@@ -116,12 +123,39 @@ impl ProtectUdf {
         ProtectUdf {
             kind,
             judged,
+            set: 0,
+            labels: 0,
             config: config.clone(),
             ledger,
             // Volatile: the optimizer must neither fold nor duplicate it.
             signature: Signature::variadic_any(Volatility::Volatile),
             name: name.to_string(),
         }
+    }
+
+    /// Notes each released value in the ledger as `set` plus its cell's labels, which follow the
+    /// other arguments (`labels` of them).
+    pub fn noting(mut self, set: &str, labels: usize) -> ProtectUdf {
+        self.set = identity(set.as_bytes());
+        self.labels = labels;
+        self
+    }
+
+    /// Notes the released rows of `out` (non-NULL) in the ledger.
+    fn note(&self, out: &ArrayRef, arrays: &[ArrayRef]) -> Result<()> {
+        let labels = &arrays[arrays.len() - self.labels.min(arrays.len())..];
+        let mut values = self.ledger.values.lock().unwrap_or_else(|p| p.into_inner());
+        let mut text = Vec::new();
+        for i in (0..out.len()).filter(|i| out.is_valid(*i)) {
+            text.clear();
+            text.extend_from_slice(&self.set.to_le_bytes());
+            for label in labels {
+                text.extend_from_slice(ScalarValue::try_from_array(label, i)?.to_string().as_bytes());
+                text.push(0x1f);
+            }
+            values.insert(identity(&text));
+        }
+        Ok(())
     }
 
     fn noise(&self) -> Noise {
@@ -145,7 +179,10 @@ impl ProtectUdf {
 
 impl PartialEq for ProtectUdf {
     fn eq(&self, other: &Self) -> bool {
-        self.kind == other.kind && self.judged == other.judged && Arc::ptr_eq(&self.ledger, &other.ledger)
+        self.kind == other.kind
+            && self.judged == other.judged
+            && self.set == other.set
+            && Arc::ptr_eq(&self.ledger, &other.ledger)
     }
 }
 
@@ -155,6 +192,7 @@ impl Hash for ProtectUdf {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.kind.hash(state);
         self.judged.hash(state);
+        self.set.hash(state);
         Arc::as_ptr(&self.ledger).hash(state);
     }
 }
@@ -268,30 +306,42 @@ impl ScalarUDFImpl for ProtectUdf {
                                 None => None,
                             };
                             let k = match key(i) {
-                                None => return Some(value),
+                                None => return value.is_finite().then_some(value),
                                 Some(None) => return None,
                                 Some(Some(k)) => k,
                             };
-                            match (&magnitude, &records, largest) {
+                            // A sum moves like the count of its contributors (so a sum of equal values
+                            // is exactly as protected as their count) and by a share of its largest one.
+                            let sum = |total: f64, largest: f64| {
+                                total + total / s as f64 * noise.count(s, k) as f64 + noise.sum(largest, k)
+                            };
+                            let released = match (&magnitude, &records, largest) {
                                 (Some((_, total)), Some((counts, keys)), Some(largest)) => {
                                     // A mean: the perturbed total over the perturbed count.
-                                    let total = at(total, i)? + noise.sum(largest, k);
+                                    let total = sum(at(total, i)?, largest);
                                     let count = at(counts, i)?;
                                     let count = count + noise.count(count, at(keys, i)?);
-                                    (count > 0).then(|| total / count as f64)
+                                    (count > 0).then(|| total / count as f64)?
                                 }
-                                (Some(_), None, Some(largest)) if !self.judged.scaled => {
-                                    Some(value + noise.sum(largest, k))
-                                }
-                                _ => Some(value * noise.scale(s as f64, k)),
-                            }
+                                (Some(_), None, Some(largest)) if !self.judged.scaled => sum(value, largest),
+                                _ => value * noise.scale(s as f64, k),
+                            };
+                            // Nothing infinite or undefined is released: it would mark a line crossed.
+                            released.is_finite().then_some(released)
                         })
                         .collect::<Float64Array>(),
                 )
             }
         };
+        self.note(&out, &arrays)?;
         Ok(ColumnarValue::Array(out))
     }
+}
+
+/// A stable 64-bit identity of some bytes (the release log keeps them across versions).
+fn identity(bytes: &[u8]) -> u64 {
+    let hash = blake3::hash(bytes);
+    u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("a BLAKE3 hash has 32 bytes"))
 }
 
 impl ProtectUdf {

@@ -1,7 +1,7 @@
 //! The project's release log: one line per result about people that the project was given —
 //! when, the query, and the sets of records it released statistics about (tables, conditions,
 //! groups, each statistic's class). It holds no values and needs no trust to be asked again; it
-//! counts the distinct sets against the project's budget.
+//! counts the distinct values released against the project's budget.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -21,6 +21,8 @@ pub struct Release {
     /// The sets of records it released statistics about: each the fragment's tables, filter and
     /// grouping, with the statistic's own condition.
     pub sets: Vec<String>,
+    /// The values it released, by identity (a set of records and a cell's labels, hashed).
+    pub values: Vec<String>,
 }
 
 /// A project's release log (JSON lines).
@@ -38,9 +40,8 @@ impl ReleaseLog {
         &self.path
     }
 
-    /// Every set of records the project has been given statistics about (none when the log does
-    /// not exist yet).
-    pub fn released_sets(&self) -> Result<BTreeSet<String>, String> {
+    /// Every value the project has been given, by identity (none when the log does not exist yet).
+    pub fn released_values(&self) -> Result<BTreeSet<String>, String> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
@@ -50,7 +51,7 @@ impl ReleaseLog {
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let release = serde_json::from_str::<Release>(line)
                 .map_err(|e| format!("release log {}: line {}: {e}", self.path.display(), i + 1))?;
-            sets.extend(release.sets);
+            sets.extend(release.values);
         }
         Ok(sets)
     }
