@@ -14,8 +14,8 @@
 //! - **perturbation** by the cell key method ([`cell_key`], [`perturb`]): the same records always
 //!   get the same noise; then optional redaction and rounding of counts;
 //! - **release log and budget** ([`releases`]): each result about people is logged with the sets
-//!   of records it released; a question may hold `max_sets_per_question` of them and a project
-//!   `release_budget` distinct ones.
+//!   of records and the values it released; a question may hold `max_sets_per_question` sets and
+//!   a project may be given `release_budget` distinct values.
 
 pub mod cell_key;
 pub mod config;
