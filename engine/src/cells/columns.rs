@@ -16,7 +16,7 @@ use datafusion::logical_expr::{Expr, Operator};
 use tessera_schemas::{Grain, Role};
 
 use super::fold::{literal, number};
-use crate::policy::Refusal;
+use crate::refusal::Refusal;
 
 /// A contract column as the rules see it.
 pub struct ColumnInfo<'a> {

@@ -13,7 +13,7 @@ use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 
 use super::fold::fold_constants;
-use crate::policy::Refusal;
+use crate::refusal::Refusal;
 
 /// The input of an aggregate over trust data, traced back to contract columns.
 #[derive(Debug, Clone, Default)]

@@ -33,7 +33,7 @@ pub use lineage::{lineage, Lineage};
 pub use statistics::{StatisticKind, StatisticShape};
 
 use crate::expr_util::strip_alias;
-use crate::policy::Refusal;
+use crate::refusal::Refusal;
 use columns::{check_use, ColumnInfo};
 
 /// Who wrote the aggregate being checked.

@@ -20,7 +20,7 @@ use tessera_schemas::Role;
 use super::fold::{literal, number};
 use super::{CellRules, Origin};
 use crate::expr_util::strip_alias;
-use crate::policy::Refusal;
+use crate::refusal::Refusal;
 
 /// How a statistic is protected.
 #[derive(Debug, Clone, PartialEq)]

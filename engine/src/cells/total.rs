@@ -12,7 +12,7 @@ use datafusion::logical_expr::{Expr, Operator};
 
 use super::fold::{literal, number};
 use super::CellRules;
-use crate::policy::Refusal;
+use crate::refusal::Refusal;
 
 /// Functions that cannot fail on any value (with the literal arguments checked below).
 const TOTAL_FUNCTIONS: &[&str] = &[
