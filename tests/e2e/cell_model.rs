@@ -128,6 +128,7 @@ async fn keys_and_conditions_outside_public_domains_are_refused() {
         ("a rounding cast drawing a new band edge", "SELECT count(*) FROM apc_episodes WHERE CAST(cost_gbp AS DECIMAL(10,0)) < 1000", "could fail on a record"),
         ("a measure compared as text", "SELECT count(*) FROM apc_episodes WHERE CAST(los_days AS VARCHAR) < '2'", "public bands"),
         ("a narrowing TRY_CAST drawing a new edge", "SELECT count(*) FROM apc_episodes WHERE TRY_CAST(cost_gbp AS SMALLINT) IS NULL", "public bands"),
+        ("a clock shifted by a time zone", "SELECT date_trunc('month', arrival_time AT TIME ZONE '-01:00'), count(*) FROM ec_attendances GROUP BY 1", "cannot be used in a group key"),
         ("one day of a timestamp after the last day of a month", "SELECT count(*) FROM ec_attendances WHERE arrival_time > DATE '2024-01-31'", "by month or coarser"),
         ("a join on part of a public key", "SELECT count(*) FROM apc_episodes a JOIN ref_unit_costs r ON a.treatment_specialty = r.treatment_specialty", "whole key"),
         ("a join with organisational rows", "SELECT count(*) FROM apc_episodes a JOIN workforce_finance_monthly w ON a.provider_code = w.provider_code", "row by row"),

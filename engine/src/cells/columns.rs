@@ -83,11 +83,12 @@ fn is_bare(expr: &Expr, column: &Column) -> bool {
     }
 }
 
-/// Types every measure or date value converts to without losing its place among the others.
+/// Types every measure or date value converts to without losing its place among the others (no
+/// time zone: a shifted clock would move a month's edges into the middle of a day).
 pub(super) fn keeps_values(data_type: &DataType) -> bool {
     matches!(
         data_type,
-        DataType::Float64 | DataType::Int64 | DataType::Date32 | DataType::Date64 | DataType::Timestamp(..)
+        DataType::Float64 | DataType::Int64 | DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, None)
     )
 }
 
