@@ -332,6 +332,9 @@ async fn a_node_refuses_the_same_attacks_itself() {
         };
         assert!(message.contains(says), "{attack}: {sql}\n  said: {message}");
     }
+    // A node under the default policy names no profile in its audit lines.
+    let log = std::fs::read_to_string(&node.audit_log).unwrap();
+    assert!(!log.contains("\"profile\""), "{log}");
 }
 
 /// What fails while a query runs at a node never reaches the caller: a conversion error would
@@ -346,7 +349,11 @@ async fn a_failure_at_a_node_names_no_value() {
         .to_string();
     assert!(error.contains("the query failed at the node while it ran"), "{error}");
     assert!(!error.chars().any(|c| c.is_ascii_digit()), "{error}");
-    // The trust's own audit log keeps the detail.
+    // The trust's own audit log keeps the detail, and says the node runs the test profile.
     let log = std::fs::read_to_string(&fed.nodes[0].audit_log).unwrap();
-    assert!(log.lines().last().unwrap().contains("Decimal"), "{log}");
+    let last = log.lines().last().unwrap();
+    assert!(
+        last.contains("Decimal") && last.contains(r#""profile":"exactness-test""#),
+        "{log}"
+    );
 }
