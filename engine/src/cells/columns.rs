@@ -16,6 +16,7 @@ use datafusion::logical_expr::{Expr, Operator};
 use tessera_schemas::{Grain, Role};
 
 use super::fold::{literal, number};
+use super::is_comparison;
 use crate::refusal::Refusal;
 
 /// A contract column as the rules see it.
@@ -95,10 +96,7 @@ pub(super) fn keeps_values(data_type: &DataType) -> bool {
 /// `column op literal` (flipped when written the other way round), if `expr` is a comparison of the bare column.
 fn comparison<'e>(expr: &'e Expr, column: &Column) -> Option<(Operator, &'e ScalarValue)> {
     let Expr::BinaryExpr(b) = expr else { return None };
-    if !matches!(
-        b.op,
-        Operator::Eq | Operator::NotEq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq
-    ) {
+    if !is_comparison(b.op) {
         return None;
     }
     if is_bare(&b.left, column) {

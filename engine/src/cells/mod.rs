@@ -372,6 +372,21 @@ impl<'a> CellRules<'a> {
     }
 }
 
+/// Whether `op` compares two values: `=`, `<>`, `<`, `<=`, `>`, `>=`, `IS [NOT] DISTINCT FROM`.
+fn is_comparison(op: Operator) -> bool {
+    matches!(
+        op,
+        Operator::Eq
+            | Operator::NotEq
+            | Operator::Lt
+            | Operator::LtEq
+            | Operator::Gt
+            | Operator::GtEq
+            | Operator::IsDistinctFrom
+            | Operator::IsNotDistinctFrom
+    )
+}
+
 /// The column behind `expr`, through casts.
 fn bare_column(expr: &Expr) -> Option<&Column> {
     match strip_alias(expr) {

@@ -18,7 +18,7 @@ use datafusion::logical_expr::{lit, Case, Expr, Operator};
 use tessera_schemas::Role;
 
 use super::fold::{literal, number};
-use super::{CellRules, Origin};
+use super::{is_comparison, CellRules, Origin};
 use crate::expr_util::strip_alias;
 use crate::refusal::Refusal;
 
@@ -400,19 +400,7 @@ fn is_model(name: &str) -> bool {
 /// Whether `expr` is a boolean test.
 pub(super) fn is_condition(expr: &Expr) -> bool {
     match expr {
-        Expr::BinaryExpr(b) => matches!(
-            b.op,
-            Operator::Eq
-                | Operator::NotEq
-                | Operator::Lt
-                | Operator::LtEq
-                | Operator::Gt
-                | Operator::GtEq
-                | Operator::And
-                | Operator::Or
-                | Operator::IsDistinctFrom
-                | Operator::IsNotDistinctFrom
-        ),
+        Expr::BinaryExpr(b) => is_comparison(b.op) || matches!(b.op, Operator::And | Operator::Or),
         Expr::Not(_)
         | Expr::IsNull(_)
         | Expr::IsNotNull(_)

@@ -11,7 +11,7 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::{Expr, Operator};
 
 use super::fold::{literal, number};
-use super::CellRules;
+use super::{is_comparison, CellRules};
 use crate::refusal::Refusal;
 
 /// Functions that cannot fail on any value (with the literal arguments checked below).
@@ -82,19 +82,7 @@ impl CellRules<'_> {
             | Expr::IsNotFalse(_)
             | Expr::IsNotUnknown(_) => Ok(()),
             Expr::Like(like) if like.escape_char.is_none() && literal(&like.pattern).is_some() => Ok(()),
-            Expr::BinaryExpr(b)
-                if matches!(
-                    b.op,
-                    Operator::Eq
-                        | Operator::NotEq
-                        | Operator::Lt
-                        | Operator::LtEq
-                        | Operator::Gt
-                        | Operator::GtEq
-                        | Operator::IsDistinctFrom
-                        | Operator::IsNotDistinctFrom
-                ) =>
-            {
+            Expr::BinaryExpr(b) if is_comparison(b.op) => {
                 // Comparing text with a number or a date would convert the text, which can fail.
                 match self.comparable(&b.left, &b.right) {
                     true => Ok(()),

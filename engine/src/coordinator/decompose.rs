@@ -41,8 +41,8 @@ pub struct Decomposition {
     pub protections: Vec<Option<Protection>>,
     /// The merged number of records of each group (when disclosure control judges the rows).
     pub rows: Option<Expr>,
-    /// Every set of records a statistic is released about (`None`: all the group's records).
-    pub populations: Vec<Option<Expr>>,
+    /// Every set of records a statistic is released about, described by [`describe`].
+    pub populations: Vec<String>,
 }
 
 /// A sum or mean of a constant or of classes, released from each class's protected count.
@@ -156,7 +156,7 @@ impl Decomposition {
 
     /// Counts each group's records, by which disclosure control keeps or withholds the row.
     pub fn count_rows(&mut self, ctx: &Context) -> Result<()> {
-        self.populations.push(None);
+        self.populations.push(describe(&None));
         let rows = self.partial(ctx.call("count", vec![lit(1i64)], false, None)?);
         self.rows = Some(self.merge(ctx.call("sum", vec![rows], false, None)?));
         Ok(())
@@ -346,10 +346,7 @@ impl Decomposition {
             }),
             _ => None,
         };
-        let sets = populations
-            .iter()
-            .map(|p| p.as_ref().map_or_else(|| "all records".to_string(), |p| p.to_string()))
-            .collect();
+        let sets = populations.iter().map(describe).collect();
         Ok(Protection {
             sets,
             kind,
@@ -370,8 +367,9 @@ impl Decomposition {
 
     /// The merged number of records meeting `population` (all: `None`).
     fn records(&mut self, ctx: &Context, population: &Option<Expr>) -> Result<Expr> {
-        if !self.populations.contains(population) {
-            self.populations.push(population.clone());
+        let name = describe(population);
+        if !self.populations.contains(&name) {
+            self.populations.push(name);
         }
         let rows = self.partial(ctx.call("count", vec![lit(1i64)], false, population.clone().map(Box::new))?);
         Ok(self.merge(ctx.call("sum", vec![rows], false, None)?))
@@ -537,6 +535,13 @@ fn refusal_for(name: &str) -> DataFusionError {
              var/stddev, covar/corr, regr_*, bool_and/bool_or, count(DISTINCT dimension))"
         ),
     })
+}
+
+/// A set of records of a group, as text: its condition, or all records.
+pub fn describe(population: &Option<Expr>) -> String {
+    population
+        .as_ref()
+        .map_or_else(|| "all records".to_string(), |p| p.to_string())
 }
 
 /// Whether `expr` is the literal `true` (a class of all records).

@@ -61,6 +61,11 @@ impl Rewriter<'_> {
                     DataFusionError::Internal("the rows of a protected aggregate are not counted".into())
                 })?;
                 ledger.about_people.store(true, std::sync::atomic::Ordering::Relaxed);
+                // Each set of records the aggregate releases statistics about counts against the
+                // question's limit.
+                let mut sets = ledger.sets.lock().unwrap_or_else(|p| p.into_inner());
+                sets.extend(parts.populations.iter().map(|class| set_name(&body, class)));
+                drop(sets);
                 let kept = Filter::try_new(rows.gt_eq(lit(config.threshold as i64)), Arc::new(merged))?;
                 let finals = parts
                     .finals
@@ -118,8 +123,7 @@ fn protect_value(
     group_cols: &[Expr],
 ) -> Result<Expr> {
     let call = |kind, judged, set: &str, args: Vec<Expr>| {
-        let udf =
-            ProtectUdf::new(kind, judged, config, ledger.clone()).noting(&format!("{body} | {set}"), group_cols.len());
+        let udf = ProtectUdf::new(kind, judged, config, ledger.clone()).noting(&set_name(body, set), group_cols.len());
         let args = args.into_iter().chain(group_cols.iter().cloned()).collect();
         Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(ScalarUDF::from(udf)), args))
     };
@@ -155,9 +159,14 @@ fn protect_value(
     Ok(call(p.kind, p.judged, set, args))
 }
 
+/// A set of records: the fragment's tables, filter and grouping (`body`) with a statistic's class.
+fn set_name(body: &str, class: &str) -> String {
+    format!("{body} | {class}")
+}
+
 /// The part of a fragment's SQL that says which records it reads and how it groups them (from
 /// `FROM` on).
-pub(super) fn fragment_body(scan: &LogicalPlan) -> String {
+fn fragment_body(scan: &LogicalPlan) -> String {
     let LogicalPlan::Extension(extension) = scan else {
         return String::new();
     };

@@ -171,9 +171,6 @@ impl Rewriter<'_> {
         }
         let about_people = cells.is_some();
         let scan = self.fragment(&aggregate, &parts, tables)?;
-        if let (Some((_, ledger)), true) = (&self.disclosure, about_people) {
-            record_sets(ledger, &scan, &parts.populations);
-        }
         let merged = self.merge(&aggregate, parts, scan, about_people)?;
         Ok(Transformed::yes(merged))
     }
@@ -399,15 +396,4 @@ fn refuse_subqueries(exprs: &[Expr]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Notes in the ledger each set of records the aggregate releases statistics about: the
-/// fragment's tables, filter and grouping (its SQL from `FROM` on), with each statistic's class.
-fn record_sets(ledger: &Ledger, scan: &LogicalPlan, populations: &[Option<Expr>]) {
-    let body = super::merge::fragment_body(scan);
-    let mut sets = ledger.sets.lock().unwrap_or_else(|p| p.into_inner());
-    for population in populations {
-        let class = population.as_ref().map_or("all records".to_string(), |p| p.to_string());
-        sets.insert(format!("{body} | {class}"));
-    }
 }

@@ -25,9 +25,13 @@ pub const CELL_KEY: &str = "tessera_cell_key";
 /// The coordinator's merge: the wrapping sum of the trusts' cell keys.
 pub const KEY_SUM: &str = "tessera_key_sum";
 
-/// A trust's secret for record keys (32 bytes).
+/// A trust's secret for record keys, kept as what the keys are made with: the row hash's seed and
+/// the finaliser's mask, both derived from the 32 secret bytes.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct RecordKeySecret([u8; 32]);
+pub struct RecordKeySecret {
+    seed: u64,
+    mask: u64,
+}
 
 impl std::fmt::Debug for RecordKeySecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -38,8 +42,14 @@ impl std::fmt::Debug for RecordKeySecret {
 impl RecordKeySecret {
     /// From 64 hex digits.
     pub fn from_hex(text: &str) -> Option<RecordKeySecret> {
-        let bytes = hex::decode(text.trim()).ok()?;
-        Some(RecordKeySecret(bytes.try_into().ok()?))
+        let bytes: [u8; 32] = hex::decode(text.trim()).ok()?.try_into().ok()?;
+        let derived = blake3::keyed_hash(&bytes, b"tessera record keys v1");
+        let derived = derived.as_bytes();
+        let word = |i: usize| u64::from_le_bytes(derived[i..i + 8].try_into().expect("8 bytes of a 32-byte hash"));
+        Some(RecordKeySecret {
+            seed: word(0),
+            mask: word(8),
+        })
     }
 
     /// A fresh random secret, as 64 hex digits.
@@ -51,23 +61,14 @@ impl RecordKeySecret {
     /// secret (vectorised, DataFusion's row hashing), then a keyed non-linear finaliser, so that
     /// key sums of different record sets are unrelated even when their columns' values coincide.
     fn record_keys(&self, columns: &[ArrayRef], keys: &mut Vec<u64>) -> Result<()> {
-        let (seed, mask) = self.seeds();
         let rows = columns.first().map_or(0, |c| c.len());
         keys.clear();
         keys.resize(rows, 0);
-        create_hashes(columns, &QualityRandomState::with_seed(seed), keys)?;
+        create_hashes(columns, &QualityRandomState::with_seed(self.seed), keys)?;
         for key in keys.iter_mut() {
-            *key = finalise(*key ^ mask);
+            *key = finalise(*key ^ self.mask);
         }
         Ok(())
-    }
-
-    /// The row hash's seed and the finaliser's mask, derived from the secret.
-    fn seeds(&self) -> (u64, u64) {
-        let derived = blake3::keyed_hash(&self.0, b"tessera record keys v1");
-        let bytes = derived.as_bytes();
-        let word = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes of a 32-byte hash"));
-        (word(0), word(8))
     }
 }
 
@@ -78,10 +79,11 @@ fn finalise(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// `tessera_cell_key(columns…)` at a trust (with its secret), or `tessera_key_sum(key)` at the
-/// coordinator (without one).
+/// `tessera_cell_key(columns…)` at a trust (with its secret; without one only for planning the
+/// fragment), or `tessera_key_sum(key)`, the coordinator's merge of the trusts' partial keys.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct CellKey {
+    name: &'static str,
     secret: Option<RecordKeySecret>,
     signature: Signature,
 }
@@ -90,6 +92,7 @@ impl CellKey {
     /// The trust's aggregate over whole rows, keyed by `secret`.
     pub fn udaf(secret: Option<RecordKeySecret>) -> Arc<AggregateUDF> {
         Arc::new(AggregateUDF::from(CellKey {
+            name: CELL_KEY,
             secret,
             signature: Signature::variadic_any(Volatility::Immutable),
         }))
@@ -97,7 +100,9 @@ impl CellKey {
 
     /// The coordinator's merge of partial keys.
     pub fn merge_udaf() -> Arc<AggregateUDF> {
-        Arc::new(AggregateUDF::from(KeySum {
+        Arc::new(AggregateUDF::from(CellKey {
+            name: KEY_SUM,
+            secret: None,
             signature: Signature::exact(vec![DataType::UInt64], Volatility::Immutable),
         }))
     }
@@ -105,7 +110,7 @@ impl CellKey {
 
 impl AggregateUDFImpl for CellKey {
     fn name(&self) -> &str {
-        CELL_KEY
+        self.name
     }
 
     fn signature(&self) -> &Signature {
@@ -117,52 +122,24 @@ impl AggregateUDFImpl for CellKey {
     }
 
     fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        match &self.secret {
-            Some(secret) => Ok(Box::new(KeyAccumulator {
-                secret: Some(secret.clone()),
-                sum: 0,
-            })),
-            None => exec_err!(
+        if self.name == CELL_KEY && self.secret.is_none() {
+            return exec_err!(
                 "{CELL_KEY} needs this trust's record key secret: set [access] record_key_secret in node.toml \
                  (`tessera gen` writes one)"
-            ),
+            );
         }
+        Ok(Box::new(KeyAccumulator {
+            secret: self.secret.clone(),
+            sum: 0,
+        }))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        Ok(vec![key_field(args.name)])
-    }
-}
-
-fn key_field(name: &str) -> FieldRef {
-    Arc::new(Field::new(format!("{name}[key]"), DataType::UInt64, true))
-}
-
-/// The coordinator's wrapping sum of partial keys.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct KeySum {
-    signature: Signature,
-}
-
-impl AggregateUDFImpl for KeySum {
-    fn name(&self) -> &str {
-        KEY_SUM
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::UInt64)
-    }
-
-    fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(KeyAccumulator { secret: None, sum: 0 }))
-    }
-
-    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        Ok(vec![key_field(args.name)])
+        Ok(vec![Arc::new(Field::new(
+            format!("{}[key]", args.name),
+            DataType::UInt64,
+            true,
+        ))])
     }
 }
 
