@@ -67,10 +67,4 @@ impl Noise {
         let shrink = (self.threshold as f64 / n.max(1.0)).sqrt().min(1.0);
         1.0 + self.magnitude * shrink * (2.0 * uniform(key, SCALE) - 1.0)
     }
-
-    /// The variance of a count's noise for counts at least `D` above the threshold.
-    pub fn count_variance(&self) -> f64 {
-        let d = self.max as f64;
-        (1.0 - self.stay) * (d + 1.0) * (2.0 * d + 1.0) / 6.0
-    }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -34,10 +34,6 @@ pub struct ReleaseLog {
 impl ReleaseLog {
     pub fn new(path: PathBuf) -> ReleaseLog {
         ReleaseLog { path }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Every value the project has been given, by identity (none when the log does not exist yet).
