@@ -128,6 +128,8 @@ async fn keys_and_conditions_outside_public_domains_are_refused() {
         ("a rounding cast drawing a new band edge", "SELECT count(*) FROM apc_episodes WHERE CAST(cost_gbp AS DECIMAL(10,0)) < 1000", "could fail on a record"),
         ("a measure compared as text", "SELECT count(*) FROM apc_episodes WHERE CAST(los_days AS VARCHAR) < '2'", "public bands"),
         ("a narrowing TRY_CAST drawing a new edge", "SELECT count(*) FROM apc_episodes WHERE TRY_CAST(cost_gbp AS SMALLINT) IS NULL", "public bands"),
+        ("a chain of same-person joins copying one record many times", "SELECT count(*), avg(a.cost_gbp) FROM apc_episodes a JOIN op_appointments b ON a.person_id = b.person_id AND a.provider_code = b.provider_code JOIN op_appointments c ON a.person_id = c.person_id AND a.provider_code = c.provider_code WHERE a.age_band = '18-29'", "cannot be joined record by record"),
+        ("a same-person join of two tables", "SELECT count(*) FROM apc_episodes a JOIN apc_episodes b ON a.person_id = b.person_id AND a.provider_code = b.provider_code", "cannot be joined record by record"),
         ("a clock shifted by a time zone", "SELECT date_trunc('month', arrival_time AT TIME ZONE '-01:00'), count(*) FROM ec_attendances GROUP BY 1", "cannot be used in a group key"),
         ("one day of a timestamp after the last day of a month", "SELECT count(*) FROM ec_attendances WHERE arrival_time > DATE '2024-01-31'", "by month or coarser"),
         ("a join on part of a public key", "SELECT count(*) FROM apc_episodes a JOIN ref_unit_costs r ON a.treatment_specialty = r.treatment_specialty", "whole key"),
@@ -221,6 +223,11 @@ async fn statistics_outside_the_whitelist_are_refused() {
             "by a factor from 1e-6 to 1e6",
         ),
         (
+            "a mean spelled as a regression part, with noise of its own",
+            "SELECT regr_avgx(los_days, los_days) FROM apc_episodes".into(),
+            "ask avg(…) for a mean",
+        ),
+        (
             "a CASE testing two columns in two WHENs",
             "SELECT sum(CASE WHEN age_band = '18-29' THEN 0 WHEN sex = 'F' THEN 1 ELSE 0 END) FROM apc_episodes".into(),
             "must test one column",
@@ -304,6 +311,11 @@ async fn a_node_refuses_the_same_attacks_itself() {
             "one record's exact cost",
             "SELECT count(*) FROM apc_episodes WHERE cost_gbp = 900.0",
             "public bands",
+        ),
+        (
+            "a same-person self-join copying records",
+            "SELECT count(*), avg(a.cost_gbp) FROM apc_episodes a JOIN apc_episodes b ON a.person_id = b.person_id AND a.provider_code = b.provider_code",
+            "cannot be joined record by record",
         ),
         (
             "a value that is no band edge",

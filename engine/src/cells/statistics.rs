@@ -179,6 +179,14 @@ impl CellRules<'_> {
                          can be driven by one patient's value; use avg({sensitive}) by bands of the other measure"
                     )));
                 }
+                // The parts of a model are other spellings of a mean or a variance: asked as such,
+                // they would get noise of their own, a second sample of the same value.
+                if moment_partial && model != "regr_count" && self.origin == Origin::Query {
+                    return Err(refuse(format!(
+                        "{model}() is a part of a regression; ask avg(…) for a mean and var_pop(…) or covar_pop(…) \
+                         for spread, so that each statistic has one spelling and one noise"
+                    )));
+                }
                 let pairs = not_null(0).and(not_null(1));
                 let kind = match model {
                     "regr_count" => StatisticKind::Count,
