@@ -100,3 +100,13 @@ fn rows(batches: &[datafusion::arrow::array::RecordBatch], statistic: &dyn Fn(us
     }
     out
 }
+
+/// Logs of the in-process nodes to standard error, filtered by `TESSERA_LOG` (default `warn`),
+/// as `tessera node` does.
+pub fn init_node_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

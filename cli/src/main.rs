@@ -6,6 +6,7 @@ mod exit;
 mod output;
 mod progress;
 mod repl;
+mod runner;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

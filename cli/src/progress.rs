@@ -4,8 +4,8 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use tessera_engine::coordinator::provenance::NodeOutcome;
-use tessera_engine::coordinator::{Coordinator, QueryError, QueryResult};
+use tessera_coordinator::result::provenance::NodeOutcome;
+use tessera_coordinator::{Coordinator, QueryError, QueryResult};
 
 /// Runs `sql`, showing each trust's state on stderr if it is a terminal and the query is slow.
 pub async fn with_progress(coordinator: &Coordinator, sql: &str) -> Result<QueryResult, QueryError> {

@@ -4,11 +4,11 @@ use std::path::PathBuf;
 
 use rustyline::error::ReadlineError;
 use rustyline::DefaultEditor;
-use tessera_engine::coordinator::Coordinator;
+use tessera_coordinator::Coordinator;
 use tessera_schemas::Catalog;
 
-use crate::commands::query::{cancellable, split_statements, Sink};
 use crate::exit::{Failure, Outcome};
+use crate::runner::{cancellable, split_statements, Sink};
 
 const HELP: &str = "\
   SQL;            run a query across every trust (end it with ;)

@@ -462,7 +462,7 @@ fn the_federation_gen_writes_works_as_is_with_the_coordinator_token_and_release_
         let node_toml = std::fs::read_to_string(dir.path().join(trust).join("node.toml")).unwrap();
         assert!(!node_toml.contains(&token), "a node keeps only the token's hash");
         assert!(
-            node_toml.contains(&tessera_engine::auth::token_digest(&token)),
+            node_toml.contains(&tessera_protocol::token::token_digest(&token)),
             "{node_toml}"
         );
         nodes.push(start_node(&dir.path().join(trust).join("node.toml")).0);
@@ -483,7 +483,7 @@ fn the_federation_gen_writes_works_as_is_with_the_coordinator_token_and_release_
             "csv",
         ]);
         if let Some(wrong) = extra_env {
-            command.env(tessera_engine::auth::TOKEN_ENV, wrong);
+            command.env(tessera_protocol::token::TOKEN_ENV, wrong);
         }
         command.output().unwrap()
     };

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tessera_protocol::RequestContext;
 
 /// The `prev_hash` of the first line.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -60,9 +61,8 @@ pub struct AuditEntry {
 /// What a request was, before it is sealed into a line.
 #[derive(Debug, Clone)]
 pub struct AuditRecord {
-    pub query_id: String,
-    pub requester: String,
-    pub project: String,
+    /// Who asked, for which project, under which query id.
+    pub context: RequestContext,
     pub coordinator: bool,
     pub profile: Option<String>,
     pub call: String,
@@ -242,9 +242,9 @@ impl AuditLog {
         let entry = AuditEntry {
             seq: w.seq + 1,
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            query_id: record.query_id,
-            requester: record.requester,
-            project: record.project,
+            query_id: record.context.query_id,
+            requester: record.context.requester,
+            project: record.context.project,
             coordinator: record.coordinator,
             profile: record.profile,
             call: record.call,

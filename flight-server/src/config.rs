@@ -23,8 +23,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tessera_engine::config_file::{read_toml, ConfigFileError};
-use tessera_engine::NodePolicy;
+use tessera_policy::NodePolicy;
+use tessera_schemas::toml_file::{read_toml, ConfigFileError};
 
 /// Default time a node spends on one query.
 pub const DEFAULT_QUERY_TIMEOUT_SECS: u64 = 120;
@@ -142,7 +142,7 @@ impl NodeConfig {
             return Err("[node] query_timeout_secs: must be at least 1".into());
         }
         if let Some(secret) = &self.access.record_key_secret {
-            if tessera_engine::disclosure::RecordKeySecret::from_hex(secret).is_none() {
+            if tessera_disclosure::RecordKeySecret::from_hex(secret).is_none() {
                 return Err(
                     "[access] record_key_secret: must be 64 hex digits (`tessera gen` writes one; or \
                             `openssl rand -hex 32`)"
@@ -151,7 +151,7 @@ impl NodeConfig {
             }
         }
         if let Some(digest) = &self.access.coordinator_token_sha256 {
-            tessera_engine::auth::check_digest(digest)
+            tessera_protocol::token::check_digest(digest)
                 .map_err(|e| format!("[access] coordinator_token_sha256: {e}"))?;
         }
         Ok(())
@@ -207,7 +207,7 @@ impl NodeConfig {
                 .collect(),
             policy: NodePolicy::default(),
             access: AccessSection {
-                record_key_secret: Some(tessera_engine::disclosure::RecordKeySecret::generate_hex()),
+                record_key_secret: Some(tessera_disclosure::RecordKeySecret::generate_hex()),
                 ..AccessSection::default()
             },
             base_dir: PathBuf::new(),

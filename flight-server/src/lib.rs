@@ -4,7 +4,11 @@
 //!   checks every query against the trust's own policy and answers only with aggregates.
 //! - [`audit`]: the node's tamper-evident, hash-chained JSON-lines audit log.
 //! - [`config`]: the node configuration file, `node.toml`.
-//! - [`fragment`]: the request the coordinator sends in a single `DoGet` ticket.
+//! - [`tables`]: the trust's files registered as the contracts' tables.
+//!
+//! The node links the protocol (`tessera_protocol`), the policy it enforces (`tessera_policy`)
+//! and the disclosure-control library (`tessera_disclosure`, for the functions only its
+//! coordinator may call) — and no coordinator code: `cargo tree -p tessera-node` shows it.
 
 pub mod audit;
 pub mod config;
@@ -12,5 +16,3 @@ pub mod node;
 pub mod tables;
 
 pub use config::NodeConfig;
-pub use fragment::FragmentRequest;
-pub use tessera_engine::protocol::{client, fragment};

@@ -171,6 +171,6 @@ async fn register_one(
 
 /// Public reference tables ship with Tessera and are registered in memory at every node.
 pub fn register_public(ctx: &SessionContext, catalog: &Catalog, contract: &Contract) -> Result<(), TableError> {
-    tessera_engine::catalog::register_public(ctx, catalog, contract)
+    tessera_policy::session::register_public(ctx, catalog, contract)
         .map_err(|e| TableError(format!("public table {}: {}", contract.name, e.strip_backtrace())))
 }

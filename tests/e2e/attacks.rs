@@ -6,7 +6,7 @@
 //! `dominance.rs`; what is not covered is listed in the README under "What Tessera will and
 //! won't release".
 
-use tessera_engine::coordinator::{Coordinator, ErrorKind};
+use tessera_coordinator::{Coordinator, ErrorKind};
 use tessera_support::{rows_of, Cell};
 
 use crate::disclosure::{coordinator, exact_rules, small_federation};

@@ -2,13 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use tessera_flight::audit::{head_path, verify, AuditError, AuditLog, AuditRecord, Decision};
+use tessera_node::audit::{head_path, verify, AuditError, AuditLog, AuditRecord, Decision};
+use tessera_protocol::RequestContext;
 
 fn record(i: usize) -> AuditRecord {
     AuditRecord {
-        query_id: format!("q{i}"),
-        requester: "analyst@trust".into(),
-        project: "p1".into(),
+        context: RequestContext::new("analyst@trust", "p1").with_query_id(format!("q{i}")),
         coordinator: i == 3,
         profile: None,
         call: "DoGet".into(),

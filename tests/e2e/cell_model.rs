@@ -5,7 +5,7 @@
 //! Fixture (see `disclosure.rs`): age band 18-29 holds 3 episodes (costs 900, 901 at RRK and
 //! 950 at RTH), 30-44 holds 12 (8 + 4), 45-59 holds 23 (20 + 3); everyone is F, diagnosis R69.
 
-use tessera_engine::coordinator::{Coordinator, ErrorKind};
+use tessera_coordinator::{Coordinator, ErrorKind};
 use tessera_support::{rows_of, Cell};
 
 use crate::disclosure::{coordinator, exact_rules, small_federation};

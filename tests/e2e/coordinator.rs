@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use tessera_engine::coordinator::config::NodeEntry;
-use tessera_engine::coordinator::{ErrorKind, OnNodeFailure};
-use tessera_flight::audit::AuditEntry;
+use tessera_coordinator::config::NodeEntry;
+use tessera_coordinator::{ErrorKind, OnNodeFailure};
+use tessera_node::audit::AuditEntry;
 use tessera_support::{compare, rows_of, Federation};
 
 async fn refusal(fed: &Federation, sql: &str) -> (ErrorKind, String) {
@@ -202,7 +202,7 @@ async fn cancelling_a_query_cancels_it_at_every_trust() {
                 .map(|l| serde_json::from_str::<AuditEntry>(l).unwrap())
                 .collect::<Vec<_>>();
             if let Some(entry) = entries.last() {
-                assert_eq!(entry.reason.as_deref(), Some(tessera_flight::node::CANCELLED));
+                assert_eq!(entry.reason.as_deref(), Some(tessera_node::node::CANCELLED));
                 assert!(entry.sql.contains("JOIN apc_episodes"), "{}", entry.sql);
                 break;
             }

@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Date32Array, Float64Array, Int32Array, Int8Array, RecordBatch, StringArray};
-use tessera_engine::coordinator::config::{FederationSection, NodeEntry};
-use tessera_engine::coordinator::{Coordinator, FederationConfig};
-use tessera_engine::disclosure::{DisclosureConfig, Mode, Perturbation, Zeros};
-use tessera_flight::NodeConfig;
+use tessera_coordinator::config::{FederationSection, NodeEntry};
+use tessera_coordinator::{Coordinator, FederationConfig};
+use tessera_disclosure::{DisclosureConfig, Mode, Perturbation, Zeros};
+use tessera_node::NodeConfig;
 use tessera_schemas::Catalog;
 use tessera_support::{compare, rows_of, trust_test_coordinator, Cell, TestNode, COORDINATOR_TOKEN};
 
@@ -170,7 +170,7 @@ async fn small_cells_are_suppressed_for_every_statistic_and_counts_are_rounded()
             .schema
             .field(i)
             .metadata()
-            .get(tessera_engine::coordinator::STATUS_METADATA)
+            .get(tessera_coordinator::STATUS_METADATA)
             .cloned()
     };
     assert_eq!(
@@ -180,11 +180,11 @@ async fn small_cells_are_suppressed_for_every_statistic_and_counts_are_rounded()
     // The same line travels with the data, as schema metadata of the result and of its batches.
     for schema in [result.schema.clone(), result.batches[0].schema()] {
         assert_eq!(
-            schema.metadata().get(tessera_engine::coordinator::DISCLOSURE_METADATA),
+            schema.metadata().get(tessera_coordinator::DISCLOSURE_METADATA),
             Some(&result.disclosure)
         );
         assert_eq!(
-            schema.metadata().get(tessera_engine::coordinator::PROVENANCE_METADATA),
+            schema.metadata().get(tessera_coordinator::PROVENANCE_METADATA),
             Some(&"2 of 2 trusts answered (RRK, RTH)".to_string())
         );
     }

@@ -16,10 +16,10 @@
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::Float64Type;
 use std::path::Path;
-use tessera_engine::coordinator::ErrorKind;
-use tessera_engine::disclosure::DisclosureConfig;
-use tessera_flight::client::NodeClient;
-use tessera_flight::FragmentRequest;
+use tessera_coordinator::ErrorKind;
+use tessera_disclosure::DisclosureConfig;
+use tessera_protocol::client::NodeClient;
+use tessera_protocol::FragmentRequest;
 use tessera_support::{compare, rows_of, Cell, COORDINATOR_TOKEN};
 
 use crate::disclosure::{coordinator, exact_rules, federation_of, write_rows, Small};
@@ -197,7 +197,7 @@ async fn only_the_authenticated_coordinator_gets_the_largest_contributions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coordinator_without_a_token_refuses_sensitive_sums_but_answers_the_rest() {
     let small = dominated_federation().await;
-    let config = tessera_engine::coordinator::FederationConfig {
+    let config = tessera_coordinator::FederationConfig {
         federation: Default::default(),
         nodes: small.entries.clone(),
         disclosure: DisclosureConfig {
@@ -205,7 +205,7 @@ async fn a_coordinator_without_a_token_refuses_sensitive_sums_but_answers_the_re
             ..exact_rules()
         },
     };
-    let c = tessera_engine::coordinator::Coordinator::new(config, &tessera_schemas::Catalog::builtin()).unwrap();
+    let c = tessera_coordinator::Coordinator::new(config, &tessera_schemas::Catalog::builtin()).unwrap();
     let error = c.query("SELECT avg(cost_gbp) FROM apc_episodes").await.unwrap_err();
     assert_eq!(error.kind, ErrorKind::Query);
     assert_eq!(
@@ -245,18 +245,15 @@ fn dominance_settings_and_tokens_are_checked_at_start() {
         "[disclosure] p_percent: must be a share from 0 (off) to below 1, e.g. 0.10, not NaN"
     );
 
-    let mut federation = tessera_engine::coordinator::FederationConfig::new(
-        "r",
-        "p",
-        [("RRK".to_string(), "http://127.0.0.1:1".to_string())],
-    );
+    let mut federation =
+        tessera_coordinator::FederationConfig::new("r", "p", [("RRK".to_string(), "http://127.0.0.1:1".to_string())]);
     federation.federation.coordinator_token = Some("short".into());
     assert_eq!(
         federation.check().unwrap_err(),
         "[federation] coordinator_token: must be at least 32 characters without spaces (`tessera gen` writes one)"
     );
 
-    let mut node = tessera_flight::NodeConfig::for_generated("RRK", "127.0.0.1:0", &["apc_episodes".into()]);
+    let mut node = tessera_node::NodeConfig::for_generated("RRK", "127.0.0.1:0", &["apc_episodes".into()]);
     node.access.coordinator_token_sha256 = Some(COORDINATOR_TOKEN.into());
     assert_eq!(
         node.check().unwrap_err(),

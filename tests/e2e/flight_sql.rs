@@ -6,7 +6,7 @@ use arrow_flight::sql::{CommandGetDbSchemas, CommandGetTables, SqlInfo};
 use arrow_flight::FlightInfo;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use futures::TryStreamExt;
-use tessera_flight::audit::{AuditEntry, Decision};
+use tessera_node::audit::{AuditEntry, Decision};
 use tessera_support::{rows_of, Cell, Oracle, TestData, TestNode};
 use tonic::transport::{Channel, Endpoint};
 
@@ -177,7 +177,7 @@ async fn a_forged_ticket_is_rechecked_not_trusted() {
     let data = TestData::generate(&["RJ1"], 500, 9);
     let node = TestNode::start(&data.node_config("RJ1", |_| {})).await;
     let mut client = client(&node).await;
-    let forged = tessera_flight::FragmentRequest::new("SELECT person_id, cost_gbp FROM apc_episodes");
+    let forged = tessera_protocol::FragmentRequest::new("SELECT person_id, cost_gbp FROM apc_episodes");
     let ticket = arrow_flight::sql::TicketStatementQuery {
         statement_handle: forged.encode().into(),
     };

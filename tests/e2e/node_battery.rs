@@ -1,7 +1,7 @@
 //! A battery of queries sent to a running node over Flight: allowed aggregates with answers
 //! computed independently from the Parquet files, and refused attempts with their exact reasons.
 
-use tessera_flight::audit::{verify, AuditEntry, Decision};
+use tessera_node::audit::{verify, AuditEntry, Decision};
 use tessera_support::*;
 use tonic::Code;
 
@@ -340,7 +340,7 @@ fn refused() -> Vec<(&'static str, Code, String)> {
         ),
         deny(
             "SELECT array_agg(primary_diagnosis) FROM apc_episodes",
-            &format!("refused: aggregate function array_agg is not allowed by this trust's policy (allowed: {})", tessera_engine::policy::DEFAULT_AGGREGATES.iter().copied().collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>().join(", ")),
+            &format!("refused: aggregate function array_agg is not allowed by this trust's policy (allowed: {})", tessera_policy::DEFAULT_AGGREGATES.iter().copied().collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>().join(", ")),
         ),
         deny("SELECT count(*) FROM generate_series(1, 10)", "refused: table function generate_series is not allowed at a node"),
         deny("EXPLAIN SELECT count(*) FROM apc_episodes", "refused: only SELECT queries are allowed, not EXPLAIN"),

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use tessera_flight::node::TrustNode;
-use tessera_flight::NodeConfig;
+use tessera_node::node::TrustNode;
+use tessera_node::NodeConfig;
 use tessera_schemas::Catalog;
 use tessera_support::TestData;
 
@@ -155,7 +155,7 @@ async fn bad_tables_and_policies_stop_the_node_with_a_precise_message() {
     );
     let config = data.node_config("RTH", |c| {
         c.tables[3].location = csv.display().to_string();
-        c.tables[3].format = tessera_flight::config::Format::Csv;
+        c.tables[3].format = tessera_node::config::Format::Csv;
     });
     assert_eq!(
         start_error(&config).await,

@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use tessera_engine::coordinator::Coordinator;
-use tessera_engine::disclosure::{DisclosureConfig, Perturbation};
-use tessera_flight::client::NodeClient;
-use tessera_flight::FragmentRequest;
+use tessera_coordinator::Coordinator;
+use tessera_disclosure::{DisclosureConfig, Perturbation};
+use tessera_protocol::client::NodeClient;
+use tessera_protocol::FragmentRequest;
 use tessera_support::{rows_of, Cell, Federation, COORDINATOR_TOKEN};
 
 const TRUSTS: &[&str] = &["RRK", "RTH", "RJ1"];
@@ -54,7 +54,7 @@ async fn the_same_records_get_the_same_noise_however_asked() {
             .schema
             .field(1)
             .metadata()
-            .get(tessera_engine::coordinator::STATUS_METADATA),
+            .get(tessera_coordinator::STATUS_METADATA),
         Some(&"perturbed".to_string())
     );
     assert!(first.len() >= 5, "{first:?}");
@@ -303,7 +303,7 @@ async fn a_project_gets_a_budget_of_distinct_values() {
     let values = log
         .lines()
         .flat_map(|l| {
-            let release: tessera_engine::disclosure::Release = serde_json::from_str(l).unwrap();
+            let release: tessera_disclosure::Release = serde_json::from_str(l).unwrap();
             release.values
         })
         .collect::<std::collections::BTreeSet<_>>();

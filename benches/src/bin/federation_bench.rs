@@ -9,13 +9,17 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use tessera_benches::{summarise, utility};
-use tessera_engine::auth::{generate_token, token_digest};
-use tessera_engine::coordinator::{Coordinator, FederationConfig};
-use tessera_engine::disclosure::DisclosureConfig;
-use tessera_engine::reference::union_session;
-use tessera_engine::tour::TOUR;
-use tessera_flight::node::TrustNode;
-use tessera_flight::NodeConfig;
+use tessera_coordinator::{Coordinator, FederationConfig};
+use tessera_disclosure::DisclosureConfig;
+use tessera_protocol::token::{generate_token, token_digest};
+use tessera_support::reference::union_session;
+use tour::TOUR;
+
+/// The demo's tour is the benchmark's workload: the same questions, from the same file.
+#[path = "../../../cli/src/commands/demo/tour.rs"]
+mod tour;
+use tessera_node::node::TrustNode;
+use tessera_node::NodeConfig;
 use tessera_schemas::gen::{generate, GenConfig};
 use tessera_schemas::Catalog;
 
@@ -32,6 +36,7 @@ struct Args {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    tessera_benches::init_node_logs();
     let dir = tempfile::tempdir().expect("temporary folder");
     let catalog = Catalog::builtin();
     let providers = ["RRK", "RTH", "RJ1"];

@@ -12,9 +12,10 @@ use clap::Parser;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use tessera_benches::summarise;
-use tessera_flight::client::NodeClient;
-use tessera_flight::node::TrustNode;
-use tessera_flight::{FragmentRequest, NodeConfig};
+use tessera_node::node::TrustNode;
+use tessera_node::NodeConfig;
+use tessera_protocol::client::NodeClient;
+use tessera_protocol::{FragmentRequest, RequestContext};
 use tessera_schemas::gen::{generate, GenConfig};
 use tessera_schemas::Catalog;
 
@@ -52,6 +53,7 @@ const QUERIES: &[(&str, &str)] = &[
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    tessera_benches::init_node_logs();
     let dir = tempfile::tempdir().expect("temporary folder");
     let catalog = Catalog::builtin();
 
@@ -86,7 +88,7 @@ async fn main() {
     let running = node.spawn("127.0.0.1:0".parse().unwrap()).await.expect("node binds");
     let client = NodeClient::connect(&running.url()).await.expect("client connects");
 
-    let direct = tessera_engine::session::new_session(None).expect("session");
+    let direct = tessera_policy::session::new_session(None).expect("session");
     for t in &trust.tables {
         let url = ListingTableUrl::parse(t.path.to_str().unwrap()).unwrap();
         let options = ListingOptions::new(Arc::new(ParquetFormat::default().with_force_view_types(false)));
@@ -99,7 +101,7 @@ async fn main() {
         .unwrap();
         direct.register_table(t.table.as_str(), Arc::new(table)).unwrap();
     }
-    tessera_flight::tables::register_public(&direct, &catalog, catalog.contract("ref_unit_costs").unwrap()).unwrap();
+    tessera_node::tables::register_public(&direct, &catalog, catalog.contract("ref_unit_costs").unwrap()).unwrap();
 
     println!(
         "## Node query latency ({} episodes, {} iterations, ms)\n",
@@ -108,10 +110,7 @@ async fn main() {
     println!("| query | groups | node p50 | node p95 | DataFusion direct p50 | node / direct |");
     println!("|---|---:|---:|---:|---:|---:|");
     for (name, sql) in QUERIES {
-        let request = FragmentRequest {
-            requester: "bench".into(),
-            ..FragmentRequest::new(*sql)
-        };
+        let request = FragmentRequest::with_context(*sql, RequestContext::new("bench", ""));
         let groups = client.query(&request).await.expect("node answers").num_rows();
         direct.sql(sql).await.unwrap().collect().await.unwrap();
         let (mut node_times, mut direct_times) = (Vec::new(), Vec::new());

@@ -2,8 +2,8 @@
 
 use clap::Args;
 use datafusion::arrow::util::pretty::pretty_format_batches;
-use tessera_flight::client::{ClientError, NodeClient};
-use tessera_flight::FragmentRequest;
+use tessera_protocol::client::{ClientError, NodeClient};
+use tessera_protocol::{FragmentRequest, RequestContext};
 
 use crate::exit::{runtime, Failure, Outcome};
 
@@ -26,11 +26,7 @@ pub struct AskArgs {
 pub fn run(args: AskArgs) -> Outcome {
     runtime()?.block_on(async {
         let client = NodeClient::connect(&args.node).await.map_err(Failure::connection)?;
-        let request = FragmentRequest {
-            requester: args.requester,
-            project: args.project,
-            ..FragmentRequest::new(args.sql)
-        };
+        let request = FragmentRequest::with_context(args.sql, RequestContext::new(args.requester, args.project));
         let answer = client.query(&request).await.map_err(|e| match e {
             ClientError::Connect { .. } => Failure::connection(e),
             other => Failure::query(other),

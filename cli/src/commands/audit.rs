@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use tessera_flight::audit::{verify as verify_log, AuditError};
+use tessera_node::audit::{verify as verify_log, AuditError};
 
 use crate::exit::{Failure, Outcome};
 

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
-use tessera_engine::auth::{generate_token, token_digest};
-use tessera_engine::coordinator::FederationConfig;
-use tessera_flight::NodeConfig;
+use tessera_coordinator::FederationConfig;
+use tessera_node::NodeConfig;
+use tessera_protocol::token::{generate_token, token_digest};
 use tessera_schemas::gen::{generate, GenConfig, GeneratedTrust};
 use tessera_schemas::Catalog;
 

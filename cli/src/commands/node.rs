@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use tessera_flight::node::TrustNode;
-use tessera_flight::NodeConfig;
+use tessera_node::node::TrustNode;
+use tessera_node::NodeConfig;
 use tessera_schemas::Catalog;
 use tokio::net::TcpListener;
 

@@ -13,8 +13,8 @@ use std::time::Duration;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use arrow_flight::sql::metadata::SqlInfoData;
 use datafusion::prelude::SessionContext;
-use tessera_engine::disclosure::Top2;
-use tessera_engine::NodePolicy;
+use tessera_disclosure::Top2;
+use tessera_policy::NodePolicy;
 use tessera_schemas::{Catalog, Contract};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -23,7 +23,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::audit::AuditLog;
 use crate::config::NodeConfig;
 
-pub use query::{QueryError, CANCELLED};
+pub use query::{Unanswered, CANCELLED};
 
 /// Most bytes of one gRPC message a node accepts.
 const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -51,14 +51,14 @@ impl TrustNode {
     /// Prepares a node from its configuration and the federation's contracts.
     pub async fn start(config: &NodeConfig, catalog: &Catalog) -> Result<TrustNode, StartError> {
         let memory = (config.node.memory_limit_mb > 0).then(|| config.node.memory_limit_mb as usize * 1024 * 1024);
-        let ctx = tessera_engine::session::new_session(memory).map_err(|e| StartError(e.strip_backtrace()))?;
+        let ctx = tessera_policy::session::new_session(memory).map_err(|e| StartError(e.strip_backtrace()))?;
         ctx.register_udaf(Top2::udaf().as_ref().clone());
         let secret = config
             .access
             .record_key_secret
             .as_deref()
-            .and_then(tessera_engine::disclosure::RecordKeySecret::from_hex);
-        ctx.register_udaf(tessera_engine::disclosure::CellKey::udaf(secret).as_ref().clone());
+            .and_then(tessera_disclosure::RecordKeySecret::from_hex);
+        ctx.register_udaf(tessera_disclosure::CellKey::udaf(secret).as_ref().clone());
         let tables = crate::tables::register_all(&ctx, config, catalog)
             .await
             .map_err(|e| StartError(e.to_string()))?;

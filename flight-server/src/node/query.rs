@@ -8,16 +8,16 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
 use futures::StreamExt;
-use tessera_engine::{PolicyChecker, Refusal};
+use tessera_policy::{NodePolicy, PolicyChecker, Refusal};
+use tessera_protocol::FragmentRequest;
 use tonic::Status;
 
 use super::TrustNode;
 use crate::audit::{AuditRecord, Decision};
-use crate::fragment::FragmentRequest;
 
-/// Why a query produced no answer.
+/// Why a node gave no answer to a query (audited, and sent to the caller as a gRPC status).
 #[derive(Debug, Clone, PartialEq)]
-pub enum QueryError {
+pub enum Unanswered {
     /// The trust's policy forbids it.
     Refused(Refusal),
     /// It is not a valid query for this node (syntax, unknown table or column…).
@@ -28,18 +28,18 @@ pub enum QueryError {
     Internal(String),
 }
 
-impl QueryError {
+impl Unanswered {
     /// The text sent to the client and written to the audit log.
     pub fn message(&self) -> String {
         match self {
-            QueryError::Refused(r) => r.to_string(),
-            QueryError::Invalid(m) | QueryError::Timeout(m) | QueryError::Internal(m) => m.clone(),
+            Unanswered::Refused(r) => r.to_string(),
+            Unanswered::Invalid(m) | Unanswered::Timeout(m) | Unanswered::Internal(m) => m.clone(),
         }
     }
 
     fn decision(&self) -> Decision {
         match self {
-            QueryError::Refused(_) => Decision::Refused,
+            Unanswered::Refused(_) => Decision::Refused,
             _ => Decision::Error,
         }
     }
@@ -47,12 +47,12 @@ impl QueryError {
     /// The gRPC status a client sees.
     pub fn status(&self) -> Status {
         match self {
-            QueryError::Refused(_) => Status::permission_denied(self.message()),
-            QueryError::Invalid(_) => Status::invalid_argument(self.message()),
-            QueryError::Timeout(_) => Status::deadline_exceeded(self.message()),
+            Unanswered::Refused(_) => Status::permission_denied(self.message()),
+            Unanswered::Invalid(_) => Status::invalid_argument(self.message()),
+            Unanswered::Timeout(_) => Status::deadline_exceeded(self.message()),
             // What failed while running can name a record's values (a conversion error quotes the
             // value it met): the caller hears only that it failed; the audit line has the detail.
-            QueryError::Internal(_) => Status::internal(RUN_FAILED),
+            Unanswered::Internal(_) => Status::internal(RUN_FAILED),
         }
     }
 }
@@ -67,20 +67,21 @@ pub struct Answer {
 impl TrustNode {
     /// Fills in what the caller left out: a query id, and who is asking when no one said.
     pub(super) fn complete(&self, mut request: FragmentRequest) -> FragmentRequest {
-        if request.query_id.is_empty() {
+        let context = &mut request.context;
+        if context.query_id.is_empty() {
             let n = self.next_query.fetch_add(1, Ordering::Relaxed);
             let millis = chrono::Utc::now().timestamp_millis();
-            request.query_id = format!("{}-{millis}-{n}", self.name);
+            context.query_id = format!("{}-{millis}-{n}", self.name);
         }
-        if request.requester.is_empty() {
-            request.requester = "anonymous".to_string();
+        if context.requester.is_empty() {
+            context.requester = "anonymous".to_string();
         }
         request
     }
 
     /// Plans `sql` against this node's catalog and checks it against the policy (`from_coordinator`:
     /// the request proved it comes from this trust's coordinator).
-    pub async fn plan_checked(&self, sql: &str, from_coordinator: bool) -> Result<LogicalPlan, QueryError> {
+    pub async fn plan_checked(&self, sql: &str, from_coordinator: bool) -> Result<LogicalPlan, Unanswered> {
         let plan = self
             .ctx
             .state()
@@ -90,26 +91,26 @@ impl TrustNode {
         PolicyChecker::new(&self.policy, &self.tables)
             .for_coordinator(from_coordinator)
             .check(&plan)
-            .map_err(QueryError::Refused)?;
+            .map_err(Unanswered::Refused)?;
         Ok(plan)
     }
 
-    fn planning_error(&self, e: DataFusionError) -> QueryError {
+    fn planning_error(&self, e: DataFusionError) -> Unanswered {
         let root = e.find_root();
         match root {
-            DataFusionError::SQL(parser, _) => QueryError::Invalid(format!("syntax error: {parser}")),
+            DataFusionError::SQL(parser, _) => Unanswered::Invalid(format!("syntax error: {parser}")),
             DataFusionError::Plan(message) if message.starts_with("table '") && message.ends_with("' not found") => {
                 let full = &message["table '".len()..message.len() - "' not found".len()];
                 let name = full.rsplit('.').next().unwrap_or(full);
                 let served = self.tables.keys().cloned().collect::<Vec<_>>().join(", ");
-                QueryError::Invalid(format!("unknown table {name}: this node serves {served}"))
+                Unanswered::Invalid(format!("unknown table {name}: this node serves {served}"))
             }
-            other => QueryError::Invalid(other.strip_backtrace()),
+            other => Unanswered::Invalid(other.strip_backtrace()),
         }
     }
 
     /// Runs a checked plan, refusing answers with more than `max_groups` rows.
-    async fn execute(&self, plan: LogicalPlan, timeout: Duration) -> Result<Answer, QueryError> {
+    async fn execute(&self, plan: LogicalPlan, timeout: Duration) -> Result<Answer, Unanswered> {
         let max_groups = self.policy.max_groups as u64;
         let run = async {
             let frame = self.ctx.execute_logical_plan(plan).await?;
@@ -121,7 +122,7 @@ impl TrustNode {
                 let batch = batch?;
                 rows += batch.num_rows() as u64;
                 if rows > max_groups {
-                    return Ok(Err(QueryError::Refused(Refusal::too_many_groups(
+                    return Ok(Err(Unanswered::Refused(Refusal::too_many_groups(
                         self.policy.max_groups,
                     ))));
                 }
@@ -130,11 +131,11 @@ impl TrustNode {
             Ok::<_, DataFusionError>(Ok(Answer { schema, batches, rows }))
         };
         match tokio::time::timeout(timeout, run).await {
-            Err(_) => Err(QueryError::Timeout(format!(
+            Err(_) => Err(Unanswered::Timeout(format!(
                 "the query ran longer than {} s and was stopped",
                 timeout.as_secs_f64()
             ))),
-            Ok(Err(e)) => Err(QueryError::Internal(format!(
+            Ok(Err(e)) => Err(Unanswered::Internal(format!(
                 "the query failed at the node: {}",
                 e.strip_backtrace()
             ))),
@@ -153,6 +154,7 @@ impl TrustNode {
     /// Plans, checks, runs and audits one request.
     pub async fn answer(&self, request: &FragmentRequest, call: &str) -> Result<Answer, Status> {
         let timeout = request
+            .context
             .timeout_ms
             .map(Duration::from_millis)
             .map_or(self.timeout, |t| t.min(self.timeout));
@@ -183,7 +185,7 @@ impl TrustNode {
         }
     }
 
-    async fn record_failure(&self, request: &FragmentRequest, call: &str, error: QueryError) -> Status {
+    async fn record_failure(&self, request: &FragmentRequest, call: &str, error: Unanswered) -> Status {
         let status = error.status();
         match self
             .record(request, call, error.decision(), Some(error.message()), 0)
@@ -225,7 +227,7 @@ pub const RUN_FAILED: &str = "the query failed at the node while it ran (the tru
 pub const CANCELLED: &str = "cancelled: the caller went away before the answer was ready";
 
 fn audit_record(
-    policy: &tessera_engine::NodePolicy,
+    policy: &NodePolicy,
     request: &FragmentRequest,
     call: &str,
     decision: Decision,
@@ -233,9 +235,7 @@ fn audit_record(
     rows: u64,
 ) -> AuditRecord {
     AuditRecord {
-        query_id: request.query_id.clone(),
-        requester: request.requester.clone(),
-        project: request.project.clone(),
+        context: request.context.clone(),
         coordinator: request.from_coordinator,
         profile: policy.profile.audit_name(),
         call: call.to_string(),

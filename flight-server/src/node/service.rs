@@ -23,17 +23,10 @@ use prost::Message;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
+use tessera_protocol::names::{CATALOG, PROJECT_HEADER, REQUESTER_HEADER, SCHEMA};
+use tessera_protocol::{token, FragmentRequest, RequestContext};
+
 use super::TrustNode;
-use crate::fragment::FragmentRequest;
-use tessera_engine::auth;
-
-/// The catalog and schema every node presents its tables under.
-pub const CATALOG: &str = "tessera";
-pub const SCHEMA: &str = "public";
-
-/// Request headers a generic client may set to identify itself in the audit log.
-pub const REQUESTER_HEADER: &str = "x-tessera-requester";
-pub const PROJECT_HEADER: &str = "x-tessera-project";
 
 type DoGetStream = <TrustNode as FlightService>::DoGetStream;
 
@@ -41,8 +34,8 @@ fn header(metadata: &MetadataMap, name: &str) -> String {
     metadata
         .get(name)
         .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(200).collect())
         .unwrap_or_default()
+        .to_string()
 }
 
 /// Streams batches as Flight data; the schema is always sent, even for zero groups.
@@ -80,18 +73,17 @@ impl TrustNode {
     /// Whether the call carries this trust's coordinator token.
     fn is_coordinator(&self, metadata: &MetadataMap) -> bool {
         self.coordinator_digest.as_deref().is_some_and(|digest| {
-            let header = metadata.get(auth::TOKEN_HEADER).and_then(|v| v.to_str().ok());
-            auth::verifies(header, digest)
+            let header = metadata.get(token::TOKEN_HEADER).and_then(|v| v.to_str().ok());
+            token::verifies(header, digest)
         })
     }
 
     /// A request for `sql` from a generic client, identified by its headers.
     fn client_request(&self, sql: String, metadata: &MetadataMap) -> FragmentRequest {
+        let context = RequestContext::new(header(metadata, REQUESTER_HEADER), header(metadata, PROJECT_HEADER));
         FragmentRequest {
-            requester: header(metadata, REQUESTER_HEADER),
-            project: header(metadata, PROJECT_HEADER),
             from_coordinator: self.is_coordinator(metadata),
-            ..FragmentRequest::new(sql)
+            ..FragmentRequest::with_context(sql, context.bounded())
         }
     }
 

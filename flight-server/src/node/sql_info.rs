@@ -3,7 +3,7 @@
 use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
 use arrow_flight::sql::SqlInfo;
 
-use crate::fragment::PROTOCOL_VERSION;
+use tessera_protocol::PROTOCOL_VERSION;
 
 /// The node's `GetSqlInfo` answers.
 pub fn build(name: &str) -> SqlInfoData {

@@ -1,0 +1,247 @@
+//! The [`Coordinator`]: one federation's configuration and tables, and the steps of a question
+//! run in order.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use tessera_disclosure::{Ledger, ReleaseLog};
+use tessera_protocol::RequestContext;
+use tessera_schemas::{Catalog, Contract, Role};
+
+use crate::config::FederationConfig;
+use crate::decompose::Dominance;
+use crate::fanout::links::NodeSet;
+use crate::fanout::{FederatedQueryPlanner, FederatedScan};
+use crate::parse::parse;
+use crate::protect::releases::{check_budget, default_release_log};
+use crate::result::{PreparedQuery, QueryError, QueryResult};
+use crate::rewrite::Rewriter;
+
+/// The coordinator for one federation.
+pub struct Coordinator {
+    ctx: SessionContext,
+    nodes: Arc<NodeSet>,
+    config: FederationConfig,
+    tables: Tables,
+    /// The project's release log, when disclosure control is on.
+    release_log: Option<ReleaseLog>,
+    next_query: AtomicU64,
+}
+
+/// What the rewrite needs to know about the contracts' tables and columns.
+struct Tables {
+    federated: BTreeSet<String>,
+    public: BTreeSet<String>,
+    identifiers: BTreeSet<String>,
+    person_tables: BTreeSet<String>,
+    sensitive: BTreeSet<String>,
+    contracts: BTreeMap<String, Contract>,
+}
+
+impl Tables {
+    fn of(catalog: &Catalog) -> Tables {
+        let names = |public: bool| {
+            catalog
+                .contracts()
+                .filter(|c| c.public == public)
+                .map(|c| c.name.clone())
+                .collect()
+        };
+        let columns = |keep: fn(&tessera_schemas::Column) -> bool| {
+            catalog
+                .contracts()
+                .flat_map(|c| c.columns.iter())
+                .filter(|c| keep(c))
+                .map(|c| c.name.clone())
+                .collect()
+        };
+        Tables {
+            federated: names(false),
+            public: names(true),
+            identifiers: columns(|c| c.role == Role::Identifier),
+            sensitive: columns(|c| c.sensitive),
+            person_tables: catalog
+                .contracts()
+                .filter(|c| c.identifiers().next().is_some())
+                .map(|c| c.name.clone())
+                .collect(),
+            contracts: catalog.contracts().map(|c| (c.name.clone(), c.clone())).collect(),
+        }
+    }
+}
+
+impl Coordinator {
+    /// A coordinator for the trusts in `config`, over the tables in `catalog`.
+    pub fn new(config: FederationConfig, catalog: &Catalog) -> Result<Coordinator, QueryError> {
+        config.check().map_err(QueryError::connection)?;
+        let nodes = Arc::new(NodeSet::from_config(&config).map_err(|e| QueryError::connection(e.to_string()))?);
+        let state = SessionStateBuilder::new_with_default_features()
+            .with_config(tessera_policy::session::session_config())
+            .with_query_planner(Arc::new(FederatedQueryPlanner { nodes: nodes.clone() }))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        crate::catalog::register_federated(&ctx, catalog)?;
+        let release_log = config.disclosure.is_on().then(|| {
+            let project = &config.federation.project;
+            ReleaseLog::new(
+                config
+                    .disclosure
+                    .release_log
+                    .clone()
+                    .unwrap_or_else(|| default_release_log(project)),
+            )
+        });
+        Ok(Coordinator {
+            ctx,
+            nodes,
+            release_log,
+            tables: Tables::of(catalog),
+            config,
+            next_query: AtomicU64::new(1),
+        })
+    }
+
+    /// The DataFusion session (federated tables registered; scanning them directly fails).
+    pub fn session(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The trusts, in configuration order.
+    pub fn trusts(&self) -> Vec<String> {
+        self.nodes.names().collect()
+    }
+
+    /// The context of a question asked by this coordinator's configured requester (or `$USER`)
+    /// in its project.
+    pub fn context(&self) -> RequestContext {
+        let requester = match self.config.federation.requester.as_str() {
+            "" => std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+            r => r.to_string(),
+        };
+        RequestContext::new(requester, self.config.federation.project.clone())
+    }
+
+    /// `context` completed for one question: a query id and the trusts' deadline.
+    fn complete(&self, context: &RequestContext) -> RequestContext {
+        let mut context = context.clone();
+        if context.query_id.is_empty() {
+            let n = self.next_query.fetch_add(1, Ordering::Relaxed);
+            context.query_id = format!("tessera-{}-{n}", chrono::Utc::now().timestamp_millis());
+        }
+        let deadline = self.nodes.timeout().as_millis() as u64;
+        context.timeout_ms = Some(context.timeout_ms.map_or(deadline, |t| t.min(deadline)));
+        context
+    }
+
+    /// Steps 1–6 as a logical plan: the central plan with a [`FederatedScan`] wherever trusts
+    /// are asked, and disclosure control around every merged value (what it did goes to `ledger`).
+    pub async fn plan(
+        &self,
+        context: &RequestContext,
+        sql: &str,
+        ledger: Arc<Ledger>,
+    ) -> Result<LogicalPlan, QueryError> {
+        let state = self.ctx.state();
+        let plan = parse(&state, sql).await?;
+        let disclosure = &self.config.disclosure;
+        let protect = disclosure.is_on();
+        // Trusts send contributions and cell keys only to a coordinator that proves its token.
+        let needs_trust = protect && (disclosure.checks_dominance() || disclosure.perturbs());
+        let tables = &self.tables;
+        let rewriter = Rewriter {
+            state: &state,
+            federated: &tables.federated,
+            public: &tables.public,
+            identifiers: &tables.identifiers,
+            person_tables: &tables.person_tables,
+            sensitive: &tables.sensitive,
+            contracts: &tables.contracts,
+            context: self.complete(context),
+            disclosure: protect.then_some((disclosure, ledger)),
+            dominance: match (needs_trust, &self.config.federation.coordinator_token) {
+                (false, _) => Dominance::Off,
+                (true, Some(_)) => Dominance::On,
+                (true, None) => Dominance::NoCredentials,
+            },
+        };
+        Ok(rewriter.federate(plan)?)
+    }
+
+    /// Whether `sql` is an EXPLAIN statement.
+    pub fn is_explain(sql: &str) -> bool {
+        crate::parse::is_explain(sql)
+    }
+
+    /// The central plan and the exact fragment SQL each trust will receive.
+    pub async fn explain(&self, sql: &str) -> Result<String, QueryError> {
+        let plan = self.plan(&self.context(), sql, Arc::default()).await?;
+        let optimized = self.ctx.state().optimize(&plan)?;
+        let mut fragments = Vec::new();
+        plan.apply(|node| {
+            if let LogicalPlan::Extension(e) = node {
+                if let Some(scan) = e.node.as_any().downcast_ref::<FederatedScan>() {
+                    fragments.push(scan.sql.clone());
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        let mut text = format!(
+            "Central plan (runs at the coordinator):\n{}\n",
+            optimized.display_indent()
+        );
+        let trusts = self.trusts().join(", ");
+        for (i, fragment) in fragments.iter().enumerate() {
+            text.push_str(&format!("\nFragment {} (sent to {trusts}):\n  {fragment}\n", i + 1));
+        }
+        if fragments.is_empty() {
+            text.push_str("\nNo trust is asked: the query reads only public reference data.\n");
+        }
+        Ok(text)
+    }
+
+    /// Runs `sql` for this coordinator's own [`context`](Self::context).
+    pub async fn query(&self, sql: &str) -> Result<QueryResult, QueryError> {
+        self.query_as(&self.context(), sql).await
+    }
+
+    /// Runs `sql` on behalf of `context` across every trust and merges the answers.
+    pub async fn query_as(&self, context: &RequestContext, sql: &str) -> Result<QueryResult, QueryError> {
+        self.prepare_as(context, sql).await?.run().await
+    }
+
+    /// Plans `sql` for this coordinator's own context, without asking any trust yet.
+    pub async fn prepare(&self, sql: &str) -> Result<PreparedQuery, QueryError> {
+        self.prepare_as(&self.context(), sql).await
+    }
+
+    /// Plans `sql` on behalf of `context` down to an executable plan, and checks the project's
+    /// budget, without asking any trust yet.
+    pub async fn prepare_as(&self, context: &RequestContext, sql: &str) -> Result<PreparedQuery, QueryError> {
+        let started = Instant::now();
+        let ledger = Arc::new(Ledger::default());
+        let plan = self.plan(context, sql, ledger.clone()).await?;
+        let physical = self.ctx.state().create_physical_plan(&plan).await?;
+        let log = self
+            .release_log
+            .clone()
+            .filter(|_| ledger.about_people.load(Ordering::Relaxed));
+        if let Some(log) = &log {
+            check_budget(log, &ledger, &self.config.disclosure, &self.config.federation.project)?;
+        }
+        Ok(PreparedQuery {
+            physical,
+            task: self.ctx.task_ctx(),
+            started,
+            ledger,
+            disclosure: self.config.disclosure.clone(),
+            log,
+            sql: sql.to_string(),
+        })
+    }
+}

@@ -1,0 +1,159 @@
+//! The trusts a coordinator asks: one pooled connection each, and how their failures read.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::error::{DataFusionError, Result};
+use tonic::Code;
+
+use crate::config::{FederationConfig, OnNodeFailure};
+use tessera_protocol::client::{ClientError, NodeClient};
+
+/// One trust's node.
+#[derive(Clone)]
+pub struct TrustLink {
+    pub name: String,
+    pub url: String,
+    pub client: NodeClient,
+}
+
+/// Every trust of the federation, with the per-node deadline and failure policy.
+pub struct NodeSet {
+    nodes: Vec<Arc<TrustLink>>,
+    timeout: Duration,
+    on_failure: OnNodeFailure,
+}
+
+impl std::fmt::Debug for NodeSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.nodes.iter().map(|n| &n.name)).finish()
+    }
+}
+
+impl NodeSet {
+    /// Channels are opened lazily, so an unreachable trust surfaces as that trust's failure.
+    pub fn from_config(config: &FederationConfig) -> std::result::Result<NodeSet, ClientError> {
+        let nodes = config
+            .nodes
+            .iter()
+            .map(|n| {
+                Ok(Arc::new(TrustLink {
+                    name: n.name.clone(),
+                    url: n.url.clone(),
+                    client: NodeClient::lazy(&n.url)?.with_token(config.federation.coordinator_token.clone()),
+                }))
+            })
+            .collect::<std::result::Result<Vec<_>, ClientError>>()?;
+        Ok(NodeSet {
+            nodes,
+            timeout: Duration::from_secs(config.federation.node_timeout_secs),
+            on_failure: config.federation.on_node_failure,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    pub fn get(&self, i: usize) -> Result<Arc<TrustLink>> {
+        self.nodes
+            .get(i)
+            .cloned()
+            .ok_or_else(|| DataFusionError::Internal(format!("no trust at partition {i}")))
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = String> + '_ {
+        self.nodes.iter().map(|n| n.name.clone())
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    pub fn on_failure(&self) -> OnNodeFailure {
+        self.on_failure
+    }
+}
+
+/// A trust that did not answer, and why, in words for the researcher.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{trust} {reason}")]
+pub struct TrustError {
+    pub trust: String,
+    /// e.g. `unreachable (connection refused)`, `refused: column person_id is …`.
+    pub reason: String,
+    /// The trust's policy refused the fragment (never hidden by `on_node_failure = "partial"`).
+    pub refused: bool,
+}
+
+impl TrustError {
+    pub fn failed(trust: &str, why: impl std::fmt::Display) -> TrustError {
+        TrustError {
+            trust: trust.to_string(),
+            reason: format!("failed: {why}"),
+            refused: false,
+        }
+    }
+
+    pub fn timed_out(trust: &str, after: Duration) -> TrustError {
+        TrustError {
+            trust: trust.to_string(),
+            reason: format!("did not answer within {} s", after.as_secs_f64()),
+            refused: false,
+        }
+    }
+
+    /// Reads a client error: a refusal is passed on verbatim, with the trust's name.
+    pub fn from_client(trust: &str, error: ClientError) -> TrustError {
+        let make = |reason: String, refused| TrustError {
+            trust: trust.to_string(),
+            reason,
+            refused,
+        };
+        match error {
+            ClientError::Status(status) => match status.code() {
+                Code::PermissionDenied => make(status.message().to_string(), true),
+                Code::Unavailable => make(format!("unreachable ({})", root_cause(&with_causes(&status))), false),
+                Code::DeadlineExceeded => make(format!("timed out: {}", status.message()), false),
+                Code::InvalidArgument => make(format!("rejected the fragment: {}", status.message()), false),
+                Code::Cancelled => make("cancelled".into(), false),
+                _ => make(format!("failed: {}", status.message()), false),
+            },
+            ClientError::Connect { message, .. } => make(format!("unreachable ({})", root_cause(&message)), false),
+            ClientError::Decode(message) => make(format!("sent an unreadable answer: {message}"), false),
+        }
+    }
+}
+
+/// A status's message followed by its chain of causes.
+fn with_causes(status: &tonic::Status) -> String {
+    let mut text = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The innermost cause of a transport error, e.g. `connection refused`.
+fn root_cause(message: &str) -> String {
+    let lower = message.to_lowercase();
+    for known in [
+        "connection refused",
+        "connection reset",
+        "no route to host",
+        "timed out",
+        "dns error",
+    ] {
+        if lower.contains(known) {
+            return known.to_string();
+        }
+    }
+    message.rsplit(": ").next().unwrap_or(message).trim().to_string()
+}

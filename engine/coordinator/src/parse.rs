@@ -1,0 +1,30 @@
+//! Step 1: SQL to a DataFusion logical plan, against the contracts' tables.
+//!
+//! `EXPLAIN` is unwrapped (the coordinator explains fragments itself); `EXPLAIN ANALYZE` is
+//! refused, because its per-operator row counts are not protected.
+
+use std::sync::Arc;
+
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::LogicalPlan;
+
+use crate::result::QueryError;
+
+/// The logical plan of `sql`, without any `EXPLAIN` around it.
+pub async fn parse(state: &SessionState, sql: &str) -> Result<LogicalPlan, QueryError> {
+    match state.create_logical_plan(sql).await? {
+        LogicalPlan::Explain(explain) => Ok(Arc::unwrap_or_clone(explain.plan)),
+        LogicalPlan::Analyze(_) => Err(QueryError::query(
+            "EXPLAIN ANALYZE is not available: its per-operator row counts are not protected (they would show how \
+             many groups each trust has); use EXPLAIN",
+        )),
+        other => Ok(other),
+    }
+}
+
+/// Whether `sql` is an EXPLAIN statement.
+pub fn is_explain(sql: &str) -> bool {
+    sql.trim_start()
+        .get(..7)
+        .is_some_and(|w| w.eq_ignore_ascii_case("explain"))
+}

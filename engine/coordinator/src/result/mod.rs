@@ -1,0 +1,165 @@
+//! Step 7: the result a researcher sees — the protected batches, what disclosure control did,
+//! and which trusts answered ([`provenance`]), also as schema metadata so the lines travel with
+//! the data (Arrow and Parquet files, Flight).
+
+pub mod provenance;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::error::DataFusionError;
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::{collect, ExecutionPlan};
+use tessera_disclosure::{DisclosureConfig, Ledger, ReleaseLog};
+use tessera_protocol::names::{DISCLOSURE_METADATA, PROVENANCE_METADATA};
+
+use crate::fanout::federated_scans;
+use crate::fanout::links::TrustError;
+use crate::protect::releases::record_release;
+use provenance::{NodeOutcome, Provenance};
+
+/// A finished federated query.
+#[derive(Debug, Clone)]
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    /// Which trusts answered.
+    pub provenance: Provenance,
+    /// What disclosure control did, e.g. `2 cells suppressed: 2 (threshold 10); counts rounded to 5`.
+    pub disclosure: String,
+    pub elapsed: Duration,
+}
+
+impl QueryResult {
+    /// Rows across all batches.
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// What kind of failure a query met (decides the CLI's exit code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The query is not valid or not allowed (including a trust's refusal).
+    Query,
+    /// A trust could not be reached or failed.
+    Connection,
+}
+
+/// A query failed; the message is for the researcher.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct QueryError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl QueryError {
+    /// The query is not valid or not allowed.
+    pub fn query(message: impl Into<String>) -> QueryError {
+        QueryError {
+            kind: ErrorKind::Query,
+            message: message.into(),
+        }
+    }
+
+    /// A trust could not be reached or failed.
+    pub fn connection(message: impl Into<String>) -> QueryError {
+        QueryError {
+            kind: ErrorKind::Connection,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<DataFusionError> for QueryError {
+    fn from(error: DataFusionError) -> QueryError {
+        let root = error.find_root();
+        if let DataFusionError::External(inner) = root {
+            if let Some(trust) = inner.downcast_ref::<TrustError>() {
+                return match trust.refused {
+                    true => QueryError::query(trust.to_string()),
+                    false => QueryError::connection(trust.to_string()),
+                };
+            }
+        }
+        QueryError::query(match root {
+            DataFusionError::SQL(parser, _) => format!("syntax error: {parser}"),
+            DataFusionError::Plan(message) => message.clone(),
+            other => other.strip_backtrace(),
+        })
+    }
+}
+
+/// A planned query, ready to run; its trusts' progress can be watched while it runs.
+pub struct PreparedQuery {
+    pub(crate) physical: Arc<dyn ExecutionPlan>,
+    pub(crate) task: Arc<TaskContext>,
+    pub(crate) started: Instant,
+    pub(crate) ledger: Arc<Ledger>,
+    pub(crate) disclosure: DisclosureConfig,
+    /// Where a result about people is logged before it is returned.
+    pub(crate) log: Option<ReleaseLog>,
+    pub(crate) sql: String,
+}
+
+impl PreparedQuery {
+    /// A handle for watching each trust while the query runs.
+    pub fn watch(&self) -> QueryWatch {
+        QueryWatch {
+            physical: self.physical.clone(),
+        }
+    }
+
+    /// Asks every trust, merges, and reports who answered. Dropping the future cancels the fragments.
+    pub async fn run(self) -> Result<QueryResult, QueryError> {
+        let batches = collect(self.physical.clone(), self.task).await;
+        let provenance = Provenance::of(&self.physical);
+        let batches = batches?;
+        if let Some(log) = &self.log {
+            record_release(log, &self.sql, &self.physical, &provenance, &self.ledger)?;
+        }
+        let disclosure = self.ledger.summary(&self.disclosure);
+        let mut metadata = self.physical.schema().metadata().clone();
+        metadata.insert(DISCLOSURE_METADATA.to_string(), disclosure.clone());
+        metadata.insert(PROVENANCE_METADATA.to_string(), provenance.summary());
+        let schema = Arc::new(self.physical.schema().as_ref().clone().with_metadata(metadata));
+        let batches = batches
+            .into_iter()
+            .map(|b| b.with_schema(schema.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(DataFusionError::from)?;
+        Ok(QueryResult {
+            schema,
+            batches,
+            provenance,
+            disclosure,
+            elapsed: self.started.elapsed(),
+        })
+    }
+}
+
+/// Each trust's state during a query: `None` while it is still working.
+#[derive(Clone)]
+pub struct QueryWatch {
+    physical: Arc<dyn ExecutionPlan>,
+}
+
+impl QueryWatch {
+    /// Per trust: `None` while any of its fragments is running, else how the last one ended.
+    pub fn states(&self) -> Vec<(String, Option<NodeOutcome>)> {
+        let mut states: Vec<(String, Option<NodeOutcome>)> = Vec::new();
+        for scan in federated_scans(&self.physical) {
+            for (trust, outcome) in scan.outcomes() {
+                match states.iter_mut().find(|(t, _)| *t == trust) {
+                    Some(slot) if slot.1.is_some() => slot.1 = outcome,
+                    Some(_) => {}
+                    None => states.push((trust, outcome)),
+                }
+            }
+        }
+        states
+    }
+}

@@ -1,0 +1,96 @@
+//! Which trusts answered a query, and what happened at the others.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::fanout::federated_scans;
+
+/// How a trust left unasked is described: the query stopped before it was needed.
+const STOPPED_EARLY: &str = "(the query stopped early)";
+
+/// What one trust did for one fragment.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeOutcome {
+    /// Sent its partial answer in full.
+    Answered { groups: u64, elapsed: Duration },
+    /// Did not answer; the reason reads as `<trust> <reason>`.
+    Failed(String),
+}
+
+/// Per trust, across every fragment of a query.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Provenance {
+    /// Trust name → `None` if it answered every fragment, or the first failure.
+    pub trusts: BTreeMap<String, Option<String>>,
+    /// Fragments sent (the same to every trust).
+    pub fragments: Vec<String>,
+}
+
+impl Provenance {
+    /// Which trusts answered each fragment of an executed plan.
+    pub fn of(plan: &Arc<dyn ExecutionPlan>) -> Provenance {
+        let mut provenance = Provenance::default();
+        for scan in federated_scans(plan) {
+            provenance.record(scan.sql(), scan.outcomes());
+        }
+        provenance
+    }
+
+    /// The first trust that failed (not merely one left unasked because the query stopped early).
+    pub fn failure(&self) -> Option<String> {
+        self.trusts
+            .values()
+            .flatten()
+            .find(|reason| !reason.ends_with(STOPPED_EARLY))
+            .cloned()
+    }
+
+    /// Adds one fragment's outcomes.
+    pub fn record(&mut self, fragment: &str, outcomes: Vec<(String, Option<NodeOutcome>)>) {
+        self.fragments.push(fragment.to_string());
+        for (trust, outcome) in outcomes {
+            let entry = self.trusts.entry(trust.clone()).or_insert(None);
+            match outcome {
+                Some(NodeOutcome::Answered { .. }) => {}
+                Some(NodeOutcome::Failed(reason)) => {
+                    entry.get_or_insert(reason);
+                }
+                None => {
+                    entry.get_or_insert_with(|| format!("{trust} was not asked {STOPPED_EARLY}"));
+                }
+            }
+        }
+    }
+
+    /// Trusts that answered everything.
+    pub fn answered(&self) -> Vec<&str> {
+        self.trusts
+            .iter()
+            .filter(|(_, f)| f.is_none())
+            .map(|(t, _)| t.as_str())
+            .collect()
+    }
+
+    /// One line for the researcher, e.g. `2 of 3 trusts answered (RJ1, RRK) — RTH unreachable (connection refused)`.
+    pub fn summary(&self) -> String {
+        if self.fragments.is_empty() {
+            return "no trust data was needed".to_string();
+        }
+        let answered = self.answered();
+        let mut line = format!(
+            "{} of {} trusts answered ({})",
+            answered.len(),
+            self.trusts.len(),
+            answered.join(", ")
+        );
+        let failures = self.trusts.values().flatten().cloned().collect::<Vec<_>>();
+        if !failures.is_empty() {
+            line.push_str(" — ");
+            line.push_str(&failures.join("; "));
+        }
+        line
+    }
+}

@@ -1,0 +1,167 @@
+//! A client for a node's fast path: one `DoGet` per query, the fragment in the ticket.
+
+use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::sql::{ProstMessageExt, TicketStatementQuery};
+use arrow_flight::Ticket;
+use futures::TryStreamExt;
+use prost::Message;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use crate::fragment::FragmentRequest;
+use crate::token;
+
+/// Why a node gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The node could not be reached.
+    #[error("cannot connect to {url}: {message}")]
+    Connect { url: String, message: String },
+    /// The node answered with an error (a refusal is `PermissionDenied`).
+    #[error("{}", .0.message())]
+    Status(Status),
+    /// The answer could not be decoded.
+    #[error("the node's answer could not be read: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    /// The gRPC code, when the node answered with an error.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            ClientError::Status(s) => Some(s.code()),
+            _ => None,
+        }
+    }
+}
+
+impl From<FlightError> for ClientError {
+    fn from(error: FlightError) -> ClientError {
+        match error {
+            FlightError::Tonic(status) => ClientError::Status(*status),
+            other => ClientError::Decode(other.to_string()),
+        }
+    }
+}
+
+/// A node's answer to one fragment.
+#[derive(Debug, Clone)]
+pub struct NodeAnswer {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl NodeAnswer {
+    /// Rows across all batches.
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// A connection to one trust node.
+#[derive(Clone)]
+pub struct NodeClient {
+    url: String,
+    inner: FlightServiceClient<Channel>,
+    /// The coordinator's token, sent with every request when set.
+    token: Option<String>,
+}
+
+impl NodeClient {
+    /// Connects to `url` (e.g. `http://127.0.0.1:50051`).
+    pub async fn connect(url: &str) -> Result<NodeClient, ClientError> {
+        let connect_error = |message: String| ClientError::Connect {
+            url: url.to_string(),
+            message,
+        };
+        let endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(|e| connect_error(e.to_string()))?
+            .connect_timeout(Duration::from_secs(10));
+        let channel = endpoint.connect().await.map_err(|e| connect_error(source_chain(&e)))?;
+        Ok(NodeClient {
+            url: url.to_string(),
+            inner: FlightServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024),
+            token: None,
+        })
+    }
+
+    /// A client whose connection opens on first use; connection failures surface per request.
+    pub fn lazy(url: &str) -> Result<NodeClient, ClientError> {
+        let endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(|e| ClientError::Connect {
+                url: url.to_string(),
+                message: e.to_string(),
+            })?
+            .connect_timeout(Duration::from_secs(10));
+        Ok(NodeClient {
+            url: url.to_string(),
+            inner: FlightServiceClient::new(endpoint.connect_lazy()).max_decoding_message_size(64 * 1024 * 1024),
+            token: None,
+        })
+    }
+
+    /// Sends `token` (the coordinator's secret) with every request.
+    pub fn with_token(mut self, token: Option<String>) -> NodeClient {
+        self.token = token;
+        self
+    }
+
+    /// The node's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Sends one fragment and returns the answer as it arrives (the schema comes with the first message).
+    pub async fn stream(&self, request: &FragmentRequest) -> Result<FlightRecordBatchStream, ClientError> {
+        let ticket = TicketStatementQuery {
+            statement_handle: request.encode().into(),
+        };
+        let ticket = Ticket {
+            ticket: ticket.as_any().encode_to_vec().into(),
+        };
+        let mut request = tonic::Request::new(ticket);
+        if let Some(secret) = &self.token {
+            let value = token::bearer(secret)
+                .parse()
+                .map_err(|_| ClientError::Decode("the coordinator token is not a valid header value".into()))?;
+            request.metadata_mut().insert(token::TOKEN_HEADER, value);
+        }
+        let mut client = self.inner.clone();
+        let response = client.do_get(request).await.map_err(ClientError::Status)?;
+        Ok(FlightRecordBatchStream::new_from_flight_data(
+            response.into_inner().map_err(FlightError::from),
+        ))
+    }
+
+    /// Sends one fragment and collects the answer.
+    pub async fn query(&self, request: &FragmentRequest) -> Result<NodeAnswer, ClientError> {
+        let mut stream = self.stream(request).await?;
+        let mut batches = Vec::new();
+        while let Some(batch) = stream.try_next().await.map_err(ClientError::from)? {
+            batches.push(batch);
+        }
+        let schema = stream
+            .schema()
+            .cloned()
+            .ok_or_else(|| ClientError::Decode("the answer carried no schema".into()))?;
+        Ok(NodeAnswer { schema, batches })
+    }
+}
+
+/// An error and its causes on one line ("transport error: connection refused").
+fn source_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

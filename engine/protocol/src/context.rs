@@ -1,0 +1,85 @@
+//! The request context: who asks, for which project, under which query id, and how long they
+//! will wait.
+//!
+//! It is made once where a question starts (the CLI from `federation.toml`, or a node for a
+//! generic Flight SQL client) and travels unchanged: in the coordinator's plan, in every
+//! [`FragmentRequest`](crate::FragmentRequest), and into each node's audit line.
+
+use serde::{Deserialize, Serialize};
+
+/// Longest identity field a node keeps, in characters (longer ones are cut).
+pub const MAX_FIELD_CHARS: usize = 200;
+
+/// Who asks, for which project, under which query id, and the deadline.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RequestContext {
+    /// Identifier chosen by the sender; recorded in the audit log.
+    #[serde(default)]
+    pub query_id: String,
+    /// Who asked (a person or service); recorded in the audit log.
+    #[serde(default)]
+    pub requester: String,
+    /// The approved project the question belongs to; recorded in the audit log.
+    #[serde(default)]
+    pub project: String,
+    /// Milliseconds the sender will wait; a node stops work after this (or its own limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+impl RequestContext {
+    /// A context for `requester` in `project`, with no query id or deadline yet.
+    pub fn new(requester: impl Into<String>, project: impl Into<String>) -> RequestContext {
+        RequestContext {
+            requester: requester.into(),
+            project: project.into(),
+            ..RequestContext::default()
+        }
+    }
+
+    /// The same context under `query_id`.
+    pub fn with_query_id(mut self, query_id: impl Into<String>) -> RequestContext {
+        self.query_id = query_id.into();
+        self
+    }
+
+    /// The same context with a deadline `timeout_ms` milliseconds away.
+    pub fn with_timeout_ms(mut self, timeout_ms: Option<u64>) -> RequestContext {
+        self.timeout_ms = timeout_ms;
+        self
+    }
+
+    /// The context with every identity field cut to [`MAX_FIELD_CHARS`].
+    pub fn bounded(mut self) -> RequestContext {
+        for field in [&mut self.query_id, &mut self.requester, &mut self.project] {
+            if field.chars().count() > MAX_FIELD_CHARS {
+                *field = field.chars().take(MAX_FIELD_CHARS).collect();
+            }
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_cuts_each_identity_field_to_the_limit() {
+        let long = "x".repeat(MAX_FIELD_CHARS + 50);
+        let cases = [
+            (RequestContext::new(long.clone(), "p"), MAX_FIELD_CHARS, 1),
+            (RequestContext::new("a", long.clone()), 1, MAX_FIELD_CHARS),
+            (
+                RequestContext::new("é".repeat(MAX_FIELD_CHARS), "p"),
+                MAX_FIELD_CHARS,
+                1,
+            ),
+        ];
+        for (context, requester, project) in cases {
+            let bounded = context.bounded();
+            assert_eq!(bounded.requester.chars().count(), requester);
+            assert_eq!(bounded.project.chars().count(), project);
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! Names both sides of the wire must agree on.
+
+/// The catalog every node presents its tables under.
+pub const CATALOG: &str = "tessera";
+
+/// The schema every node presents its tables under.
+pub const SCHEMA: &str = "public";
+
+/// Request header a generic client may set to name itself in a node's audit log.
+pub const REQUESTER_HEADER: &str = "x-tessera-requester";
+
+/// Request header a generic client may set to name its project in a node's audit log.
+pub const PROJECT_HEADER: &str = "x-tessera-project";
+
+/// The per-record key sum a node answers only to its coordinator (the cell key method).
+pub const CELL_KEY: &str = "tessera_cell_key";
+
+/// The two largest contributions to a sum, answered only to the coordinator (dominance rules).
+pub const TOP2: &str = "tessera_top2";
+
+/// Schema metadata key of a result's disclosure line (what disclosure control did).
+pub const DISCLOSURE_METADATA: &str = "tessera.disclosure";
+
+/// Schema metadata key of a result's provenance line (which trusts answered).
+pub const PROVENANCE_METADATA: &str = "tessera.provenance";
+
+/// Field metadata key saying what disclosure control did to a column: `perturbed`, `rounded` or `exact`.
+pub const STATUS_METADATA: &str = "tessera.status";

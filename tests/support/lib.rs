@@ -1,0 +1,20 @@
+//! Helpers for Tessera's end-to-end tests, one concern per module:
+//!
+//! - [`nodes`]: generated data for some trusts, and real nodes on real ports serving it;
+//! - [`federation`]: nodes plus a coordinator over them, and the reference session;
+//! - [`reference`]: single-node DataFusion over the union of the trusts' files, the answer every
+//!   federated query must equal (test-only code: a real federation never holds the union);
+//! - [`oracle`]: the generated Parquet files read as plain Rust values, for expectations
+//!   computed without DataFusion or SQL;
+//! - [`cells`]: results as rows of cells, and their comparison.
+
+pub mod cells;
+pub mod federation;
+pub mod nodes;
+pub mod oracle;
+pub mod reference;
+
+pub use cells::{close, compare, rows_of, Cell};
+pub use federation::Federation;
+pub use nodes::{trust_test_coordinator, TestData, TestNode, COORDINATOR_TOKEN};
+pub use oracle::{correlation, fsum, group_by, variance, Apc, Ec, Op, Oracle, Workforce};
