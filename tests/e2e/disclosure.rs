@@ -18,7 +18,7 @@ use tessera_coordinator::{Coordinator, FederationConfig};
 use tessera_disclosure::{DisclosureConfig, Mode, Perturbation, Zeros};
 use tessera_node::NodeConfig;
 use tessera_schemas::Catalog;
-use tessera_support::{compare, rows_of, trust_test_coordinator, Cell, TestNode, COORDINATOR_TOKEN};
+use tessera_support::{check_cases, null, trust_test_coordinator, Case, Cell, Footer, TestNode, COORDINATOR_TOKEN};
 
 /// (age band, episodes, length of stay, cost) per trust.
 const RRK: &[(&str, usize, i32, f64)] = &[
@@ -144,27 +144,121 @@ pub(crate) fn exact_rules() -> DisclosureConfig {
 pub(crate) const RULES: &str = "groups of fewer than 10 records withheld; statistics with a class of fewer than 10 \
      records shown as NULL; counts rounded to 5; sums of sensitive measures checked for dominance (NK k = 0.9, p = 0.1)";
 
-fn null() -> Cell {
-    Cell::Null
+/// Every rule checked on the small federation: one entry per (rules, SQL, released cells, footer).
+fn cases() -> Vec<Case> {
+    let opensafely = DisclosureConfig {
+        threshold: 1,
+        redact_at_or_below: 7,
+        ..exact_rules()
+    };
+    let filtered = "SELECT count(*) FILTER (WHERE los_days > 180) AS none, count(*) FILTER (WHERE age_band = '18-29') \
+                    AS few, count(*) FILTER (WHERE age_band = '30-44') AS some, count(*) AS everyone FROM apc_episodes";
+    let by_age =
+        "SELECT age_band, count(*) AS n, avg(los_days) AS mean_los, sum(los_days) AS bed_days FROM apc_episodes \
+                  GROUP BY age_band ORDER BY age_band";
+    // 12 stays of 3 days and 23 of 5: the sample variance is (683 - 151²/35) / 34.
+    let variance = (683.0 - 151.0 * 151.0 / 35.0) / 34.0;
+    vec![
+        // The 18-29 row (3 records) is not released at all, labels included; the footer names
+        // the rules in force and never counts what was withheld.
+        Case::rows_with(
+            "small cells withheld, counts rounded",
+            exact_rules(),
+            by_age,
+            vec![
+                vec![Cell::from("30-44"), Cell::Int(10), Cell::Float(3.0), Cell::Int(36)],
+                vec![Cell::from("45-59"), Cell::Int(25), Cell::Float(5.0), Cell::Int(115)],
+            ],
+            Footer::Is(RULES),
+        ),
+        Case::rows_with(
+            "disclosure control off (confirmed) is exact",
+            DisclosureConfig::off(),
+            "SELECT age_band, count(*) AS n FROM apc_episodes GROUP BY age_band ORDER BY age_band",
+            vec![
+                vec![Cell::from("18-29"), Cell::Int(3)],
+                vec![Cell::from("30-44"), Cell::Int(12)],
+                vec![Cell::from("45-59"), Cell::Int(23)],
+            ],
+            Footer::StartsWith("WARNING: disclosure control is OFF"),
+        ),
+        // OpenSAFELY style, threshold 1: none = 0 (a zero: suppressed), few = 3 (≤ 7: redacted),
+        // some = 12 → 10, everyone = 38 → 40.
+        Case::rows_with(
+            "OpenSAFELY redaction and rounding",
+            opensafely.clone(),
+            filtered,
+            vec![vec![null(), null(), Cell::Int(10), Cell::Int(40)]],
+            Footer::Contains("counts ≤ 7 redacted; counts rounded to 5"),
+        ),
+        Case::rows(
+            "zeros released when configured",
+            DisclosureConfig {
+                zeros: Zeros::Release,
+                ..opensafely
+            },
+            filtered,
+            vec![vec![Cell::Int(0), null(), Cell::Int(10), Cell::Int(40)]],
+        ),
+        // Threshold 10: few (3) suppressed; some = 12 and everyone = 38 released exactly.
+        Case::rows_with(
+            "no rounding",
+            DisclosureConfig {
+                round_to: 1,
+                ..exact_rules()
+            },
+            filtered,
+            vec![vec![null(), null(), Cell::Int(12), Cell::Int(38)]],
+            Footer::Lacks("rounded"),
+        ),
+        // 30-44 and 45-59 have 35 pairs: released.
+        Case::rows(
+            "a model of enough records",
+            exact_rules(),
+            "SELECT covar_samp(los_days, los_days) AS v FROM apc_episodes WHERE age_band IN ('30-44', '45-59')",
+            vec![vec![Cell::Float(variance)]],
+        ),
+        // With threshold 5 RTH's 7 records pass the threshold, but 7 - 2 = 5 residual df do not.
+        Case::rows(
+            "a model needs ten residual degrees of freedom",
+            DisclosureConfig {
+                threshold: 5,
+                ..exact_rules()
+            },
+            "SELECT covar_samp(los_days, los_days) AS v FROM apc_episodes WHERE age_band IN ('30-44', '45-59') \
+             AND provider_code = 'RTH'",
+            vec![vec![null()]],
+        ),
+        // Probing for small groups with HAVING finds nothing: the small count is already gone.
+        Case::rows(
+            "HAVING sees only protected values",
+            exact_rules(),
+            "SELECT age_band FROM apc_episodes GROUP BY age_band HAVING count(*) < 5",
+            vec![],
+        ),
+        // ORDER BY … LIMIT 1 cannot single out the suppressed cell either.
+        Case::rows(
+            "ORDER BY sees only protected values",
+            exact_rules(),
+            "SELECT age_band, count(*) AS n FROM apc_episodes GROUP BY age_band ORDER BY n ASC NULLS LAST LIMIT 1",
+            vec![vec![Cell::from("30-44"), Cell::Int(10)]],
+        ),
+    ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn small_cells_are_suppressed_for_every_statistic_and_counts_are_rounded() {
+async fn released_cells_follow_the_configured_rules() {
     let small = small_federation().await;
-    let on = coordinator(&small, exact_rules());
-    let result = on
+    check_cases(&cases(), |rules| coordinator(&small, rules.clone())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_statistic_says_how_it_was_released_and_the_lines_travel_with_the_data() {
+    let small = small_federation().await;
+    let result = coordinator(&small, exact_rules())
         .query("SELECT age_band, count(*) AS n, avg(los_days) AS mean_los, sum(los_days) AS bed_days FROM apc_episodes GROUP BY age_band ORDER BY age_band")
         .await
         .unwrap();
-    // The 18-29 row (3 records) is not released at all, labels included.
-    let expected = vec![
-        vec![Cell::from("30-44"), Cell::Int(10), Cell::Float(3.0), Cell::Int(36)],
-        vec![Cell::from("45-59"), Cell::Int(25), Cell::Float(5.0), Cell::Int(115)],
-    ];
-    compare(&rows_of(&result.batches), &expected, true).unwrap();
-    // The footer names the rules in force; it never counts what was withheld.
-    assert_eq!(result.disclosure, RULES);
-    // Each released statistic says how it was released.
     let status = |i: usize| {
         result
             .schema
@@ -177,7 +271,7 @@ async fn small_cells_are_suppressed_for_every_statistic_and_counts_are_rounded()
         (status(0), status(1), status(2), status(3)),
         (None, Some("rounded".into()), Some("exact".into()), Some("exact".into()))
     );
-    // The same line travels with the data, as schema metadata of the result and of its batches.
+    // The same lines travel with the data, as schema metadata of the result and of its batches.
     for schema in [result.schema.clone(), result.batches[0].schema()] {
         assert_eq!(
             schema.metadata().get(tessera_coordinator::DISCLOSURE_METADATA),
@@ -188,122 +282,6 @@ async fn small_cells_are_suppressed_for_every_statistic_and_counts_are_rounded()
             Some(&"2 of 2 trusts answered (RRK, RTH)".to_string())
         );
     }
-
-    // With disclosure control off (and confirmed), the same query is exact.
-    let off = coordinator(&small, DisclosureConfig::off());
-    let exact = off
-        .query("SELECT age_band, count(*) AS n FROM apc_episodes GROUP BY age_band ORDER BY age_band")
-        .await
-        .unwrap();
-    let expected = vec![
-        vec![Cell::from("18-29"), Cell::Int(3)],
-        vec![Cell::from("30-44"), Cell::Int(12)],
-        vec![Cell::from("45-59"), Cell::Int(23)],
-    ];
-    compare(&rows_of(&exact.batches), &expected, true).unwrap();
-    assert!(exact.disclosure.starts_with("WARNING: disclosure control is OFF"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redaction_zeros_and_filtered_counts_follow_the_configured_policy() {
-    let small = small_federation().await;
-    let sql =
-        "SELECT count(*) FILTER (WHERE los_days > 180) AS none, count(*) FILTER (WHERE age_band = '18-29') AS few, \
-               count(*) FILTER (WHERE age_band = '30-44') AS some, count(*) AS everyone FROM apc_episodes";
-    // OpenSAFELY style: counts of 7 or fewer redacted, then rounded to 5; threshold 1.
-    let opensafely = DisclosureConfig {
-        threshold: 1,
-        redact_at_or_below: 7,
-        ..exact_rules()
-    };
-    let result = coordinator(&small, opensafely.clone()).query(sql).await.unwrap();
-    // none = 0 (a zero: suppressed), few = 3 (≤ 7: redacted), some = 12 → 10, everyone = 38 → 40.
-    compare(
-        &rows_of(&result.batches),
-        &[vec![null(), null(), Cell::Int(10), Cell::Int(40)]],
-        false,
-    )
-    .unwrap();
-    assert!(
-        result.disclosure.contains("counts ≤ 7 redacted; counts rounded to 5"),
-        "{}",
-        result.disclosure
-    );
-
-    let zeros_released = DisclosureConfig {
-        zeros: Zeros::Release,
-        ..opensafely
-    };
-    let result = coordinator(&small, zeros_released).query(sql).await.unwrap();
-    compare(
-        &rows_of(&result.batches),
-        &[vec![Cell::Int(0), null(), Cell::Int(10), Cell::Int(40)]],
-        false,
-    )
-    .unwrap();
-
-    let no_rounding = DisclosureConfig {
-        round_to: 1,
-        ..exact_rules()
-    };
-    let result = coordinator(&small, no_rounding).query(sql).await.unwrap();
-    // Threshold 10: few (3) suppressed; some = 12 and everyone = 38 released exactly.
-    compare(
-        &rows_of(&result.batches),
-        &[vec![null(), null(), Cell::Int(12), Cell::Int(38)]],
-        false,
-    )
-    .unwrap();
-    assert!(!result.disclosure.contains("rounded"), "{}", result.disclosure);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn models_need_ten_residual_degrees_of_freedom() {
-    let small = small_federation().await;
-    let on = coordinator(&small, exact_rules());
-    // 30-44 and 45-59 have 35 pairs (released); restricted to RTH's 7 they have df 5.
-    let result = on
-        .query("SELECT covar_samp(los_days, los_days) AS v FROM apc_episodes WHERE age_band IN ('30-44', '45-59')")
-        .await
-        .unwrap();
-    let rows = rows_of(&result.batches);
-    assert!(matches!(rows[0][0], Cell::Float(v) if v > 0.0), "{rows:?}");
-    // With threshold 5 the 7 records pass the threshold, but 7 - 2 = 5 residual df do not.
-    let lower_threshold = coordinator(
-        &small,
-        DisclosureConfig {
-            threshold: 5,
-            ..exact_rules()
-        },
-    );
-    let result = lower_threshold
-        .query("SELECT covar_samp(los_days, los_days) AS v FROM apc_episodes WHERE age_band IN ('30-44', '45-59') AND provider_code = 'RTH'")
-        .await
-        .unwrap();
-    compare(&rows_of(&result.batches), &[vec![null()]], false).unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn having_and_order_by_see_only_protected_values() {
-    let small = small_federation().await;
-    let on = coordinator(&small, exact_rules());
-    // Probing for small groups with HAVING finds nothing: the small count is already NULL.
-    let result = on
-        .query("SELECT age_band FROM apc_episodes GROUP BY age_band HAVING count(*) < 5")
-        .await
-        .unwrap();
-    assert_eq!(result.num_rows(), 0);
-    // ORDER BY … LIMIT 1 cannot single out the suppressed cell's value either.
-    let result = on
-        .query("SELECT age_band, count(*) AS n FROM apc_episodes GROUP BY age_band ORDER BY n ASC NULLS LAST LIMIT 1")
-        .await
-        .unwrap();
-    compare(
-        &rows_of(&result.batches),
-        &[vec![Cell::from("30-44"), Cell::Int(10)]],
-        false,
-    )
-    .unwrap();
 }
 
 #[test]

@@ -20,7 +20,7 @@ use tessera_coordinator::ErrorKind;
 use tessera_disclosure::DisclosureConfig;
 use tessera_protocol::client::NodeClient;
 use tessera_protocol::FragmentRequest;
-use tessera_support::{compare, rows_of, Cell, COORDINATOR_TOKEN};
+use tessera_support::{check_cases, compare, rows_of, Case, Cell, Footer, COORDINATOR_TOKEN};
 
 use crate::disclosure::{coordinator, exact_rules, federation_of, write_rows, Small};
 
@@ -53,68 +53,92 @@ fn row(age: &str, cost: Option<f64>) -> Vec<Cell> {
     ]
 }
 
-async fn by_age(small: &Small, config: DisclosureConfig) -> (Vec<Vec<Cell>>, String) {
-    let c = coordinator(small, config);
-    let result = c.query(BY_AGE).await.unwrap();
-    (rows_of(&result.batches), result.disclosure)
+/// The dominance rules and the sums and means they judge: one entry per (rules, SQL, cells, footer).
+fn cases() -> Vec<Case> {
+    let rules = |nk_k: f64, p_percent: f64| DisclosureConfig {
+        nk_k,
+        p_percent,
+        ..exact_rules()
+    };
+    let defaults = exact_rules();
+    vec![
+        // Defaults (NK k = 0.9, p = 10 %): 18-29 (NK) and 45-59 (both) hidden; 30-44 released.
+        // Counts 12 round to 10; bed days 12 × 2 = 24 are not a sensitive measure.
+        Case::rows_with(
+            "NK and p-percent",
+            defaults.clone(),
+            BY_AGE,
+            vec![row("18-29", None), row("30-44", Some(12_000.0)), row("45-59", None)],
+            Footer::Is(crate::disclosure::RULES),
+        ),
+        // p-percent alone: only 45-59 (rest £1,000 < 10 % of £20,000).
+        Case::rows(
+            "p-percent alone",
+            rules(1.0, defaults.p_percent),
+            BY_AGE,
+            vec![
+                row("18-29", Some(10_200.0)),
+                row("30-44", Some(12_000.0)),
+                row("45-59", None),
+            ],
+        ),
+        // NK at k = 0.99: 18-29 (90.2 %) and 45-59 (95.3 %) pass NK; p-percent still hides 45-59.
+        Case::rows(
+            "lenient NK with p-percent",
+            rules(0.99, defaults.p_percent),
+            BY_AGE,
+            vec![
+                row("18-29", Some(10_200.0)),
+                row("30-44", Some(12_000.0)),
+                row("45-59", None),
+            ],
+        ),
+        Case::rows(
+            "NK alone",
+            rules(defaults.nk_k, 0.0),
+            BY_AGE,
+            vec![row("18-29", None), row("30-44", Some(12_000.0)), row("45-59", None)],
+        ),
+        Case::rows_with(
+            "both rules off",
+            rules(1.0, 0.0),
+            BY_AGE,
+            vec![
+                row("18-29", Some(10_200.0)),
+                row("30-44", Some(12_000.0)),
+                row("45-59", Some(21_100.0)),
+            ],
+            Footer::Lacks("dominance"),
+        ),
+        // 1,000,000 - cost turns the one large cost into the smallest value: its dominance would
+        // go unseen, and the sum gives the cost back.
+        Case::refused(
+            "a transformed sensitive measure",
+            defaults.clone(),
+            "SELECT sum(1000000 - cost_gbp) FROM apc_episodes WHERE age_band = '45-59'",
+            "only scaling by a positive constant is available",
+        ),
+        // Scaling is fine: 30-44 costs £12,000, in pence 1,200,000.
+        Case::rows(
+            "a scaled sensitive measure",
+            defaults.clone(),
+            "SELECT sum(cost_gbp * 100) AS pence FROM apc_episodes WHERE age_band = '30-44'",
+            vec![vec![Cell::Float(1_200_000.0)]],
+        ),
+        // sum(1) is a count, and is rounded like one (12 → 10).
+        Case::rows(
+            "a count disguised as a sum",
+            defaults,
+            "SELECT sum(1) AS n FROM apc_episodes WHERE age_band = '45-59'",
+            vec![vec![Cell::Int(10)]],
+        ),
+    ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dominated_sums_and_means_are_suppressed_by_the_nk_and_p_percent_rules() {
+async fn dominated_sums_and_means_are_withheld_by_the_configured_rules() {
     let small = dominated_federation().await;
-
-    // Defaults (NK k = 0.9, p = 10 %): 18-29 (NK) and 45-59 (both) hidden; 30-44 released.
-    // Counts 12 round to 10; bed days 12 × 2 = 24 are not a sensitive measure.
-    let (rows, footer) = by_age(&small, exact_rules()).await;
-    let expected = vec![row("18-29", None), row("30-44", Some(12_000.0)), row("45-59", None)];
-    compare(&rows, &expected, true).unwrap();
-    assert_eq!(footer, crate::disclosure::RULES);
-
-    // p-percent alone: only 45-59 (rest £1,000 < 10 % of £20,000).
-    let p_only = DisclosureConfig {
-        nk_k: 1.0,
-        ..exact_rules()
-    };
-    let (rows, _) = by_age(&small, p_only).await;
-    let expected = vec![
-        row("18-29", Some(10_200.0)),
-        row("30-44", Some(12_000.0)),
-        row("45-59", None),
-    ];
-    compare(&rows, &expected, true).unwrap();
-
-    // NK at k = 0.99 with p-percent: 18-29 (90.2 %) and 45-59 (95.3 %) pass NK, and p-percent
-    // still hides 45-59.
-    let lenient_nk = DisclosureConfig {
-        nk_k: 0.99,
-        ..exact_rules()
-    };
-    let (rows, _) = by_age(&small, lenient_nk).await;
-    compare(&rows, &expected, true).unwrap();
-
-    // NK alone (p-percent off): 18-29 and 45-59.
-    let nk_only = DisclosureConfig {
-        p_percent: 0.0,
-        ..exact_rules()
-    };
-    let (rows, _) = by_age(&small, nk_only).await;
-    let expected = vec![row("18-29", None), row("30-44", Some(12_000.0)), row("45-59", None)];
-    compare(&rows, &expected, true).unwrap();
-
-    // Both off: every total released.
-    let neither = DisclosureConfig {
-        nk_k: 1.0,
-        p_percent: 0.0,
-        ..exact_rules()
-    };
-    let (rows, footer) = by_age(&small, neither).await;
-    let expected = vec![
-        row("18-29", Some(10_200.0)),
-        row("30-44", Some(12_000.0)),
-        row("45-59", Some(21_100.0)),
-    ];
-    compare(&rows, &expected, true).unwrap();
-    assert!(!footer.contains("dominance"), "{footer}");
+    check_cases(&cases(), |rules| coordinator(&small, rules.clone())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,37 +283,6 @@ fn dominance_settings_and_tokens_are_checked_at_start() {
         node.check().unwrap_err(),
         "[access] coordinator_token_sha256: must be the 64-hex-digit SHA-256 of the coordinator's token"
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transformed_sensitive_measures_and_disguised_counts() {
-    let small = dominated_federation().await;
-    let c = coordinator(&small, exact_rules());
-    // 1,000,000 - cost turns the one large cost into the smallest value: its dominance would go
-    // unseen, and the sum gives the cost back. Such sums are refused.
-    let error = c
-        .query("SELECT sum(1000000 - cost_gbp) FROM apc_episodes WHERE age_band = '45-59'")
-        .await
-        .unwrap_err();
-    assert!(
-        error
-            .message
-            .contains("only scaling by a positive constant is available"),
-        "{}",
-        error.message
-    );
-    // Scaling is fine: 30-44 costs £12,000, in pence 1,200,000.
-    let result = c
-        .query("SELECT sum(cost_gbp * 100) AS pence FROM apc_episodes WHERE age_band = '30-44'")
-        .await
-        .unwrap();
-    compare(&rows_of(&result.batches), &[vec![Cell::Float(1_200_000.0)]], true).unwrap();
-    // sum(1) is a count, and is rounded like one (12 → 10).
-    let result = c
-        .query("SELECT sum(1) AS n FROM apc_episodes WHERE age_band = '45-59'")
-        .await
-        .unwrap();
-    compare(&rows_of(&result.batches), &[vec![Cell::Int(10)]], true).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

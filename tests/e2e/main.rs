@@ -12,3 +12,4 @@ mod flight_sql;
 mod node_battery;
 mod node_startup;
 mod perturbation;
+mod units;

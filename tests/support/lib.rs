@@ -6,14 +6,17 @@
 //!   federated query must equal (test-only code: a real federation never holds the union);
 //! - [`oracle`]: the generated Parquet files read as plain Rust values, for expectations
 //!   computed without DataFusion or SQL;
-//! - [`cells`]: results as rows of cells, and their comparison.
+//! - [`cells`]: results as rows of cells, and their comparison;
+//! - [`cases`]: disclosure tests as tables of cases (rules, SQL, expected cells and footer).
 
+pub mod cases;
 pub mod cells;
 pub mod federation;
 pub mod nodes;
 pub mod oracle;
 pub mod reference;
 
+pub use cases::{check_cases, null, Case, Expect, Footer};
 pub use cells::{close, compare, rows_of, Cell};
 pub use federation::Federation;
 pub use nodes::{trust_test_coordinator, TestData, TestNode, COORDINATOR_TOKEN};
