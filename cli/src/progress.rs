@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use tessera_coordinator::result::provenance::NodeOutcome;
+use tessera_coordinator::NodeOutcome;
 use tessera_coordinator::{Coordinator, QueryError, QueryResult};
 
 /// Runs `sql`, showing each trust's state on stderr if it is a terminal and the query is slow.

@@ -61,6 +61,12 @@ fn cases() -> Vec<Case> {
         ..exact_rules()
     };
     let defaults = exact_rules();
+    let both_hidden = vec![row("18-29", None), row("30-44", Some(12_000.0)), row("45-59", None)];
+    let only_45_59_hidden = vec![
+        row("18-29", Some(10_200.0)),
+        row("30-44", Some(12_000.0)),
+        row("45-59", None),
+    ];
     vec![
         // Defaults (NK k = 0.9, p = 10 %): 18-29 (NK) and 45-59 (both) hidden; 30-44 released.
         // Counts 12 round to 10; bed days 12 × 2 = 24 are not a sensitive measure.
@@ -68,7 +74,7 @@ fn cases() -> Vec<Case> {
             "NK and p-percent",
             defaults.clone(),
             BY_AGE,
-            vec![row("18-29", None), row("30-44", Some(12_000.0)), row("45-59", None)],
+            both_hidden.clone(),
             Footer::Is(crate::disclosure::RULES),
         ),
         // p-percent alone: only 45-59 (rest £1,000 < 10 % of £20,000).
@@ -76,29 +82,16 @@ fn cases() -> Vec<Case> {
             "p-percent alone",
             rules(1.0, defaults.p_percent),
             BY_AGE,
-            vec![
-                row("18-29", Some(10_200.0)),
-                row("30-44", Some(12_000.0)),
-                row("45-59", None),
-            ],
+            only_45_59_hidden.clone(),
         ),
         // NK at k = 0.99: 18-29 (90.2 %) and 45-59 (95.3 %) pass NK; p-percent still hides 45-59.
         Case::rows(
             "lenient NK with p-percent",
             rules(0.99, defaults.p_percent),
             BY_AGE,
-            vec![
-                row("18-29", Some(10_200.0)),
-                row("30-44", Some(12_000.0)),
-                row("45-59", None),
-            ],
+            only_45_59_hidden,
         ),
-        Case::rows(
-            "NK alone",
-            rules(defaults.nk_k, 0.0),
-            BY_AGE,
-            vec![row("18-29", None), row("30-44", Some(12_000.0)), row("45-59", None)],
-        ),
+        Case::rows("NK alone", rules(defaults.nk_k, 0.0), BY_AGE, both_hidden),
         Case::rows_with(
             "both rules off",
             rules(1.0, 0.0),

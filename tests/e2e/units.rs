@@ -2,10 +2,16 @@
 //! computes and what the centre merges, and the exact merge of second moments.
 
 use datafusion::scalar::ScalarValue;
-use tessera_coordinator::merge::moments::{Moments, Statistic};
+use tessera_coordinator::moments::{Moments, Statistic};
 use tessera_coordinator::{Coordinator, FederationConfig};
 use tessera_disclosure::DisclosureConfig;
 use tessera_schemas::Catalog;
+
+/// How a case makes its disclosure rules.
+type Rules = fn() -> DisclosureConfig;
+
+/// One (x, y) observation.
+type Pair = (f64, f64);
 
 /// A coordinator that is never asked to run anything: EXPLAIN plans without contacting a trust.
 fn planner(disclosure: DisclosureConfig) -> Coordinator {
@@ -50,7 +56,7 @@ async fn each_aggregate_decomposes_into_its_documented_partials() {
     // (disclosure control, the researcher's SQL, the fragment every trust receives)
     let off = DisclosureConfig::off;
     let on = DisclosureConfig::default;
-    let cases: &[(fn() -> DisclosureConfig, &str, &str)] = &[
+    let cases: &[(Rules, &str, &str)] = &[
         (off, "SELECT count(*) FROM apc_episodes", "SELECT count(1) AS p0 FROM apc_episodes"),
         (off, "SELECT count(los_days) FROM apc_episodes", "SELECT count(los_days) AS p0 FROM apc_episodes"),
         (off, "SELECT sum(los_days) FROM apc_episodes", "SELECT sum(los_days) AS p0 FROM apc_episodes"),
@@ -134,7 +140,7 @@ fn moments_merged_in_any_split_equal_the_whole() {
         .map(|i| (1e6 + (i * 7 % 13) as f64, (i % 5) as f64 - 2.5))
         .collect::<Vec<_>>();
     // (data, where to cut it into parts: empty parts included)
-    let cases: &[(&[(f64, f64)], &[usize])] = &[
+    let cases: &[(&[Pair], &[usize])] = &[
         (&line, &[10]),
         (&line, &[1, 2, 19]),
         (&line, &[0, 0, 20]),

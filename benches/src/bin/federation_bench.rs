@@ -21,7 +21,6 @@ mod tour;
 use tessera_node::node::TrustNode;
 use tessera_node::NodeConfig;
 use tessera_schemas::gen::{generate, GenConfig};
-use tessera_schemas::Catalog;
 
 #[derive(Parser)]
 struct Args {
@@ -36,9 +35,7 @@ struct Args {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    tessera_benches::init_node_logs();
-    let dir = tempfile::tempdir().expect("temporary folder");
-    let catalog = Catalog::builtin();
+    let (dir, catalog) = tessera_benches::start();
     let providers = ["RRK", "RTH", "RJ1"];
     let trusts = generate(
         &GenConfig {

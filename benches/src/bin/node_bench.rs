@@ -17,7 +17,6 @@ use tessera_node::NodeConfig;
 use tessera_protocol::client::NodeClient;
 use tessera_protocol::{FragmentRequest, RequestContext};
 use tessera_schemas::gen::{generate, GenConfig};
-use tessera_schemas::Catalog;
 
 #[derive(Parser)]
 struct Args {
@@ -53,9 +52,7 @@ const QUERIES: &[(&str, &str)] = &[
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    tessera_benches::init_node_logs();
-    let dir = tempfile::tempdir().expect("temporary folder");
-    let catalog = Catalog::builtin();
+    let (dir, catalog) = tessera_benches::start();
 
     let started = Instant::now();
     let trusts = generate(

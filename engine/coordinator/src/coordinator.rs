@@ -16,11 +16,12 @@ use tessera_schemas::{Catalog, Contract, Role};
 
 use crate::config::FederationConfig;
 use crate::decompose::Dominance;
+use crate::error::QueryError;
 use crate::fanout::links::NodeSet;
 use crate::fanout::{FederatedQueryPlanner, FederatedScan};
 use crate::parse::parse;
 use crate::protect::releases::{check_budget, default_release_log};
-use crate::result::{PreparedQuery, QueryError, QueryResult};
+use crate::result::{PreparedQuery, QueryResult};
 use crate::rewrite::Rewriter;
 
 /// The coordinator for one federation.

@@ -6,7 +6,7 @@
 //! | `sum(x)` | `sum` | `sum` |
 //! | `avg(x)` | `sum`, `count` | `sum / sum` |
 //! | `min`, `max`, `bool_and`, `bool_or` | the same | the same |
-//! | variance, stddev, covariance, corr, regr_* | `regr_count/avgx/avgy/sxx/syy/sxy` | Chan merge ([`crate::merge::moments`]) |
+//! | variance, stddev, covariance, corr, regr_* | `regr_count/avgx/avgy/sxx/syy/sxy` | Chan merge ([`crate::moments`]) |
 //! | `count/sum/avg(DISTINCT d)` | one row per group *and value of d* | the distinct aggregate over the values |
 //!
 //! When the query groups by `provider_code`, each group comes from one trust only, so distinct
@@ -21,7 +21,7 @@ use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{cast, lit, when, Expr, ExprSchemable};
 use std::collections::BTreeSet;
 
-use crate::merge::moments::{MergeMoments, Statistic};
+use crate::moments::{MergeMoments, Statistic};
 use tessera_disclosure::{CellKey, Judged, ProtectKind, Top2};
 use tessera_policy::cells::{StatisticKind, StatisticShape};
 use tessera_policy::{aggregate_call, strip_alias};

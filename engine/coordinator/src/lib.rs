@@ -16,22 +16,25 @@
 //!    `DoGet` each ([`fanout::links`]), with the question's [`RequestContext`], and streams
 //!    the partial batches into the merge.
 //! 5. [`merge`]: the partial states are combined exactly (sums of sums, Chan's update for
-//!    moments in [`merge::moments`]).
+//!    moments in [`moments`]).
 //! 6. [`protect`]: before any operator above sees a value, groups of too few records are dropped
 //!    and each statistic passes disclosure control (`tessera_disclosure`); the question is
 //!    checked against the project's budget before it runs and logged before it is returned.
 //! 7. [`result`]: the batches with what disclosure control did and which trusts answered, as
 //!    schema metadata and as [`QueryResult`] fields.
 //!
-//! [`Coordinator`] holds a federation's configuration ([`config`]) and runs the steps;
+//! [`Coordinator`] holds a federation's configuration ([`config`]) and runs the steps; a
+//! failure at any step is a [`QueryError`] ([`error`]) whose message is for the researcher;
 //! `Coordinator::explain` shows the central plan and the fragment each trust receives.
 
 pub mod catalog;
 pub mod config;
 mod coordinator;
 pub mod decompose;
+pub mod error;
 pub mod fanout;
 pub mod merge;
+pub mod moments;
 pub mod parse;
 pub mod protect;
 pub mod result;
@@ -39,6 +42,8 @@ pub mod rewrite;
 
 pub use config::{FederationConfig, OnNodeFailure};
 pub use coordinator::Coordinator;
-pub use result::{ErrorKind, PreparedQuery, QueryError, QueryResult, QueryWatch};
+pub use error::{ErrorKind, QueryError};
+pub use fanout::NodeOutcome;
+pub use result::{PreparedQuery, QueryResult, QueryWatch};
 pub use tessera_protocol::names::{DISCLOSURE_METADATA, PROVENANCE_METADATA, STATUS_METADATA};
 pub use tessera_protocol::RequestContext;

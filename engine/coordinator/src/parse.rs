@@ -8,7 +8,7 @@ use std::sync::Arc;
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 
-use crate::result::QueryError;
+use crate::error::QueryError;
 
 /// The logical plan of `sql`, without any `EXPLAIN` around it.
 pub async fn parse(state: &SessionState, sql: &str) -> Result<LogicalPlan, QueryError> {

@@ -9,7 +9,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
@@ -32,9 +32,17 @@ use futures::{stream, StreamExt, TryStreamExt};
 pub mod links;
 
 use crate::config::OnNodeFailure;
-use crate::result::provenance::NodeOutcome;
 use links::{NodeSet, TrustError};
 use tessera_protocol::{FragmentRequest, RequestContext};
+
+/// What one trust did for one fragment.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeOutcome {
+    /// Sent its partial answer in full.
+    Answered { groups: u64, elapsed: Duration },
+    /// Did not answer; the reason reads as `<trust> <reason>`.
+    Failed(String),
+}
 
 /// The logical leaf that stands for "ask every trust this fragment".
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -7,9 +7,8 @@ use std::sync::Arc;
 use datafusion::physical_plan::ExecutionPlan;
 use tessera_disclosure::{DisclosureConfig, Ledger, Release, ReleaseLog};
 
+use crate::error::QueryError;
 use crate::fanout::federated_scans;
-use crate::result::provenance::Provenance;
-use crate::result::QueryError;
 
 /// Refuses a question about too many sets of records, or any question once the project has
 /// been given its budget of distinct values (values given before are free: same noise). The
@@ -44,15 +43,15 @@ pub fn check_budget(
 }
 
 /// Logs a released result about people; a result that cannot be logged is not returned, and
-/// neither is a partial one (it could be subtracted from a complete answer to the same question).
+/// neither is a partial one (`failure`: the first trust that did not answer) (it could be subtracted from a complete answer to the same question).
 pub fn record_release(
     log: &ReleaseLog,
     sql: &str,
     physical: &Arc<dyn ExecutionPlan>,
-    provenance: &Provenance,
+    failure: Option<String>,
     ledger: &Ledger,
 ) -> Result<(), QueryError> {
-    if let Some(failure) = provenance.failure() {
+    if let Some(failure) = failure {
         return Err(QueryError::connection(format!(
             "{failure}; with disclosure control on, a partial answer about people is not released (it could be \
              subtracted from a complete one). Retry when every trust answers"

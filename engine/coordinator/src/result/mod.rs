@@ -15,10 +15,11 @@ use datafusion::physical_plan::{collect, ExecutionPlan};
 use tessera_disclosure::{DisclosureConfig, Ledger, ReleaseLog};
 use tessera_protocol::names::{DISCLOSURE_METADATA, PROVENANCE_METADATA};
 
+use crate::error::QueryError;
 use crate::fanout::federated_scans;
-use crate::fanout::links::TrustError;
+use crate::fanout::NodeOutcome;
 use crate::protect::releases::record_release;
-use provenance::{NodeOutcome, Provenance};
+use provenance::Provenance;
 
 /// A finished federated query.
 #[derive(Debug, Clone)]
@@ -36,60 +37,6 @@ impl QueryResult {
     /// Rows across all batches.
     pub fn num_rows(&self) -> usize {
         self.batches.iter().map(RecordBatch::num_rows).sum()
-    }
-}
-
-/// What kind of failure a query met (decides the CLI's exit code).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// The query is not valid or not allowed (including a trust's refusal).
-    Query,
-    /// A trust could not be reached or failed.
-    Connection,
-}
-
-/// A query failed; the message is for the researcher.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct QueryError {
-    pub kind: ErrorKind,
-    pub message: String,
-}
-
-impl QueryError {
-    /// The query is not valid or not allowed.
-    pub fn query(message: impl Into<String>) -> QueryError {
-        QueryError {
-            kind: ErrorKind::Query,
-            message: message.into(),
-        }
-    }
-
-    /// A trust could not be reached or failed.
-    pub fn connection(message: impl Into<String>) -> QueryError {
-        QueryError {
-            kind: ErrorKind::Connection,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<DataFusionError> for QueryError {
-    fn from(error: DataFusionError) -> QueryError {
-        let root = error.find_root();
-        if let DataFusionError::External(inner) = root {
-            if let Some(trust) = inner.downcast_ref::<TrustError>() {
-                return match trust.refused {
-                    true => QueryError::query(trust.to_string()),
-                    false => QueryError::connection(trust.to_string()),
-                };
-            }
-        }
-        QueryError::query(match root {
-            DataFusionError::SQL(parser, _) => format!("syntax error: {parser}"),
-            DataFusionError::Plan(message) => message.clone(),
-            other => other.strip_backtrace(),
-        })
     }
 }
 
@@ -119,7 +66,7 @@ impl PreparedQuery {
         let provenance = Provenance::of(&self.physical);
         let batches = batches?;
         if let Some(log) = &self.log {
-            record_release(log, &self.sql, &self.physical, &provenance, &self.ledger)?;
+            record_release(log, &self.sql, &self.physical, provenance.failure(), &self.ledger)?;
         }
         let disclosure = self.ledger.summary(&self.disclosure);
         let mut metadata = self.physical.schema().metadata().clone();

@@ -2,23 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use datafusion::physical_plan::ExecutionPlan;
 
-use crate::fanout::federated_scans;
+use crate::fanout::{federated_scans, NodeOutcome};
 
 /// How a trust left unasked is described: the query stopped before it was needed.
 const STOPPED_EARLY: &str = "(the query stopped early)";
-
-/// What one trust did for one fragment.
-#[derive(Debug, Clone, PartialEq)]
-pub enum NodeOutcome {
-    /// Sent its partial answer in full.
-    Answered { groups: u64, elapsed: Duration },
-    /// Did not answer; the reason reads as `<trust> <reason>`.
-    Failed(String),
-}
 
 /// Per trust, across every fragment of a query.
 #[derive(Debug, Clone, Default, PartialEq)]

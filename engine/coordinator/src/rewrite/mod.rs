@@ -37,6 +37,7 @@ use tessera_schemas::Contract;
 
 use crate::decompose::{Context, Decomposition, Dominance};
 use crate::fanout::FederatedScan;
+use crate::merge::merge;
 use record_keys::with_record_columns;
 
 /// The column every contract table uses for the trust's ODS code.
@@ -168,7 +169,12 @@ impl Rewriter<'_> {
         }
         let about_people = cells.is_some();
         let scan = self.fragment(&aggregate, &parts, tables)?;
-        let merged = self.merge(&aggregate, parts, scan, about_people)?;
+        let merged = merge(
+            &aggregate,
+            parts,
+            scan,
+            self.disclosure.as_ref().filter(|_| about_people),
+        )?;
         Ok(Transformed::yes(merged))
     }
 
