@@ -5,11 +5,16 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tessera_coordinator::NodeOutcome;
-use tessera_coordinator::{Coordinator, QueryError, QueryResult};
+use tessera_coordinator::{Coordinator, QueryError, QueryResult, RequestContext};
 
-/// Runs `sql`, showing each trust's state on stderr if it is a terminal and the query is slow.
-pub async fn with_progress(coordinator: &Coordinator, sql: &str) -> Result<QueryResult, QueryError> {
-    let prepared = coordinator.prepare(sql).await?;
+/// Runs `sql` on behalf of `context`, showing each trust's state on stderr if it is a terminal
+/// and the query is slow.
+pub async fn with_progress(
+    coordinator: &Coordinator,
+    context: &RequestContext,
+    sql: &str,
+) -> Result<QueryResult, QueryError> {
+    let prepared = coordinator.prepare_as(context, sql).await?;
     if !std::io::stderr().is_terminal() {
         return prepared.run().await;
     }

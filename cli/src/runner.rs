@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use datafusion::sql::parser::DFParser;
-use tessera_coordinator::{Coordinator, ErrorKind, QueryError};
+use tessera_coordinator::{Coordinator, ErrorKind, QueryError, RequestContext};
 
 use crate::exit::Failure;
 use crate::output::{self, Format};
@@ -30,6 +30,8 @@ pub struct Sink {
     pub format: Format,
     pub output: Option<PathBuf>,
     pub timing: bool,
+    /// Who asks and for which project: carried to every trust's audit line.
+    pub context: RequestContext,
 }
 
 impl Sink {
@@ -42,7 +44,7 @@ impl Sink {
                 .map_err(write_error)?;
             return Ok(());
         }
-        let result = crate::progress::with_progress(coordinator, sql).await?;
+        let result = crate::progress::with_progress(coordinator, &self.context, sql).await?;
         self.emit(|out| output::write(self.format, &result.schema, &result.batches, out))
             .map_err(write_error)?;
         let mut footer = format!(

@@ -88,7 +88,7 @@ fn default_timeout() -> u64 {
 /// The file format of a table's data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Format {
+pub enum TableFormat {
     Parquet,
     Csv,
 }
@@ -100,7 +100,7 @@ pub struct TableSource {
     pub name: String,
     /// A local path (file or directory), `file://…` or `s3://bucket/prefix`.
     pub location: String,
-    pub format: Format,
+    pub format: TableFormat,
 }
 
 /// A configuration problem, naming the file and the key.
@@ -202,7 +202,7 @@ impl NodeConfig {
                 .map(|t| TableSource {
                     name: t.clone(),
                     location: format!("{t}.parquet"),
-                    format: Format::Parquet,
+                    format: TableFormat::Parquet,
                 })
                 .collect(),
             policy: NodePolicy::default(),

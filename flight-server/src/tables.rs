@@ -13,7 +13,7 @@ use object_store::aws::AmazonS3Builder;
 use tessera_schemas::{validate_schema, Catalog, Contract, SchemaSource};
 use url::Url;
 
-use crate::config::{Format, NodeConfig, TableSource};
+use crate::config::{NodeConfig, TableFormat, TableSource};
 
 /// Why a node could not register its tables; the text names the file, key or column.
 #[derive(Debug, thiserror::Error)]
@@ -130,13 +130,13 @@ async fn register_one(
     register_store(ctx, config, source)?;
     let (url, is_dir) = table_url(config, source)?;
     let (format, extension, layout): (Arc<dyn FileFormat>, &str, SchemaSource) = match source.format {
-        Format::Parquet => (
+        TableFormat::Parquet => (
             // Text is read as Utf8, as the contracts say (not DataFusion's default Utf8View).
             Arc::new(ParquetFormat::default().with_force_view_types(false)),
             ".parquet",
             SchemaSource::Named,
         ),
-        Format::Csv => (
+        TableFormat::Csv => (
             Arc::new(CsvFormat::default().with_has_header(true)),
             ".csv",
             SchemaSource::Positional,

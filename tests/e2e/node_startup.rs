@@ -155,7 +155,7 @@ async fn bad_tables_and_policies_stop_the_node_with_a_precise_message() {
     );
     let config = data.node_config("RTH", |c| {
         c.tables[3].location = csv.display().to_string();
-        c.tables[3].format = tessera_node::config::Format::Csv;
+        c.tables[3].format = tessera_node::config::TableFormat::Csv;
     });
     assert_eq!(
         start_error(&config).await,

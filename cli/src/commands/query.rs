@@ -51,13 +51,15 @@ pub fn locate_config(flag: Option<&Path>) -> Result<PathBuf, Failure> {
 pub fn run(args: QueryArgs) -> Outcome {
     let config_path = locate_config(args.config.as_deref())?;
     let config = FederationConfig::load(&config_path).map_err(Failure::connection)?;
-    let sink = Sink {
-        format: args.format,
-        output: args.output.clone(),
-        timing: false,
-    };
     runtime()?.block_on(async {
         let coordinator = Coordinator::new(config, &Catalog::builtin()).map_err(failure)?;
+        // Every statement of this session is asked as the configured requester, in its project.
+        let sink = Sink {
+            format: args.format,
+            output: args.output.clone(),
+            timing: false,
+            context: coordinator.context(),
+        };
         if let Some(sql) = &args.command {
             let statements = split_statements(sql).map_err(Failure::query)?;
             for statement in statements {
