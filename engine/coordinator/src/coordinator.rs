@@ -1,7 +1,6 @@
 //! The [`Coordinator`]: one federation's configuration and tables, and the steps of a question
 //! run in order.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,7 +11,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use tessera_disclosure::{Ledger, ReleaseLog};
 use tessera_protocol::RequestContext;
-use tessera_schemas::{Catalog, Contract, Role};
+use tessera_schemas::Catalog;
 
 use crate::config::FederationConfig;
 use crate::decompose::Dominance;
@@ -22,7 +21,7 @@ use crate::fanout::{FederatedQueryPlanner, FederatedScan};
 use crate::parse::parse;
 use crate::protect::releases::{check_budget, default_release_log};
 use crate::result::{PreparedQuery, QueryResult};
-use crate::rewrite::Rewriter;
+use crate::rewrite::{Rewriter, Tables};
 
 /// The coordinator for one federation.
 pub struct Coordinator {
@@ -33,48 +32,6 @@ pub struct Coordinator {
     /// The project's release log, when disclosure control is on.
     release_log: Option<ReleaseLog>,
     next_query: AtomicU64,
-}
-
-/// What the rewrite needs to know about the contracts' tables and columns.
-struct Tables {
-    federated: BTreeSet<String>,
-    public: BTreeSet<String>,
-    identifiers: BTreeSet<String>,
-    person_tables: BTreeSet<String>,
-    sensitive: BTreeSet<String>,
-    contracts: BTreeMap<String, Contract>,
-}
-
-impl Tables {
-    fn of(catalog: &Catalog) -> Tables {
-        let names = |public: bool| {
-            catalog
-                .contracts()
-                .filter(|c| c.public == public)
-                .map(|c| c.name.clone())
-                .collect()
-        };
-        let columns = |keep: fn(&tessera_schemas::Column) -> bool| {
-            catalog
-                .contracts()
-                .flat_map(|c| c.columns.iter())
-                .filter(|c| keep(c))
-                .map(|c| c.name.clone())
-                .collect()
-        };
-        Tables {
-            federated: names(false),
-            public: names(true),
-            identifiers: columns(|c| c.role == Role::Identifier),
-            sensitive: columns(|c| c.sensitive),
-            person_tables: catalog
-                .contracts()
-                .filter(|c| c.identifiers().next().is_some())
-                .map(|c| c.name.clone())
-                .collect(),
-            contracts: catalog.contracts().map(|c| (c.name.clone(), c.clone())).collect(),
-        }
-    }
 }
 
 impl Coordinator {
@@ -154,15 +111,9 @@ impl Coordinator {
         let protect = disclosure.is_on();
         // Trusts send contributions and cell keys only to a coordinator that proves its token.
         let needs_trust = protect && (disclosure.checks_dominance() || disclosure.perturbs());
-        let tables = &self.tables;
         let rewriter = Rewriter {
             state: &state,
-            federated: &tables.federated,
-            public: &tables.public,
-            identifiers: &tables.identifiers,
-            person_tables: &tables.person_tables,
-            sensitive: &tables.sensitive,
-            contracts: &tables.contracts,
+            tables: &self.tables,
             context: self.complete(context),
             disclosure: protect.then_some((disclosure, ledger)),
             dominance: match (needs_trust, &self.config.federation.coordinator_token) {

@@ -33,7 +33,7 @@ use tessera_disclosure::{DisclosureConfig, Ledger};
 use tessera_policy::aggregate_call;
 use tessera_policy::cells::{CellRules, Origin};
 use tessera_protocol::RequestContext;
-use tessera_schemas::Contract;
+use tessera_schemas::{Catalog, Contract, Role};
 
 use crate::decompose::{Context, Decomposition, Dominance};
 use crate::fanout::FederatedScan;
@@ -46,21 +46,63 @@ pub const TRUST_COLUMN: &str = "provider_code";
 /// Rewrites one query's plan.
 pub struct Rewriter<'a> {
     pub state: &'a SessionState,
-    pub federated: &'a BTreeSet<String>,
-    pub public: &'a BTreeSet<String>,
-    pub identifiers: &'a BTreeSet<String>,
-    /// Sensitive measures in any contract.
-    pub sensitive: &'a BTreeSet<String>,
-    /// Federated tables that hold records about people (they have an identifier column).
-    pub person_tables: &'a BTreeSet<String>,
-    /// Every contract, by table name (the cell model's rules read them).
-    pub contracts: &'a BTreeMap<String, Contract>,
+    /// The contracts' tables and columns, by role.
+    pub tables: &'a Tables,
     /// Who asks: stamped on every fragment, for the trusts' audit logs.
     pub context: RequestContext,
     /// Disclosure rules and the query's ledger; `None` when disclosure control is off.
     pub disclosure: Option<(&'a DisclosureConfig, Arc<Ledger>)>,
     /// Whether trusts will send contributions and cell keys.
     pub dominance: Dominance,
+}
+
+/// What the rewrite needs to know about the contracts' tables and columns.
+pub struct Tables {
+    /// Tables whose rows stay at the trusts.
+    pub federated: BTreeSet<String>,
+    /// Reference tables that ship with Tessera.
+    pub public: BTreeSet<String>,
+    /// Identifier columns in any contract (`person_id`).
+    pub identifiers: BTreeSet<String>,
+    /// Federated tables that hold records about people (they have an identifier column).
+    pub person_tables: BTreeSet<String>,
+    /// Sensitive measures in any contract (`cost_gbp`).
+    pub sensitive: BTreeSet<String>,
+    /// Every contract, by table name (the cell model's rules read them).
+    pub contracts: BTreeMap<String, Contract>,
+}
+
+impl Tables {
+    /// The tables and columns of `catalog`'s contracts, by role.
+    pub fn of(catalog: &Catalog) -> Tables {
+        let names = |public: bool| {
+            catalog
+                .contracts()
+                .filter(|c| c.public == public)
+                .map(|c| c.name.clone())
+                .collect()
+        };
+        let columns = |keep: fn(&tessera_schemas::Column) -> bool| {
+            catalog
+                .contracts()
+                .flat_map(|c| c.columns.iter())
+                .filter(|c| keep(c))
+                .map(|c| c.name.clone())
+                .collect()
+        };
+        Tables {
+            federated: names(false),
+            public: names(true),
+            identifiers: columns(|c| c.role == Role::Identifier),
+            sensitive: columns(|c| c.sensitive),
+            person_tables: catalog
+                .contracts()
+                .filter(|c| c.identifiers().next().is_some())
+                .map(|c| c.name.clone())
+                .collect(),
+            contracts: catalog.contracts().map(|c| (c.name.clone(), c.clone())).collect(),
+        }
+    }
 }
 
 /// What an aggregate's input reads.
@@ -100,7 +142,7 @@ impl Rewriter<'_> {
         let mut leftover = None;
         plan.apply_with_subqueries(|node| {
             if let LogicalPlan::TableScan(scan) = node {
-                if self.federated.contains(scan.table_name.table()) {
+                if self.tables.federated.contains(scan.table_name.table()) {
                     leftover = Some(scan.table_name.table().to_string());
                     return Ok(TreeNodeRecursion::Stop);
                 }
@@ -132,9 +174,9 @@ impl Rewriter<'_> {
             .any(|e| matches!(e, Expr::Column(c) if c.name == TRUST_COLUMN));
         // Disclosure control protects statistics about people; organisational data (workforce and
         // finance returns) has no records of persons to protect.
-        let about_people = tables.iter().any(|t| self.person_tables.contains(t));
+        let about_people = tables.iter().any(|t| self.tables.person_tables.contains(t));
         let cells = match (&self.disclosure, about_people) {
-            (Some(_), true) => CellRules::new(self.contracts, Origin::Query)
+            (Some(_), true) => CellRules::new(&self.tables.contracts, Origin::Query)
                 .check(&aggregate)
                 .map_err(|refusal| plan_error(refusal.reason))?,
             _ => None,
@@ -143,7 +185,8 @@ impl Rewriter<'_> {
         let perturbs = cells.is_some() && self.disclosure.as_ref().is_some_and(|(c, _)| c.perturbs());
         let (aggregate, key_columns) = match perturbs {
             true => {
-                let (input, keys) = with_record_columns(Arc::unwrap_or_clone(aggregate.input), self.person_tables)?;
+                let (input, keys) =
+                    with_record_columns(Arc::unwrap_or_clone(aggregate.input), &self.tables.person_tables)?;
                 let widened = Aggregate::try_new(Arc::new(input), aggregate.group_expr, aggregate.aggr_expr)?;
                 (widened, Some(keys))
             }
@@ -151,8 +194,8 @@ impl Rewriter<'_> {
         };
         let ctx = Context {
             state: self.state,
-            identifiers: self.identifiers,
-            sensitive: self.sensitive,
+            identifiers: &self.tables.identifiers,
+            sensitive: &self.tables.sensitive,
             grouped_by_trust,
             group_exprs: &aggregate.group_expr,
             dominance: self.dominance,
@@ -295,9 +338,9 @@ impl Rewriter<'_> {
         match plan {
             LogicalPlan::TableScan(scan) => {
                 let name = scan.table_name.table();
-                Ok(if self.federated.contains(name) {
+                Ok(if self.tables.federated.contains(name) {
                     Scope::Federated(BTreeSet::from([name.to_string()]))
-                } else if self.public.contains(name) {
+                } else if self.tables.public.contains(name) {
                     Scope::Public
                 } else {
                     Scope::Central
