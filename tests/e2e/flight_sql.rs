@@ -207,5 +207,27 @@ async fn a_forged_ticket_is_rechecked_not_trusted() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(err.contains("the ticket is not a Tessera fragment request"), "{err}");
+    // Identity fields in a ticket are cut to what an audit line keeps, like those in headers.
+    let context = tessera_protocol::RequestContext::new("r".repeat(10_000), "p".repeat(10_000));
+    let padded = tessera_protocol::FragmentRequest::with_context("SELECT count(*) FROM apc_episodes", context);
+    let ticket = arrow_flight::Ticket {
+        ticket: arrow_flight::sql::TicketStatementQuery {
+            statement_handle: padded.encode().into(),
+        }
+        .as_any()
+        .encode_to_vec()
+        .into(),
+    };
+    client
+        .do_get(ticket)
+        .await
+        .unwrap()
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap();
+    let log = std::fs::read_to_string(&node.audit_log).unwrap();
+    let last = serde_json::from_str::<AuditEntry>(log.lines().last().unwrap()).unwrap();
+    let max = tessera_protocol::context::MAX_FIELD_CHARS;
+    assert_eq!((last.requester.len(), last.project.len()), (max, max));
     node.running.stop().await;
 }

@@ -197,3 +197,19 @@ fn statistics_from_moments_follow_datafusion_null_rules() {
         assert!(same, "{statistic:?} of {moments:?}: {got:?}, expected {expected:?}");
     }
 }
+
+#[tokio::test]
+async fn a_coordinator_answers_only_for_its_own_project() {
+    // Its budget and release log are its project's: a question charged to another is refused
+    // before anything is planned or asked.
+    let coordinator = planner(DisclosureConfig::default());
+    let elsewhere = tessera_coordinator::RequestContext::new("ana", "another-project");
+    let error = coordinator
+        .query_as(&elsewhere, "SELECT count(*) FROM apc_episodes")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.message,
+        "this coordinator answers for project \"decomposition\", not \"another-project\""
+    );
+}

@@ -86,7 +86,7 @@ impl Coordinator {
     }
 
     /// `context` completed for one question: a query id and the trusts' deadline.
-    fn complete(&self, context: &RequestContext) -> RequestContext {
+    fn for_question(&self, context: &RequestContext) -> RequestContext {
         let mut context = context.clone();
         if context.query_id.is_empty() {
             let n = self.next_query.fetch_add(1, Ordering::Relaxed);
@@ -114,7 +114,7 @@ impl Coordinator {
         let rewriter = Rewriter {
             state: &state,
             tables: &self.tables,
-            context: self.complete(context),
+            context: self.for_question(context),
             disclosure: protect.then_some((disclosure, ledger)),
             dominance: match (needs_trust, &self.config.federation.coordinator_token) {
                 (false, _) => Dominance::Off,
@@ -167,14 +167,17 @@ impl Coordinator {
         self.prepare_as(context, sql).await?.run().await
     }
 
-    /// Plans `sql` for this coordinator's own context, without asking any trust yet.
-    pub async fn prepare(&self, sql: &str) -> Result<PreparedQuery, QueryError> {
-        self.prepare_as(&self.context(), sql).await
-    }
-
     /// Plans `sql` on behalf of `context` down to an executable plan, and checks the project's
-    /// budget, without asking any trust yet.
+    /// budget, without asking any trust yet. The context's project must be this coordinator's:
+    /// its budget and release log are the ones charged.
     pub async fn prepare_as(&self, context: &RequestContext, sql: &str) -> Result<PreparedQuery, QueryError> {
+        let project = &self.config.federation.project;
+        if context.project != *project {
+            return Err(QueryError::query(format!(
+                "this coordinator answers for project {project:?}, not {:?}",
+                context.project
+            )));
+        }
         let started = Instant::now();
         let ledger = Arc::new(Ledger::default());
         let plan = self.plan(context, sql, ledger.clone()).await?;

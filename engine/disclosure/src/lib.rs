@@ -1,6 +1,8 @@
 //! Statistical disclosure control as a library: the rules that decide what of a merged answer
-//! may be released, for the coordinator today and for a trust's node when it answers callers
-//! that are not its coordinator.
+//! may be released. The coordinator applies them today; a trust's node registers only the
+//! functions it answers to its coordinator ([`CellKey`], [`Top2`]) and still answers other
+//! callers with exact aggregates checked by its policy alone, until it applies these rules to
+//! them too (the trust-boundary work).
 //!
 //! Rules (configured in `[disclosure]`), on top of the cell model of `tessera_policy::cells`:
 //! - **threshold**: a group of fewer than `threshold` records is not released at all; a
@@ -30,4 +32,4 @@ pub use cell_key::{CellKey, RecordKeySecret, CELL_KEY, KEY_SUM};
 pub use config::{DisclosureConfig, Mode, Perturbation, Zeros};
 pub use protect::{Judged, Ledger, ProtectKind, ProtectUdf};
 pub use releases::{Release, ReleaseLog};
-pub use top2::{Contributions, Top2, TOP2};
+pub use top2::{Top2, TOP2};

@@ -1,17 +1,20 @@
 //! The request context: who asks, for which project, under which query id, and how long they
 //! will wait.
 //!
-//! It is made once where a question starts (the CLI from `federation.toml`, or a node for a
-//! generic Flight SQL client) and travels unchanged: in the coordinator's plan, in every
-//! [`FragmentRequest`](crate::FragmentRequest), and into each node's audit line.
+//! It is made where questions start (the CLI once per session from `federation.toml`, or a node
+//! for a generic Flight SQL client) and travels as one value: the coordinator completes it for
+//! each question (a query id, the deadline), puts it in every
+//! [`FragmentRequest`](crate::FragmentRequest), and each node fills in what is still missing
+//! (its own query id, `anonymous`) and writes it to its audit line.
 
 use serde::{Deserialize, Serialize};
 
-/// Longest identity field a node keeps, in characters (longer ones are cut).
+/// Longest identity field a node keeps, in characters (longer ones are cut, see [`RequestContext::bounded`]).
 pub const MAX_FIELD_CHARS: usize = 200;
 
 /// Who asks, for which project, under which query id, and the deadline.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RequestContext {
     /// Identifier chosen by the sender; recorded in the audit log.
     #[serde(default)]
@@ -22,7 +25,8 @@ pub struct RequestContext {
     /// The approved project the question belongs to; recorded in the audit log.
     #[serde(default)]
     pub project: String,
-    /// Milliseconds the sender will wait; a node stops work after this (or its own limit).
+    /// The deadline, as milliseconds from when the request arrives; a node stops work after
+    /// this (or its own limit, whichever is sooner).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
 }

@@ -88,6 +88,10 @@ mod tests {
                 r#"{"sql":"SELECT 1","timeout_ms":5}"#,
                 Some("unknown field `timeout_ms`"),
             ),
+            (
+                r#"{"sql":"SELECT 1","context":{"from_coordinator":true}}"#,
+                Some("unknown field `from_coordinator`"),
+            ),
             (r#"{"context":{}}"#, Some("missing field `sql`")),
             ("not json", Some("not a Tessera fragment request")),
             ("", Some("not a Tessera fragment request")),

@@ -65,8 +65,10 @@ pub struct Answer {
 }
 
 impl TrustNode {
-    /// Fills in what the caller left out: a query id, and who is asking when no one said.
-    pub(super) fn complete(&self, mut request: FragmentRequest) -> FragmentRequest {
+    /// Fills in what the caller left out (a query id, and who is asking when no one said) and
+    /// cuts identity fields to what an audit line keeps.
+    pub(super) fn with_defaults(&self, mut request: FragmentRequest) -> FragmentRequest {
+        request.context = std::mem::take(&mut request.context).bounded();
         let context = &mut request.context;
         if context.query_id.is_empty() {
             let n = self.next_query.fetch_add(1, Ordering::Relaxed);

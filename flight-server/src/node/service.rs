@@ -83,7 +83,7 @@ impl TrustNode {
         let context = RequestContext::new(header(metadata, REQUESTER_HEADER), header(metadata, PROJECT_HEADER));
         FragmentRequest {
             from_coordinator: self.is_coordinator(metadata),
-            ..FragmentRequest::with_context(sql, context.bounded())
+            ..FragmentRequest::with_context(sql, context)
         }
     }
 
@@ -96,7 +96,7 @@ impl TrustNode {
     }
 
     async fn run(&self, request: FragmentRequest, call: &str) -> Result<Response<DoGetStream>, Status> {
-        let request = self.complete(request);
+        let request = self.with_defaults(request);
         let answer = self.answer(&request, call).await?;
         Ok(stream_batches(answer.schema, answer.batches))
     }
@@ -107,7 +107,7 @@ impl TrustNode {
         request: FragmentRequest,
         descriptor: FlightDescriptor,
     ) -> Result<Response<FlightInfo>, Status> {
-        let request = self.complete(request);
+        let request = self.with_defaults(request);
         let schema = self.describe(&request, "GetFlightInfo").await?;
         let ticket = TicketStatementQuery {
             statement_handle: request.encode().into(),
@@ -179,7 +179,7 @@ impl FlightSqlService for TrustNode {
         query: ActionCreatePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let fragment = self.complete(self.client_request(query.query, request.metadata()));
+        let fragment = self.with_defaults(self.client_request(query.query, request.metadata()));
         let schema = self.describe(&fragment, "CreatePreparedStatement").await?;
         let IpcMessage(dataset_schema) = SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
             .try_into()

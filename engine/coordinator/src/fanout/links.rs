@@ -9,11 +9,10 @@ use tonic::Code;
 use crate::config::{FederationConfig, OnNodeFailure};
 use tessera_protocol::client::{ClientError, NodeClient};
 
-/// One trust's node.
+/// The coordinator's link to one trust's node (the client knows the node's URL).
 #[derive(Clone)]
 pub struct TrustLink {
     pub name: String,
-    pub url: String,
     pub client: NodeClient,
 }
 
@@ -39,7 +38,6 @@ impl NodeSet {
             .map(|n| {
                 Ok(Arc::new(TrustLink {
                     name: n.name.clone(),
-                    url: n.url.clone(),
                     client: NodeClient::lazy(&n.url)?.with_token(config.federation.coordinator_token.clone()),
                 }))
             })
@@ -51,12 +49,9 @@ impl NodeSet {
         })
     }
 
+    /// How many trusts the federation has.
     pub fn len(&self) -> usize {
         self.nodes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
     }
 
     pub fn get(&self, i: usize) -> Result<Arc<TrustLink>> {

@@ -208,7 +208,10 @@ impl ExecutionPlan for FederatedScanExec {
         let request = FragmentRequest::with_context(self.scan.sql.clone(), self.scan.context.clone());
         let schema = self.schema.clone();
         let outcomes = self.outcomes.clone();
-        let timeout = self.nodes.timeout();
+        // The question's deadline (never longer than the federation's per-node deadline).
+        let timeout = self.scan.context.timeout_ms.map_or(self.nodes.timeout(), |ms| {
+            Duration::from_millis(ms).min(self.nodes.timeout())
+        });
         let on_failure = self.nodes.on_failure();
         let record = move |outcome: NodeOutcome| {
             outcomes.lock().unwrap_or_else(|p| p.into_inner())[partition] = Some(outcome);
