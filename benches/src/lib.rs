@@ -104,17 +104,7 @@ fn rows(batches: &[datafusion::arrow::array::RecordBatch], statistic: &dyn Fn(us
 /// What every benchmark starts with: the in-process nodes' logs on, a temporary folder for the
 /// generated trusts, and the built-in contracts.
 pub fn start() -> (tempfile::TempDir, tessera_schemas::Catalog) {
-    init_node_logs();
+    tessera_node::logging::init();
     let dir = tempfile::tempdir().expect("temporary folder");
     (dir, tessera_schemas::Catalog::builtin())
-}
-
-/// Logs of the in-process nodes to standard error, filtered by `TESSERA_LOG` (default `warn`),
-/// as `tessera node` does.
-fn init_node_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG").unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }

@@ -5,6 +5,7 @@
 //! - [`audit`]: the node's tamper-evident, hash-chained JSON-lines audit log.
 //! - [`config`]: the node configuration file, `node.toml`.
 //! - [`tables`]: the trust's files registered as the contracts' tables.
+//! - [`logging`]: the node's own log on standard error (`TESSERA_LOG`).
 //!
 //! The node links the protocol (`tessera_protocol`), the policy it enforces (`tessera_policy`)
 //! and the disclosure-control library (`tessera_disclosure`, for the functions only its
@@ -12,6 +13,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod logging;
 pub mod node;
 pub mod tables;
 

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use crate::exit::{runtime, Failure, Outcome};
 
 pub fn run(config_path: &Path) -> Outcome {
-    init_logging();
+    tessera_node::logging::init();
     let config = NodeConfig::load(config_path).map_err(Failure::connection)?;
     runtime()?.block_on(async {
         let node = TrustNode::start(&config, &Catalog::builtin())
@@ -53,12 +53,4 @@ async fn stop_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG").unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
