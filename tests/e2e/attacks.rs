@@ -221,3 +221,43 @@ async fn margins_cannot_be_differenced_to_recover_a_suppressed_cell() {
         "the grand total is the sum of the released cells"
     );
 }
+
+/// Fifth review: `var` and `var_pop` of one cell got the same noise factor, so their ratio
+/// n / (n - 1) gave the cell's exact number of records, and a difference of two such cells any
+/// small count. A spread is released in one spelling only (the sample one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cells_exact_count_is_not_recovered_from_two_spellings_of_its_spread() {
+    let fed = tessera_support::Federation::start_protected(&["RRK", "RTH"], 3_000, 41).await;
+    for (sql, reason) in [
+        (
+            "SELECT var(los_days), var_pop(los_days) FROM apc_episodes",
+            "var_pop() is not available under disclosure control",
+        ),
+        (
+            "SELECT stddev(los_days), stddev_pop(los_days) FROM apc_episodes",
+            "stddev_pop() is not available under disclosure control",
+        ),
+        (
+            "SELECT covar_samp(los_days, los_days), covar_pop(los_days, los_days) FROM apc_episodes",
+            "covar_pop() is not available under disclosure control",
+        ),
+    ] {
+        let message = refused(&fed.coordinator, sql).await;
+        assert!(message.contains(reason), "{sql}: {message}");
+    }
+}
+
+/// Fifth review: in a group where one record's stay is above zero, `sum` was withheld (one
+/// contributor) but `var` was released, and sqrt(var × n) gave that patient's stay. A spread
+/// is built from the records contributing to it, like a sum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_patients_value_is_not_recovered_from_a_spread_among_zeros() {
+    let mut rows = vec![("30-44", 0, 100.0); 11];
+    rows.push(("30-44", 6, 100.0));
+    let small = crate::disclosure::federation_of(&[("RRK", rows.as_slice())], crate::disclosure::write_rows).await;
+    let c = coordinator(&small, exact_rules());
+    assert_eq!(
+        released(&c, "SELECT count(*), var(los_days), stddev(los_days) FROM apc_episodes").await,
+        [["10", "NULL", "NULL"]]
+    );
+}

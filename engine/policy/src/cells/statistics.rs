@@ -6,9 +6,13 @@
 //! | `count(*)`, `count(x)` | anything the rules allow | the records counted |
 //! | `sum`/`avg` of a constant or of classes (`CASE WHEN box THEN 1 ELSE 0 END`, a boolean) | | each class of records with one value: released as Σ value × protected class count |
 //! | `sum`/`avg` of a measure (scaled by a positive constant, or picked by `CASE WHEN box THEN x ELSE 0 END`) | | the records contributing (non-zero); dominance if sensitive |
-//! | `var`/`stddev` of a measure | | the records with a value; dominance if sensitive |
+//! | `var`/`stddev` of a measure | | the records with a value and those contributing (non-zero); dominance if sensitive |
 //! | `corr`, `covar_*`, `regr_*` of two non-sensitive measures | | the pairs with both values |
 //! | `count(DISTINCT person_id)` | | the records (people within one trust) |
+//!
+//! In a researcher's query a spread has one spelling, the sample one: `var_pop`, `stddev_pop`
+//! and `covar_pop` would carry the same noise, and their ratio to the sample spelling,
+//! n / (n - 1), would give the exact number of records.
 //!
 //! Everything else — `min`/`max`, `bool_and`/`bool_or`, variances of indicators, models of
 //! indicators or of sensitive measures, sums of dimensions — is refused.
@@ -151,11 +155,16 @@ impl CellRules<'_> {
                 },
                 vec![args[0].clone().not_eq(lit(0i64))],
             ),
+            ("var_pop" | "stddev_pop", [Shape::Measure { .. }]) if self.origin == Origin::Query => {
+                Err(population_spelling(name))
+            }
+            // Built from the records with a value and from those contributing (non-zero), like
+            // a sum: a spread among zeros is one contributor's value.
             ("var" | "var_pop" | "stddev" | "stddev_pop", [Shape::Measure { column, sensitive }]) => shape(
                 StatisticKind::Moments {
                     sensitive: sensitive.then(|| column.clone()),
                 },
-                vec![not_null(0)],
+                vec![not_null(0), args[0].clone().not_eq(lit(0i64))],
             ),
             ("var" | "var_pop" | "stddev" | "stddev_pop", _) => Err(refuse(format!(
                 "{name}() is available for measures only: the variance of an indicator or a constant reveals counts \
@@ -179,11 +188,14 @@ impl CellRules<'_> {
                          can be driven by one patient's value; use avg({sensitive}) by bands of the other measure"
                     )));
                 }
+                if model == "covar_pop" && self.origin == Origin::Query {
+                    return Err(population_spelling(model));
+                }
                 // The parts of a model are other spellings of a mean or a variance: asked as such,
                 // they would get noise of their own, a second sample of the same value.
                 if moment_partial && model != "regr_count" && self.origin == Origin::Query {
                     return Err(refuse(format!(
-                        "{model}() is a part of a regression; ask avg(…) for a mean and var_pop(…) or covar_pop(…) \
+                        "{model}() is a part of a regression; ask avg(…) for a mean and var(…) or covar_samp(…) \
                          for spread, so that each statistic has one spelling and one noise"
                     )));
                 }
@@ -438,4 +450,13 @@ fn class_of(arg: &Expr, value: &ScalarValue) -> Expr {
         ScalarValue::Boolean(Some(false)) => arg.clone().is_false(),
         v => arg.clone().eq(Expr::Literal(v.clone(), None)),
     }
+}
+
+/// The refusal of a population spelling of a spread (see the module's documentation).
+fn population_spelling(name: &str) -> Refusal {
+    let sample = name.replace("_pop", "").replace("covar", "covar_samp");
+    Refusal::new(format!(
+        "{name}() is not available under disclosure control: beside {sample}() it would give the exact number of \
+         records (their ratio is n / (n - 1)); ask {sample}() and multiply by (n - 1) / n with the released count"
+    ))
 }
