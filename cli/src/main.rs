@@ -42,6 +42,16 @@ enum Command {
     Ask(commands::ask::AskArgs),
     /// Generate data for three trusts, start their nodes and ask each a few questions.
     Demo(commands::demo::DemoArgs),
+    /// Certificates for TLS on every link.
+    Certs {
+        #[command(subcommand)]
+        command: commands::certs::CertsCommand,
+    },
+    /// Manage a users file (a trust's analysts).
+    User {
+        #[command(subcommand)]
+        command: commands::user::UserCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -55,6 +65,7 @@ enum AuditCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tessera_protocol::tls::install_crypto_provider();
     let outcome = match cli.command {
         Command::Gen(args) => commands::gen::run(args),
         Command::Node { config } => commands::node::run(&config),
@@ -64,6 +75,8 @@ fn main() -> ExitCode {
         Command::Ask(args) => commands::ask::run(args),
         Command::Query(args) => commands::query::run(args),
         Command::Demo(args) => commands::demo::run(args),
+        Command::Certs { command } => commands::certs::run(command),
+        Command::User { command } => commands::user::run(command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

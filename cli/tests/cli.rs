@@ -144,42 +144,115 @@ fn start_node(config: &Path) -> (NodeProcess, String) {
     (node, addr)
 }
 
+/// Runs `tessera` with `stdin` on its standard input and `env` set.
+fn tessera_with(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 #[test]
-fn a_node_answers_ask_refuses_rows_and_its_audit_log_detects_tampering() {
+fn a_node_answers_its_analysts_through_disclosure_control_turns_away_everyone_else_and_audits_both() {
     let dir = tempfile::tempdir().unwrap();
     assert!(gen(dir.path(), "3").status.success());
+    let users = dir.path().join("RRK").join("users.toml");
+    let users = users.to_str().unwrap();
+    let out = tessera_with(
+        &["user", "add", "--file", users, "alice", "--password-stdin"],
+        "a long enough password\n",
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = tessera(&["user", "list", "--file", users]);
+    assert_eq!(stdout(&out), "alice\n");
+    assert!(!std::fs::read_to_string(users)
+        .unwrap()
+        .contains("a long enough password"));
     let (_node, addr) = start_node(&dir.path().join("RRK").join("node.toml"));
-    let url = format!("http://{addr}");
+    let url = format!("https://{addr}");
+    let ca = dir.path().join("certs").join("ca.pem");
+    let ca = ca.to_str().unwrap();
+    let ask = |sql: &str, user: Option<&str>, password: &str| {
+        let mut args = vec!["ask", "--node", &url, "--ca", ca, "-c", sql];
+        if let Some(user) = user {
+            args.extend(["--user", user]);
+        }
+        tessera_with(&args, "", &[("TESSERA_PASSWORD", password)])
+    };
 
-    let out = tessera(&[
-        "ask",
-        "--node",
-        &url,
-        "-c",
+    // The trailing newline on stdin was not part of the password.
+    let out = ask(
         "SELECT count(*) AS episodes FROM apc_episodes",
-    ]);
+        Some("alice"),
+        "a long enough password",
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("episodes") && stdout(&out).contains("(1 rows)"),
         "{}",
         stdout(&out)
     );
+    assert!(stdout(&out).contains("disclosure control: "), "{}", stdout(&out));
 
-    let out = tessera(&["ask", "--node", &url, "-c", "SELECT person_id FROM apc_episodes"]);
-    assert_clean_error(&out, 1, "refused: the query returns individual rows of apc_episodes");
+    let out = ask(
+        "SELECT person_id FROM apc_episodes",
+        Some("alice"),
+        "a long enough password",
+    );
+    assert_clean_error(
+        &out,
+        1,
+        "the query reads individual rows of apc_episodes, and rows never leave a trust",
+    );
+    let out = ask("SELECT count(*) FROM apc_episodes", Some("alice"), "not her password");
+    assert_clean_error(&out, 1, "wrong user name or password");
+    let out = ask("SELECT count(*) FROM apc_episodes", None, "");
+    assert_clean_error(&out, 1, "no credentials");
+    // Plaintext to a TLS node gets no answer at all.
+    let out = tessera(&["ask", "--node", &format!("http://{addr}"), "-c", "SELECT 1"]);
+    assert!(!out.status.success());
+    assert!(!stdout(&out).contains("(1 rows)"));
 
-    for i in 0..3 {
-        let sql = format!("SELECT count(*) FROM apc_episodes WHERE los_days > {i}");
-        assert!(tessera(&["ask", "--node", &url, "-c", &sql]).status.success());
-    }
     let log = dir.path().join("RRK").join("audit.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let entries = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .collect::<Vec<_>>();
+    let who = |e: &serde_json::Value| format!("{} {} {}", e["role"], e["principal"], e["decision"]);
+    let outer = entries
+        .iter()
+        .filter(|e| e["call"] != "protected fragment")
+        .map(who)
+        .collect::<Vec<_>>();
+    assert_eq!(
+        outer,
+        [
+            r#""analyst" "alice" "allowed""#,
+            r#""analyst" "alice" "refused""#,
+            r#""unauthenticated" "user alice" "refused""#,
+            r#""unauthenticated" "anonymous" "refused""#,
+        ],
+        "{text}"
+    );
     let out = tessera(&["audit", "verify", log.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("intact, 5 entries"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!("intact, {} entries", entries.len())),
+        "{}",
+        stdout(&out)
+    );
 
-    let lines = std::fs::read_to_string(&log).unwrap();
-    let mut lines = lines.lines().map(str::to_string).collect::<Vec<_>>();
-    lines[2] = lines[2].replace("los_days > 0", "los_days > 9");
+    let mut lines = text.lines().map(str::to_string).collect::<Vec<_>>();
+    lines[2] = lines[2].replace("alice", "carol");
     std::fs::write(&log, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
     let out = tessera(&["audit", "verify", log.to_str().unwrap()]);
     assert_clean_error(
@@ -220,12 +293,12 @@ fn two_trusts() -> TwoTrusts {
     for trust in ["RRK", "RJ1"] {
         let (node, addr) = start_node(&dir.path().join(trust).join("node.toml"));
         nodes.push(node);
-        entries.push_str(&format!("[[nodes]]\nname = \"{trust}\"\nurl = \"http://{addr}\"\n\n"));
+        entries.push_str(&format!("[[nodes]]\nname = \"{trust}\"\nurl = \"https://{addr}\"\n\n"));
     }
     let config = dir.path().join("federation.toml");
     std::fs::write(
         &config,
-        format!("[federation]\nrequester = \"cli-test\"\nproject = \"formats\"\n\n[disclosure]\nmode = \"off\"\nallow_unsafe_output = true\n\n{entries}"),
+        format!("[federation]\nrequester = \"cli-test\"\nproject = \"formats\"\n\n{TLS}\n[disclosure]\nmode = \"off\"\nallow_unsafe_output = true\n\n{entries}"),
     )
     .unwrap();
     TwoTrusts {
@@ -235,6 +308,10 @@ fn two_trusts() -> TwoTrusts {
         episodes,
     }
 }
+
+/// The `[tls]` section `tessera gen` writes (paths relative to the federation file).
+const TLS: &str =
+    "[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/coordinator.pem\"\nkey = \"certs/coordinator-key.pem\"\n";
 
 const BY_SEX: &str = "SELECT sex, count(*) AS n FROM apc_episodes GROUP BY sex ORDER BY sex";
 
@@ -318,7 +395,7 @@ fn query_writes_every_format_and_uses_psql_exit_codes() {
     let dead = fed.dir.path().join("dead.toml");
     std::fs::write(
         &dead,
-        "[federation]\ncoordinator_token = \"0123456789abcdef0123456789abcdef\"\n\n[[nodes]]\nname = \"RTH\"\nurl = \"http://127.0.0.1:9\"\n",
+        format!("{TLS}\n[[nodes]]\nname = \"RTH\"\nurl = \"https://127.0.0.1:9\"\n"),
     )
     .unwrap();
     let out = tessera(&[
@@ -440,40 +517,35 @@ fn query_writes_every_format_and_uses_psql_exit_codes() {
 }
 
 #[test]
-fn the_federation_gen_writes_works_as_is_with_the_coordinator_token_and_release_log() {
+fn the_federation_gen_writes_works_as_is_over_mutual_tls_with_its_release_log() {
     let dir = tempfile::tempdir().unwrap();
     assert!(gen(dir.path(), "5").status.success());
     let config = dir.path().join("federation.toml");
     let text = std::fs::read_to_string(&config).unwrap();
-    let token = text
-        .lines()
-        .find(|l| l.starts_with("coordinator_token"))
-        .and_then(|l| l.split('"').nth(1))
-        .expect("a coordinator token")
-        .to_string();
+    assert!(text.contains("url = \"https://127.0.0.1:"), "{text}");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&config).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600, "federation.toml holds a secret");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("certs").join("coordinator-key.pem")), 0o600);
+        assert_eq!(mode(&dir.path().join("certs").join("RRK-key.pem")), 0o600);
     }
     let mut nodes = Vec::new();
     for trust in ["RRK", "RJ1"] {
         let node_toml = std::fs::read_to_string(dir.path().join(trust).join("node.toml")).unwrap();
-        assert!(!node_toml.contains(&token), "a node keeps only the token's hash");
         assert!(
-            node_toml.contains(&tessera_protocol::token::token_digest(&token)),
+            node_toml.contains("coordinator_subject = \"CN=tessera-coordinator, O=Tessera development\""),
             "{node_toml}"
         );
+        assert!(node_toml.contains("users = \"users.toml\""), "{node_toml}");
         nodes.push(start_node(&dir.path().join(trust).join("node.toml")).0);
     }
 
-    // A sensitive mean needs the dominance check, which the trusts answer for this token.
+    // A sensitive mean needs the dominance check, which the trusts answer for their coordinator.
     let sql =
         "SELECT sex, count(*) AS n, round(avg(cost_gbp)) AS mean_cost FROM apc_episodes GROUP BY sex ORDER BY sex";
-    let query = |extra_env: Option<&str>| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
-        command.args([
+    let query = |config: &Path| {
+        tessera(&[
             "query",
             "--config",
             config.to_str().unwrap(),
@@ -481,13 +553,9 @@ fn the_federation_gen_writes_works_as_is_with_the_coordinator_token_and_release_
             sql,
             "--format",
             "csv",
-        ]);
-        if let Some(wrong) = extra_env {
-            command.env(tessera_protocol::token::TOKEN_ENV, wrong);
-        }
-        command.output().unwrap()
+        ])
     };
-    let out = query(None);
+    let out = query(&config);
     assert!(out.status.success(), "{}", stderr(&out));
     let csv = stdout(&out);
     let lines = csv.lines().collect::<Vec<_>>();
@@ -501,8 +569,15 @@ fn the_federation_gen_writes_works_as_is_with_the_coordinator_token_and_release_
     let log = std::fs::read_to_string(dir.path().join("release-log.jsonl")).unwrap();
     assert!(log.contains("GROUP BY apc_episodes.sex"), "{log}");
 
-    // Another token is not the coordinator's: the trusts refuse the largest contributions.
-    let out = query(Some("someone-else-entirely-0123456789abcdef"));
-    assert_clean_error(&out, 1, "is answered only to this trust's coordinator");
+    // A trust's node key, signed by the same CA, is not the coordinator's: the trusts turn it away.
+    let forged = dir.path().join("forged.toml");
+    std::fs::write(
+        &forged,
+        text.replace("certs/coordinator.pem", "certs/RRK.pem")
+            .replace("certs/coordinator-key.pem", "certs/RRK-key.pem"),
+    )
+    .unwrap();
+    let out = query(&forged);
+    assert_clean_error(&out, 1, "turned this coordinator away");
     drop(nodes);
 }

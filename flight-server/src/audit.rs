@@ -41,9 +41,11 @@ pub struct AuditEntry {
     pub query_id: String,
     pub requester: String,
     pub project: String,
-    /// The request carried this trust's coordinator token.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub coordinator: bool,
+    /// `coordinator`, `analyst` or `unauthenticated`: what the node recognised the caller as.
+    pub role: String,
+    /// Who the node authenticated: the certificate subject or user name (or what an
+    /// unrecognised caller presented). `requester` is on whose behalf the coordinator asked.
+    pub principal: String,
     /// The node's policy profile, when it is not the default (e.g. `exactness-test`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
@@ -63,7 +65,8 @@ pub struct AuditEntry {
 pub struct AuditRecord {
     /// Who asked, for which project, under which query id.
     pub context: RequestContext,
-    pub coordinator: bool,
+    pub role: String,
+    pub principal: String,
     pub profile: Option<String>,
     pub call: String,
     pub sql: String,
@@ -245,7 +248,8 @@ impl AuditLog {
             query_id: record.context.query_id,
             requester: record.context.requester,
             project: record.context.project,
-            coordinator: record.coordinator,
+            role: record.role,
+            principal: record.principal,
             profile: record.profile,
             call: record.call,
             sql: record.sql,

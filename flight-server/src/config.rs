@@ -14,15 +14,25 @@
 //! [policy]
 //! max_groups = 10000
 //!
+//! [tls]                               # a node serves only over TLS
+//! cert = "certs/RRK.pem"              # this node's certificate and key
+//! key = "certs/RRK-key.pem"
+//! client_ca = "certs/ca.pem"          # client certificates must chain to this CA
+//!
 //! [access]
-//! coordinator_token_sha256 = "…"      # SHA-256 of the coordinator's token (`tessera gen` writes it)
+//! coordinator_subject = "CN=tessera-coordinator, O=Tessera development"  # the only coordinator
+//! users = "users.toml"                # this trust's analysts (`tessera user add`)
 //! record_key_secret = "…"             # 64 hex digits: this trust's secret for record keys (never shared)
+//!
+//! [disclosure]                        # what analysts' answers pass (the coordinator's rules)
+//! threshold = 10
 //! ```
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use tessera_disclosure::DisclosureConfig;
 use tessera_policy::NodePolicy;
 use tessera_schemas::toml_file::{read_toml, ConfigFileError};
 
@@ -38,8 +48,14 @@ pub struct NodeConfig {
     pub tables: Vec<TableSource>,
     #[serde(default)]
     pub policy: NodePolicy,
+    /// TLS: required; a node never serves plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<NodeTls>,
     #[serde(default)]
     pub access: AccessSection,
+    /// Disclosure control on analysts' answers (the same rules a coordinator applies; never off).
+    #[serde(default)]
+    pub disclosure: DisclosureConfig,
     /// Folder the config file is in; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -66,14 +82,28 @@ pub struct NodeSection {
     pub memory_limit_mb: u64,
 }
 
+/// `[tls]`: the node's certificate and the CA its clients' certificates must chain to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
+}
+
 /// `[access]`: who the node recognises.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessSection {
-    /// SHA-256 (hex) of the federation coordinator's token. Requests carrying that token may ask
-    /// for the largest contributions the dominance rules need; without it no one may.
+    /// The subject of the federation coordinator's client certificate (e.g. `CN=…, O=…`). Only a
+    /// caller presenting a certificate that chains to `[tls] client_ca` with exactly this subject
+    /// gets exact partial aggregates; without it, no caller does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub coordinator_token_sha256: Option<String>,
+    pub coordinator_subject: Option<String>,
+    /// This trust's analysts (argon2id hashes; `tessera user add`), relative to this file. Without
+    /// it, no one signs in with a password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<PathBuf>,
     /// This trust's secret for record keys (64 hex digits), from which the cell keys that
     /// perturbation needs are made. It never leaves the trust; keep it stable, since a new secret
     /// gives every cell new noise.
@@ -150,10 +180,29 @@ impl NodeConfig {
                 );
             }
         }
-        if let Some(digest) = &self.access.coordinator_token_sha256 {
-            tessera_protocol::token::check_digest(digest)
-                .map_err(|e| format!("[access] coordinator_token_sha256: {e}"))?;
+        if self.tls.is_none() {
+            return Err(
+                "[tls]: a node serves only over TLS; set cert, key and client_ca (`tessera certs dev` \
+                        makes development ones)"
+                    .into(),
+            );
         }
+        if self
+            .access
+            .coordinator_subject
+            .as_deref()
+            .is_some_and(|s| s.trim().is_empty())
+        {
+            return Err(
+                "[access] coordinator_subject: empty (write the coordinator certificate's subject, \
+                        e.g. \"CN=tessera-coordinator, O=Tessera development\")"
+                    .into(),
+            );
+        }
+        if self.disclosure.mode == tessera_disclosure::Mode::Off {
+            return Err("[disclosure] mode: a node never answers its analysts without disclosure control".into());
+        }
+        self.disclosure.check().map_err(|e| format!("[disclosure] {e}"))?;
         Ok(())
     }
 
@@ -164,6 +213,30 @@ impl NodeConfig {
         } else {
             self.base_dir.join(path)
         }
+    }
+
+    /// `[tls]` with paths resolved against the config file's folder.
+    pub fn tls_files(&self) -> Option<NodeTls> {
+        self.tls.as_ref().map(|t| NodeTls {
+            cert: self.resolve(&t.cert),
+            key: self.resolve(&t.key),
+            client_ca: self.resolve(&t.client_ca),
+        })
+    }
+
+    /// The users file's path, when analysts may sign in.
+    pub fn users_path(&self) -> Option<PathBuf> {
+        self.access.users.as_ref().map(|p| self.resolve(p))
+    }
+
+    /// Where analysts' releases are logged (relative to this file unless absolute).
+    pub fn analyst_release_log(&self) -> PathBuf {
+        self.resolve(
+            self.disclosure
+                .release_log
+                .as_deref()
+                .unwrap_or(Path::new("analyst-releases.jsonl")),
+        )
     }
 
     /// The audit log's path.
@@ -206,6 +279,8 @@ impl NodeConfig {
                 })
                 .collect(),
             policy: NodePolicy::default(),
+            tls: None,
+            disclosure: DisclosureConfig::default(),
             access: AccessSection {
                 record_key_secret: Some(tessera_disclosure::RecordKeySecret::generate_hex()),
                 ..AccessSection::default()

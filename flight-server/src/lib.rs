@@ -2,15 +2,19 @@
 //!
 //! - [`node`]: the trust node (`tessera node`): a Flight SQL server over one trust's tables that
 //!   checks every query against the trust's own policy and answers only with aggregates.
+//! - [`access`]: who is asking — the federation's coordinator (mutual TLS, pinned subject), a
+//!   trust analyst (user name and password, argon2id), or no one the node answers.
 //! - [`audit`]: the node's tamper-evident, hash-chained JSON-lines audit log.
 //! - [`config`]: the node configuration file, `node.toml`.
 //! - [`tables`]: the trust's files registered as the contracts' tables.
 //! - [`logging`]: the node's own log on standard error (`TESSERA_LOG`).
 //!
-//! The node links the protocol (`tessera_protocol`), the policy it enforces (`tessera_policy`)
-//! and the disclosure-control library (`tessera_disclosure`, for the functions only its
-//! coordinator may call) — and no coordinator code: `cargo tree -p tessera-node` shows it.
+//! The node links the protocol (`tessera_protocol`), the policy it enforces (`tessera_policy`),
+//! the disclosure-control library (`tessera_disclosure`) and the coordinator's pipeline
+//! (`tessera_coordinator`): a trust's analysts are answered through the very rewrite, merge and
+//! protection steps a researcher's question goes through, with this node as the only trust.
 
+pub mod access;
 pub mod audit;
 pub mod config;
 pub mod logging;

@@ -8,7 +8,8 @@ use tessera_protocol::RequestContext;
 fn record(i: usize) -> AuditRecord {
     AuditRecord {
         context: RequestContext::new("analyst@trust", "p1").with_query_id(format!("q{i}")),
-        coordinator: i == 3,
+        role: if i == 3 { "coordinator" } else { "analyst" }.into(),
+        principal: if i == 3 { "CN=tessera-coordinator" } else { "alice" }.into(),
         profile: None,
         call: "DoGet".into(),
         sql: format!("SELECT count(*) FROM apc_episodes WHERE los_days > {i}"),

@@ -17,8 +17,9 @@ use tessera_coordinator::config::{FederationSection, NodeEntry};
 use tessera_coordinator::{Coordinator, FederationConfig};
 use tessera_disclosure::{DisclosureConfig, Mode, Perturbation, Zeros};
 use tessera_node::NodeConfig;
+use tessera_protocol::dev_certs::{write_dev_certs, DevCerts};
 use tessera_schemas::Catalog;
-use tessera_support::{check_cases, null, trust_test_coordinator, Case, Cell, Footer, TestNode, COORDINATOR_TOKEN};
+use tessera_support::{check_cases, configure_test_node, null, Case, Cell, Footer, TestNode};
 
 /// (age band, episodes, length of stay, cost) per trust.
 const RRK: &[(&str, usize, i32, f64)] = &[
@@ -77,6 +78,7 @@ pub(crate) fn write_rows(dir: &Path, provider: &str, rows: &[(&str, i32, f64)]) 
 
 pub(crate) struct Small {
     dir: tempfile::TempDir,
+    pub(crate) certs: DevCerts,
     pub(crate) nodes: Vec<TestNode>,
     pub(crate) entries: Vec<NodeEntry>,
 }
@@ -85,6 +87,15 @@ impl Small {
     /// The folder holding the trusts' data (and any release logs of the test).
     pub(crate) fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The coordinator's `[tls]` for these trusts.
+    pub(crate) fn tls(&self) -> tessera_coordinator::TlsSection {
+        tessera_coordinator::TlsSection {
+            ca: self.certs.ca.clone(),
+            cert: self.certs.coordinator.cert.clone(),
+            key: self.certs.coordinator.key.clone(),
+        }
     }
 }
 
@@ -95,13 +106,15 @@ pub(crate) async fn small_federation() -> Small {
 /// Nodes for `trusts` (ODS code and its data), each written by `write`.
 pub(crate) async fn federation_of<T: ?Sized>(trusts: &[(&str, &T)], write: fn(&Path, &str, &T)) -> Small {
     let dir = tempfile::tempdir().unwrap();
+    let names = trusts.iter().map(|(p, _)| p.to_string()).collect::<Vec<_>>();
+    let certs = write_dev_certs(&dir.path().join("certs"), &names).unwrap();
     let mut nodes = Vec::new();
     let mut entries = Vec::new();
     for (provider, data) in trusts {
         let trust = dir.path().join(provider);
         write(&trust, provider, data);
         let mut config = NodeConfig::for_trust_dir(provider, &trust, "127.0.0.1:0", &["apc_episodes".into()]);
-        trust_test_coordinator(&mut config);
+        configure_test_node(&mut config, &certs);
         let node = TestNode::start(&config).await;
         entries.push(NodeEntry {
             name: provider.to_string(),
@@ -109,7 +122,12 @@ pub(crate) async fn federation_of<T: ?Sized>(trusts: &[(&str, &T)], write: fn(&P
         });
         nodes.push(node);
     }
-    Small { dir, nodes, entries }
+    Small {
+        dir,
+        certs,
+        nodes,
+        entries,
+    }
 }
 
 /// A coordinator for `small` with its own fresh release log (unless `disclosure` names one).
@@ -120,12 +138,10 @@ pub(crate) fn coordinator(small: &Small, mut disclosure: DisclosureConfig) -> Co
         disclosure.release_log = Some(small.dir.path().join(format!("releases-{n}.jsonl")));
     }
     let config = FederationConfig {
-        federation: FederationSection {
-            coordinator_token: Some(COORDINATOR_TOKEN.to_string()),
-            ..FederationSection::default()
-        },
+        federation: FederationSection::default(),
         nodes: small.entries.clone(),
         disclosure,
+        tls: Some(small.tls()),
     };
     Coordinator::new(config, &Catalog::builtin()).unwrap()
 }

@@ -18,9 +18,8 @@ use datafusion::arrow::datatypes::Float64Type;
 use std::path::Path;
 use tessera_coordinator::ErrorKind;
 use tessera_disclosure::DisclosureConfig;
-use tessera_protocol::client::NodeClient;
 use tessera_protocol::FragmentRequest;
-use tessera_support::{check_cases, compare, rows_of, Case, Cell, Footer, COORDINATOR_TOKEN};
+use tessera_support::{anonymous_tls, check_cases, compare, presenting, rows_of, Case, Cell, Footer, ANALYST};
 
 use crate::disclosure::{coordinator, exact_rules, federation_of, write_rows, Small};
 
@@ -165,25 +164,19 @@ async fn one_very_large_cost_is_not_recovered_by_any_route() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_authenticated_coordinator_gets_the_largest_contributions() {
     let small = dominated_federation().await;
-    let url = &small.entries[1].url; // RTH
+    let rth = &small.nodes[1];
     let sql = "SELECT age_band, tessera_top2(cost_gbp) AS top FROM apc_episodes GROUP BY age_band ORDER BY age_band";
-    let refusal = "refused: tessera_top2() returns individual values and is answered only to this trust's \
-                   coordinator (the request carried no valid coordinator token)";
-    for token in [None, Some("a-wrong-token-of-sufficient-length-0123456789")] {
-        let client = NodeClient::connect(url)
-            .await
-            .unwrap()
-            .with_token(token.map(str::to_string));
+    // No certificate, or another trust's certificate from the same CA (not the pinned subject).
+    for tls in [anonymous_tls(&rth.certs), presenting(&rth.certs, "RRK")] {
+        let client = rth.client_with(&tls, None).await;
         let error = client.query(&FragmentRequest::new(sql)).await.unwrap_err();
-        assert_eq!(error.code(), Some(tonic::Code::PermissionDenied), "{token:?}");
-        assert_eq!(error.to_string(), refusal, "{token:?}");
+        assert_eq!(error.code(), Some(tonic::Code::Unauthenticated), "{error}");
     }
-    // The coordinator's token opens it: RTH's two largest costs per group, largest first.
-    let client = NodeClient::connect(url)
-        .await
-        .unwrap()
-        .with_token(Some(COORDINATOR_TOKEN.to_string()));
-    let answer = client.query(&FragmentRequest::new(sql)).await.unwrap();
+    // A trust analyst's questions pass disclosure control, which has no such statistic.
+    let error = rth.analyst().await.query(&FragmentRequest::new(sql)).await.unwrap_err();
+    assert_ne!(error.code(), None, "{error}");
+    // The coordinator's certificate opens it: RTH's two largest costs per group, largest first.
+    let answer = rth.client.query(&FragmentRequest::new(sql)).await.unwrap();
     let batch = &answer.batches[0];
     let lists = batch.column(1).as_list::<i32>();
     let tops = (0..lists.len())
@@ -197,30 +190,57 @@ async fn only_the_authenticated_coordinator_gets_the_largest_contributions() {
         vec![vec![4_600.0, 4_600.0], vec![1_000.0, 1_000.0], vec![20_000.0]]
     );
     // Even the coordinator may not ask for max() of a sensitive measure.
-    let error = client
+    let error = rth
+        .client
         .query(&FragmentRequest::new("SELECT max(cost_gbp) FROM apc_episodes"))
         .await
         .unwrap_err();
     assert_eq!(error.code(), Some(tonic::Code::PermissionDenied));
 
-    // The trust's audit log marks the requests that proved to come from the coordinator.
-    let log = std::fs::read_to_string(&small.nodes[1].audit_log).unwrap();
-    let lines = log.lines().collect::<Vec<_>>();
-    assert_eq!(lines.len(), 4, "{log}");
-    assert!(!lines[0].contains("\"coordinator\"") && !lines[1].contains("\"coordinator\""));
-    assert!(lines[2].contains("\"coordinator\":true") && lines[2].contains("\"decision\":\"allowed\""));
+    // The trust's audit log names who the node authenticated, never what a caller claimed.
+    let log = std::fs::read_to_string(&rth.audit_log).unwrap();
+    let entries = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .collect::<Vec<_>>();
+    let field = |i: usize, key: &str| entries[i][key].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        (field(0, "role"), field(0, "principal")),
+        ("unauthenticated".into(), "anonymous".into())
+    );
+    assert_eq!(
+        (field(1, "role"), field(1, "principal")),
+        (
+            "unauthenticated".into(),
+            "certificate CN=RRK, O=Tessera development".into()
+        )
+    );
+    assert_eq!(
+        (field(2, "role"), field(2, "principal")),
+        ("analyst".into(), ANALYST.into())
+    );
+    let last = entries.len() - 2;
+    assert_eq!(field(last, "role"), "coordinator");
+    assert_eq!(field(last, "principal"), small.certs.coordinator_subject);
+    assert_eq!(field(last, "decision"), "allowed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_coordinator_without_a_token_refuses_sensitive_sums_but_answers_the_rest() {
+async fn a_coordinator_without_a_certificate_refuses_sensitive_sums_and_is_turned_away_for_the_rest() {
     let small = dominated_federation().await;
+    // Without [tls] its links are plaintext, which the trusts' TLS ports never answer.
+    let mut nodes = small.entries.clone();
+    for node in &mut nodes {
+        node.url = node.url.replace("https://", "http://");
+    }
     let config = tessera_coordinator::FederationConfig {
         federation: Default::default(),
-        nodes: small.entries.clone(),
+        nodes,
         disclosure: DisclosureConfig {
             release_log: Some(small.dir().join("no-token.jsonl")),
             ..exact_rules()
         },
+        tls: None,
     };
     let c = tessera_coordinator::Coordinator::new(config, &tessera_schemas::Catalog::builtin()).unwrap();
     let error = c.query("SELECT avg(cost_gbp) FROM apc_episodes").await.unwrap_err();
@@ -228,10 +248,16 @@ async fn a_coordinator_without_a_token_refuses_sensitive_sums_but_answers_the_re
     assert_eq!(
         error.message,
         "avg(apc_episodes.cost_gbp) needs its largest contributions (for the dominance rules and the noise on sums), \
-         and trusts send them only to an authenticated coordinator: set coordinator_token in [federation] of \
-         federation.toml"
+         and trusts send them only to the coordinator they recognise by its certificate: set [tls] (ca, cert, key) \
+         in federation.toml"
     );
-    let result = c
+    let error = c
+        .query("SELECT count(*) AS n, sum(los_days) AS bed_days FROM apc_episodes")
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Connection, "{error}");
+    // With its certificate, the same question is answered.
+    let result = coordinator(&small, exact_rules())
         .query("SELECT count(*) AS n, sum(los_days) AS bed_days FROM apc_episodes")
         .await
         .unwrap();
@@ -239,7 +265,7 @@ async fn a_coordinator_without_a_token_refuses_sensitive_sums_but_answers_the_re
 }
 
 #[test]
-fn dominance_settings_and_tokens_are_checked_at_start() {
+fn dominance_settings_and_links_are_checked_at_start() {
     let bad = |edit: fn(&mut DisclosureConfig)| {
         let mut config = exact_rules();
         edit(&mut config);
@@ -262,20 +288,18 @@ fn dominance_settings_and_tokens_are_checked_at_start() {
         "[disclosure] p_percent: must be a share from 0 (off) to below 1, e.g. 0.10, not NaN"
     );
 
-    let mut federation =
-        tessera_coordinator::FederationConfig::new("r", "p", [("RRK".to_string(), "http://127.0.0.1:1".to_string())]);
-    federation.federation.coordinator_token = Some("short".into());
+    let federation =
+        tessera_coordinator::FederationConfig::new("r", "p", [("RRK".to_string(), "https://127.0.0.1:1".to_string())]);
     assert_eq!(
         federation.check().unwrap_err(),
-        "[federation] coordinator_token: must be at least 32 characters without spaces (`tessera gen` writes one)"
+        "[[nodes]] `RRK`: an https:// url needs a [tls] section (ca, cert, key)"
     );
 
-    let mut node = tessera_node::NodeConfig::for_generated("RRK", "127.0.0.1:0", &["apc_episodes".into()]);
-    node.access.coordinator_token_sha256 = Some(COORDINATOR_TOKEN.into());
-    assert_eq!(
-        node.check().unwrap_err(),
-        "[access] coordinator_token_sha256: must be the 64-hex-digit SHA-256 of the coordinator's token"
-    );
+    let node = tessera_node::NodeConfig::for_generated("RRK", "127.0.0.1:0", &["apc_episodes".into()]);
+    assert!(node
+        .check()
+        .unwrap_err()
+        .starts_with("[tls]: a node serves only over TLS"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,16 +7,27 @@ use arrow_flight::FlightInfo;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use futures::TryStreamExt;
 use tessera_node::audit::{AuditEntry, Decision};
-use tessera_support::{rows_of, Cell, Oracle, TestData, TestNode};
+use tessera_protocol::tls::ClientTls;
+use tessera_support::{
+    anonymous_tls, coordinator_tls, rows_of, Cell, Oracle, TestData, TestNode, ANALYST, ANALYST_PASSWORD,
+};
 use tonic::transport::{Channel, Endpoint};
 
-async fn client(node: &TestNode) -> FlightSqlServiceClient<Channel> {
+/// A standard Flight SQL client over TLS presenting what `tls` holds.
+async fn client_with(node: &TestNode, tls: &ClientTls) -> FlightSqlServiceClient<Channel> {
     let channel = Endpoint::from_shared(node.running.url())
+        .unwrap()
+        .tls_config(tls.config())
         .unwrap()
         .connect()
         .await
         .unwrap();
-    let mut client = FlightSqlServiceClient::new(channel);
+    FlightSqlServiceClient::new(channel)
+}
+
+/// The federation's coordinator as a generic Flight SQL client: it names who asked in headers.
+async fn client(node: &TestNode) -> FlightSqlServiceClient<Channel> {
+    let mut client = client_with(node, &coordinator_tls(&node.certs)).await;
     client.set_header("x-tessera-requester", "dbeaver@rth");
     client.set_header("x-tessera-project", "browse");
     client
@@ -230,4 +241,99 @@ async fn a_forged_ticket_is_rechecked_not_trusted() {
     let max = tessera_protocol::context::MAX_FIELD_CHARS;
     assert_eq!((last.requester.len(), last.project.len()), (max, max));
     node.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analyst_signs_in_with_the_handshake_and_gets_only_protected_cells() {
+    let data = TestData::generate(&["RTH"], 2_000, 5);
+    let oracle = Oracle::load(&[data.trust_dir("RTH")]);
+    let node = TestNode::start(&data.node_config("RTH", |_| {})).await;
+
+    // Anyone else learns nothing, not even the table names; a wrong password gets no token.
+    let mut anonymous = client_with(&node, &anonymous_tls(&node.certs)).await;
+    let status = anonymous.get_catalogs().await.unwrap_err().to_string();
+    assert!(status.contains("no credentials"), "{status}");
+    let error = anonymous
+        .handshake(ANALYST, "wrong password")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("wrong user name or password"), "{error}");
+
+    let mut client = client_with(&node, &anonymous_tls(&node.certs)).await;
+    client.handshake(ANALYST, ANALYST_PASSWORD).await.unwrap();
+    // A claimed identity is ignored: the audit log names the signed-in user.
+    client.set_header("x-tessera-requester", "someone.else@nhs.net");
+    let info = client.get_catalogs().await.unwrap();
+    assert_eq!(strings(&fetch(&mut client, info).await, "catalog_name"), ["tessera"]);
+
+    // One patient's cost is not recoverable: a cell of one record is withheld.
+    let first = &oracle.apc[0];
+    let one = format!(
+        "SELECT count(*) AS n, avg(cost_gbp) AS cost FROM apc_episodes WHERE person_id = '{}'",
+        first.person_id
+    );
+    let error = client.execute(one, None).await.unwrap_err().to_string();
+    assert!(error.contains("person_id"), "{error}");
+    // Fine cells: every released count is at least the threshold, and some are withheld.
+    let sql = "SELECT treatment_specialty, age_band, sex, count(*) AS n FROM apc_episodes \
+               GROUP BY treatment_specialty, age_band, sex";
+    let info = client.execute(sql.into(), None).await.unwrap();
+    let schema = info.clone().try_decode_schema().unwrap();
+    let batches = fetch(&mut client, info).await;
+    assert_eq!(
+        batches[0].schema().metadata(),
+        schema.metadata(),
+        "announced and streamed schemas agree"
+    );
+    let released = rows_of(&batches)
+        .into_iter()
+        .filter_map(|row| match row[3] {
+            Cell::Int(n) => Some(n),
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+    let cells = oracle.apc.iter().map(|a| (&a.treatment_specialty, &a.age_band, &a.sex));
+    let exact = group_sizes(cells);
+    assert!(exact.iter().any(|n| *n < 10), "the question has small cells");
+    assert!(
+        !released.is_empty() && released.iter().all(|n| *n >= 10),
+        "{released:?}"
+    );
+    assert!(released.len() < exact.len(), "small cells are withheld");
+    // Prepared statements run through the same protection.
+    let mut prepared = client
+        .prepare("SELECT sex, count(*) AS n FROM apc_episodes GROUP BY sex".into(), None)
+        .await
+        .unwrap();
+    let info = prepared.execute().await.unwrap();
+    let batches = fetch(&mut client, info).await;
+    assert_eq!(rows_of(&batches).len(), 2);
+    prepared.close().await.unwrap();
+
+    let log = std::fs::read_to_string(&node.audit_log).unwrap();
+    let entries = log
+        .lines()
+        .map(|l| serde_json::from_str::<AuditEntry>(l).unwrap())
+        .collect::<Vec<_>>();
+    let refused = entries
+        .iter()
+        .filter(|e| e.role == "unauthenticated")
+        .collect::<Vec<_>>();
+    assert_eq!(refused.len(), 2, "{log}");
+    assert!(entries
+        .iter()
+        .filter(|e| e.role == "analyst")
+        .all(|e| e.principal == ANALYST && e.requester == ANALYST));
+    assert!(entries.iter().all(|e| e.requester != "someone.else@nhs.net"));
+    node.running.stop().await;
+}
+
+/// The number of records in each distinct group.
+fn group_sizes<K: Ord>(keys: impl Iterator<Item = K>) -> Vec<usize> {
+    let mut sizes = std::collections::BTreeMap::new();
+    for key in keys {
+        *sizes.entry(key).or_insert(0) += 1;
+    }
+    sizes.into_values().collect()
 }

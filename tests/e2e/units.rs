@@ -2,9 +2,12 @@
 //! computes and what the centre merges, and the exact merge of second moments.
 
 use datafusion::scalar::ScalarValue;
+use std::sync::Arc;
 use tessera_coordinator::moments::{Moments, Statistic};
-use tessera_coordinator::{Coordinator, FederationConfig};
+
+use tessera_coordinator::{Coordinator, FederationConfig, TrustLink};
 use tessera_disclosure::DisclosureConfig;
+use tessera_protocol::NodeClient;
 use tessera_schemas::Catalog;
 
 /// How a case makes its disclosure rules.
@@ -21,8 +24,11 @@ fn planner(disclosure: DisclosureConfig) -> Coordinator {
         [("RRK".to_string(), "http://127.0.0.1:9".to_string())],
     );
     config.disclosure = disclosure;
-    config.federation.coordinator_token = Some(tessera_support::COORDINATOR_TOKEN.to_string());
-    Coordinator::new(config, &Catalog::builtin()).expect("coordinator")
+    let link = TrustLink {
+        name: "RRK".into(),
+        service: Arc::new(NodeClient::lazy("http://127.0.0.1:9", None).expect("a valid url")),
+    };
+    Coordinator::with_links(config, &Catalog::builtin(), vec![link]).expect("coordinator")
 }
 
 /// The fragment a trust receives for `sql` (the first one).

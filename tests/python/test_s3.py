@@ -14,7 +14,7 @@ import boto3
 import pyarrow.parquet as pq
 import pytest
 
-from test_node import TESSERA, _wait_for_port
+from test_node import TESSERA, _wait_for_port, tls_options, tls_section
 
 
 def _free_port() -> int:
@@ -59,11 +59,12 @@ def test_node_serves_tables_from_s3_files_and_folders(s3, tmp_path):
             ("workforce_finance_monthly", "s3://trust-rth/extract/workforce_finance_monthly.parquet"),
         ]
     )
-    config.write_text(f'[node]\nname = "RTH"\nlisten = "127.0.0.1:{port}"\naudit_log = "s3-audit.jsonl"\n\n{tables}')
+    config.write_text(f'[node]\nname = "RTH"\nlisten = "127.0.0.1:{port}"\naudit_log = "s3-audit.jsonl"\n\n{tables}{tls_section(tmp_path / "certs", "RTH")}')
     node = subprocess.Popen([TESSERA, "node", "--config", str(config)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         _wait_for_port(port, node)
-        with flight_sql.connect(f"grpc://127.0.0.1:{port}", autocommit=True) as conn, conn.cursor() as cur:
+        options = tls_options(tmp_path / "certs", present="coordinator")
+        with flight_sql.connect(f"grpc+tls://127.0.0.1:{port}", db_kwargs=options, autocommit=True) as conn, conn.cursor() as cur:
             cur.execute("SELECT count(*) AS n FROM apc_episodes")
             assert cur.fetch_arrow_table().column("n").to_pylist() == [pq.read_metadata(local / "apc_episodes.parquet").num_rows]
             cur.execute("SELECT count(*) AS n FROM op_appointments")
@@ -79,8 +80,10 @@ def test_a_missing_s3_object_stops_the_node_with_the_table_named(s3, tmp_path):
     config = tmp_path / "node.toml"
     config.write_text(
         '[node]\nname = "RTH"\nlisten = "127.0.0.1:1"\naudit_log = "a.jsonl"\n\n'
-        '[[tables]]\nname = "apc_episodes"\nlocation = "s3://empty-trust/nothing/"\nformat = "parquet"\n'
+        '[[tables]]\nname = "apc_episodes"\nlocation = "s3://empty-trust/nothing/"\nformat = "parquet"\n\n'
+        + tls_section(tmp_path / "certs", "RTH")
     )
+    subprocess.run([TESSERA, "certs", "dev", "--out", str(tmp_path / "certs"), "--names", "RTH"], check=True, capture_output=True)
     result = subprocess.run([TESSERA, "node", "--config", str(config)], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: the node did not start: {config}: [[tables]] `apc_episodes`: cannot read s3://empty-trust/nothing/")

@@ -4,7 +4,7 @@
 use datafusion::arrow::array::RecordBatch;
 use tessera_schemas::Catalog;
 
-use crate::nodes::{TestData, TestNode, COORDINATOR_TOKEN};
+use crate::nodes::{TestData, TestNode};
 
 /// Several trusts' nodes, a coordinator over them, and a single DataFusion session over the union
 /// of the same files (the reference every federated answer must equal).
@@ -86,7 +86,7 @@ impl Federation {
     }
 }
 
-/// A coordinator for the nodes of `data`, with the test token and a release log of its own.
+/// A coordinator for the nodes of `data`, with the test certificate and a release log of its own.
 fn coordinator_over(
     data: &TestData,
     nodes: &[TestNode],
@@ -103,7 +103,7 @@ fn coordinator_over(
             .map(|(t, n)| (t.provider.clone(), n.running.url())),
     );
     config.disclosure = disclosure;
-    config.federation.coordinator_token = Some(COORDINATOR_TOKEN.to_string());
+    config.tls = Some(data.coordinator_tls_section());
     let n = LOGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     config.disclosure.release_log = Some(data.dir.path().join(format!("releases-{n}.jsonl")));
     edit(&mut config);

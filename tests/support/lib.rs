@@ -19,5 +19,7 @@ pub mod reference;
 pub use cases::{check_cases, null, Case, Expect, Footer};
 pub use cells::{close, compare, rows_of, Cell};
 pub use federation::Federation;
-pub use nodes::{trust_test_coordinator, TestData, TestNode, COORDINATOR_TOKEN};
+pub use nodes::{
+    anonymous_tls, configure_test_node, coordinator_tls, presenting, TestData, TestNode, ANALYST, ANALYST_PASSWORD,
+};
 pub use oracle::{correlation, fsum, group_by, variance, Apc, Ec, Op, Oracle, Workforce};

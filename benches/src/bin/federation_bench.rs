@@ -11,7 +11,7 @@ use clap::Parser;
 use tessera_benches::{summarise, utility};
 use tessera_coordinator::{Coordinator, FederationConfig};
 use tessera_disclosure::DisclosureConfig;
-use tessera_protocol::token::{generate_token, token_digest};
+use tessera_protocol::dev_certs::write_dev_certs;
 use tessera_support::reference::union_session;
 use tour::TOUR;
 
@@ -48,12 +48,12 @@ async fn main() {
     )
     .expect("generation");
 
-    let token = generate_token();
+    let certs = write_dev_certs(&dir.path().join("certs"), &providers.map(String::from)).expect("certificates");
     let mut running = Vec::new();
     for trust in &trusts {
         let tables = trust.tables.iter().map(|t| t.table.clone()).collect::<Vec<_>>();
         let mut config = NodeConfig::for_trust_dir(&trust.provider, &trust.dir, "127.0.0.1:0", &tables);
-        config.access.coordinator_token_sha256 = Some(token_digest(&token));
+        tessera_support::configure_test_node(&mut config, &certs);
         let node = TrustNode::start(&config, &catalog).await.expect("node starts");
         running.push((
             trust.provider.clone(),
@@ -65,7 +65,11 @@ async fn main() {
         "",
         running.iter().map(|(name, node)| (name.clone(), node.url())),
     );
-    federation.federation.coordinator_token = Some(token);
+    federation.tls = Some(tessera_coordinator::TlsSection {
+        ca: certs.ca.clone(),
+        cert: certs.coordinator.cert.clone(),
+        key: certs.coordinator.key.clone(),
+    });
     let coordinator_with = |disclosure: DisclosureConfig| {
         let mut config = federation.clone();
         config.disclosure = disclosure;

@@ -81,9 +81,15 @@ async fn main() {
     let tables = trust.tables.iter().map(|t| t.table.clone()).collect::<Vec<_>>();
     let mut config = NodeConfig::for_trust_dir("RRK", &trust.dir, "127.0.0.1:0", &tables);
     config.policy.max_groups = 100_000;
+    let certs =
+        tessera_protocol::dev_certs::write_dev_certs(&dir.path().join("certs"), &["RRK".into()]).expect("certificates");
+    tessera_support::configure_test_node(&mut config, &certs);
     let node = TrustNode::start(&config, &catalog).await.expect("node starts");
     let running = node.spawn("127.0.0.1:0".parse().unwrap()).await.expect("node binds");
-    let client = NodeClient::connect(&running.url()).await.expect("client connects");
+    let tls = tessera_support::coordinator_tls(certs.ca.parent().expect("a folder"));
+    let client = NodeClient::connect(&running.url(), Some(&tls))
+        .await
+        .expect("client connects");
 
     let direct = tessera_policy::session::new_session(None).expect("session");
     for t in &trust.tables {

@@ -1,14 +1,17 @@
-//! `tessera gen`: synthetic data per trust, a ready `node.toml` each, and a `federation.toml`
-//! for a coordinator that asks them (with a fresh coordinator token whose hash every node knows).
+//! `tessera gen`: synthetic data per trust, development certificates (`DIR/certs/`), a ready
+//! `node.toml` and an empty `users.toml` each, and a `federation.toml` for the coordinator that
+//! asks them over mutual TLS (every node pins the coordinator certificate's subject).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
-use tessera_coordinator::FederationConfig;
+use tessera_coordinator::{FederationConfig, TlsSection};
+use tessera_node::access::users::UsersFile;
+use tessera_node::config::NodeTls;
 use tessera_node::NodeConfig;
-use tessera_protocol::token::{generate_token, token_digest};
+use tessera_protocol::dev_certs::{write_dev_certs, DevCerts};
 use tessera_schemas::gen::{generate, GenConfig, GeneratedTrust};
 use tessera_schemas::Catalog;
 
@@ -64,14 +67,20 @@ pub fn run(args: GenArgs) -> Outcome {
 /// The coordinator configuration `tessera gen` writes beside the trusts' folders.
 pub const FEDERATION_FILE: &str = "federation.toml";
 
+/// Each trust's analysts (relative to its `node.toml`; empty until `tessera user add`).
+pub const USERS_FILE: &str = "users.toml";
+
 /// The release log of that federation (relative to `federation.toml`).
 pub const RELEASE_LOG_FILE: &str = "release-log.jsonl";
+
+/// Where `tessera gen` writes the development certificates (relative to its `--out`).
+pub const CERTS_DIR: &str = "certs";
 
 /// What `tessera gen` produced.
 pub struct Generated {
     pub trusts: Vec<GeneratedTrust>,
-    /// The coordinator's token (each node's `node.toml` holds its SHA-256).
-    pub token: String,
+    /// The development certificates every file refers to.
+    pub certs: DevCerts,
 }
 
 /// Generates the data and writes each trust's `node.toml` and the `federation.toml`; shared with
@@ -85,21 +94,26 @@ pub fn generate_with_configs(args: &GenArgs) -> Result<Generated, Failure> {
     };
     let trusts = generate(&config, &Catalog::builtin()).map_err(Failure::query)?;
     let ports = ports(trusts.len(), args.base_port)?;
-    let token = generate_token();
-    let digest = token_digest(&token);
+    let names = trusts.iter().map(|t| t.provider.clone()).collect::<Vec<_>>();
+    let certs = write_dev_certs(&args.out.join(CERTS_DIR), &names).map_err(Failure::query)?;
     for (trust, port) in trusts.iter().zip(&ports) {
-        write_node_config(trust, *port, &digest)?;
+        write_node_config(trust, *port, &certs.coordinator_subject)?;
     }
     let nodes = trusts
         .iter()
         .zip(&ports)
-        .map(|(trust, port)| (trust.provider.clone(), format!("http://127.0.0.1:{port}")));
+        .map(|(trust, port)| (trust.provider.clone(), format!("https://127.0.0.1:{port}")));
     let mut federation = FederationConfig::new("", "synthetic", nodes);
-    federation.federation.coordinator_token = Some(token.clone());
+    federation.tls = Some(TlsSection {
+        ca: PathBuf::from(CERTS_DIR).join("ca.pem"),
+        cert: PathBuf::from(CERTS_DIR).join("coordinator.pem"),
+        key: PathBuf::from(CERTS_DIR).join("coordinator-key.pem"),
+    });
     federation.disclosure.release_log = Some(PathBuf::from(RELEASE_LOG_FILE));
     let text = format!(
         "# Tessera coordinator for the trusts generated beside this file (written by `tessera gen`).\n\
-         # coordinator_token is a secret: each node.toml holds only its SHA-256. See README.md for every key.\n\n{}",
+         # The coordinator operator's file: whoever holds the key in [tls] is the coordinator to every trust.\n\
+         # Development certificates; see README.md for every key.\n\n{}",
         federation.to_toml()
     );
     write_private(&args.out.join(FEDERATION_FILE), &text)?;
@@ -113,13 +127,23 @@ pub fn generate_with_configs(args: &GenArgs) -> Result<Generated, Failure> {
         }
         _ => {}
     }
-    Ok(Generated { trusts, token })
+    Ok(Generated { trusts, certs })
 }
 
-fn write_node_config(trust: &GeneratedTrust, port: u16, coordinator_digest: &str) -> Result<(), Failure> {
+fn write_node_config(trust: &GeneratedTrust, port: u16, coordinator_subject: &str) -> Result<(), Failure> {
     let tables = trust.tables.iter().map(|t| t.table.clone()).collect::<Vec<_>>();
     let mut config = NodeConfig::for_generated(&trust.provider, &format!("127.0.0.1:{port}"), &tables);
-    config.access.coordinator_token_sha256 = Some(coordinator_digest.to_string());
+    let certs = PathBuf::from("..").join(CERTS_DIR);
+    config.tls = Some(NodeTls {
+        cert: certs.join(format!("{}.pem", trust.provider)),
+        key: certs.join(format!("{}-key.pem", trust.provider)),
+        client_ca: certs.join("ca.pem"),
+    });
+    config.access.coordinator_subject = Some(coordinator_subject.to_string());
+    config.access.users = Some(PathBuf::from(USERS_FILE));
+    UsersFile::default()
+        .save(&trust.dir.join(USERS_FILE))
+        .map_err(Failure::query)?;
     let text = format!(
         "# Tessera trust node for {} (written by `tessera gen`).\n# Paths are relative to this file. See README.md for every key.\n\n{}",
         trust.provider,

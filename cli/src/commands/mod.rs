@@ -2,7 +2,9 @@
 
 pub mod ask;
 pub mod audit;
+pub mod certs;
 pub mod demo;
 pub mod gen;
 pub mod node;
 pub mod query;
+pub mod user;

@@ -6,18 +6,26 @@
 //! project = "los-variation-2024"
 //! on_node_failure = "fail"                 # or "partial"
 //! node_timeout_secs = 60
-//! coordinator_token = "…"                  # proves to each trust that this is its coordinator
+//!
+//! [tls]                                    # relative paths are relative to this file
+//! ca = "certs/ca.pem"                      # the CA the nodes' certificates chain to
+//! cert = "certs/coordinator.pem"           # presented to every node (mutual TLS): each trust
+//! key = "certs/coordinator-key.pem"        # pins this certificate's subject
 //!
 //! [[nodes]]
 //! name = "RRK"                             # the trust's ODS code
-//! url = "http://10.0.0.5:50051"
+//! url = "https://10.0.0.5:50051"
 //! ```
+//!
+//! This is the coordinator operator's file: whoever holds the key in `[tls]` is the federation's
+//! coordinator to every trust.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use tessera_disclosure::DisclosureConfig;
+use tessera_protocol::tls::ClientTls;
 use tessera_schemas::toml_file::{read_toml, ConfigFileError};
 
 /// What to do when a trust cannot be reached or fails.
@@ -41,6 +49,25 @@ pub struct FederationConfig {
     /// Statistical disclosure control (on unless explicitly turned off).
     #[serde(default)]
     pub disclosure: DisclosureConfig,
+    /// TLS to the nodes; without it, links are plaintext and no trust recognises this coordinator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSection>,
+}
+
+/// `[tls]`: the CA the nodes' certificates chain to, and the coordinator's certificate and key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsSection {
+    /// Reads the files into a client's TLS settings.
+    pub fn load(&self) -> Result<ClientTls, String> {
+        ClientTls::load(&self.ca, Some((&self.cert, &self.key))).map_err(|e| format!("[tls] {e}"))
+    }
 }
 
 /// `[federation]`.
@@ -51,10 +78,6 @@ pub struct FederationSection {
     pub project: String,
     pub on_node_failure: OnNodeFailure,
     pub node_timeout_secs: u64,
-    /// The secret whose SHA-256 each trust lists as `coordinator_token_sha256` in `[access]`;
-    /// sent as a bearer token with every fragment. `TESSERA_COORDINATOR_TOKEN` overrides it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub coordinator_token: Option<String>,
 }
 
 impl Default for FederationSection {
@@ -64,7 +87,6 @@ impl Default for FederationSection {
             project: String::new(),
             on_node_failure: OnNodeFailure::Fail,
             node_timeout_secs: 60,
-            coordinator_token: None,
         }
     }
 }
@@ -94,17 +116,22 @@ impl FederationConfig {
             },
             nodes: nodes.into_iter().map(|(name, url)| NodeEntry { name, url }).collect(),
             disclosure: DisclosureConfig::default(),
+            tls: None,
         }
     }
 
-    /// Reads and checks `path`; `TESSERA_COORDINATOR_TOKEN`, when set, replaces the token.
+    /// Reads and checks `path`; relative paths in it are resolved against its folder.
     pub fn load(path: &Path) -> Result<FederationConfig, FederationConfigError> {
         let mut config: FederationConfig = read_toml(path)?;
-        if let Ok(token) = std::env::var(tessera_protocol::token::TOKEN_ENV) {
-            config.federation.coordinator_token = Some(token);
-        }
-        if let (Some(log), Some(dir)) = (&config.disclosure.release_log, path.parent()) {
-            config.disclosure.release_log = Some(dir.join(log));
+        if let Some(dir) = path.parent() {
+            if let Some(log) = &config.disclosure.release_log {
+                config.disclosure.release_log = Some(dir.join(log));
+            }
+            if let Some(tls) = &mut config.tls {
+                for file in [&mut tls.ca, &mut tls.cert, &mut tls.key] {
+                    *file = dir.join(&*file);
+                }
+            }
         }
         config.check().map_err(|message| ConfigFileError::new(path, message))?;
         Ok(config)
@@ -130,8 +157,22 @@ impl FederationConfig {
             }
         }
         self.disclosure.check()?;
-        if let Some(token) = &self.federation.coordinator_token {
-            tessera_protocol::token::check_token(token).map_err(|e| format!("[federation] coordinator_token: {e}"))?;
+        for node in &self.nodes {
+            match (&self.tls, node.url.starts_with("https://")) {
+                (Some(_), false) => {
+                    return Err(format!(
+                        "[[nodes]] `{}`: url `{}` must start with https:// since [tls] is configured",
+                        node.name, node.url
+                    ))
+                }
+                (None, true) => {
+                    return Err(format!(
+                        "[[nodes]] `{}`: an https:// url needs a [tls] section (ca, cert, key)",
+                        node.name
+                    ))
+                }
+                _ => {}
+            }
         }
         if self.federation.node_timeout_secs == 0 {
             return Err("[federation] node_timeout_secs: must be at least 1".into());

@@ -16,7 +16,7 @@ use tessera_schemas::Catalog;
 use crate::config::FederationConfig;
 use crate::decompose::Dominance;
 use crate::error::QueryError;
-use crate::fanout::links::NodeSet;
+use crate::fanout::links::{NodeSet, TrustLink};
 use crate::fanout::{FederatedQueryPlanner, FederatedScan};
 use crate::parse::parse;
 use crate::protect::releases::{check_budget, default_release_log};
@@ -31,14 +31,41 @@ pub struct Coordinator {
     tables: Tables,
     /// The project's release log, when disclosure control is on.
     release_log: Option<ReleaseLog>,
+    /// Whether the trusts recognise this coordinator (mutual TLS), so that they send the
+    /// contributions and cell keys disclosure control needs.
+    recognised: bool,
     next_query: AtomicU64,
 }
 
 impl Coordinator {
-    /// A coordinator for the trusts in `config`, over the tables in `catalog`.
+    /// A coordinator for the trusts in `config`, over the tables in `catalog`; it presents the
+    /// certificate in `[tls]` to every node.
     pub fn new(config: FederationConfig, catalog: &Catalog) -> Result<Coordinator, QueryError> {
         config.check().map_err(QueryError::connection)?;
-        let nodes = Arc::new(NodeSet::from_config(&config).map_err(|e| QueryError::connection(e.to_string()))?);
+        let nodes = NodeSet::from_config(&config).map_err(QueryError::connection)?;
+        let recognised = config.tls.is_some();
+        Coordinator::over(config, catalog, nodes, recognised)
+    }
+
+    /// A coordinator whose trusts answer through `links` (e.g. a node answering its own analysts
+    /// through this pipeline) and recognise it as their coordinator.
+    pub fn with_links(
+        config: FederationConfig,
+        catalog: &Catalog,
+        links: Vec<TrustLink>,
+    ) -> Result<Coordinator, QueryError> {
+        config.disclosure.check().map_err(QueryError::connection)?;
+        let nodes = NodeSet::new(links, &config);
+        Coordinator::over(config, catalog, nodes, true)
+    }
+
+    fn over(
+        config: FederationConfig,
+        catalog: &Catalog,
+        nodes: NodeSet,
+        recognised: bool,
+    ) -> Result<Coordinator, QueryError> {
+        let nodes = Arc::new(nodes);
         let state = SessionStateBuilder::new_with_default_features()
             .with_config(tessera_policy::session::session_config())
             .with_query_planner(Arc::new(FederatedQueryPlanner { nodes: nodes.clone() }))
@@ -60,6 +87,7 @@ impl Coordinator {
             nodes,
             release_log,
             tables: Tables::of(catalog),
+            recognised,
             config,
             next_query: AtomicU64::new(1),
         })
@@ -109,17 +137,17 @@ impl Coordinator {
         let plan = parse(&state, sql).await?;
         let disclosure = &self.config.disclosure;
         let protect = disclosure.is_on();
-        // Trusts send contributions and cell keys only to a coordinator that proves its token.
+        // Trusts send contributions and cell keys only to a coordinator they recognise.
         let needs_trust = protect && (disclosure.checks_dominance() || disclosure.perturbs());
         let rewriter = Rewriter {
             state: &state,
             tables: &self.tables,
             context: self.for_question(context),
             disclosure: protect.then_some((disclosure, ledger)),
-            dominance: match (needs_trust, &self.config.federation.coordinator_token) {
+            dominance: match (needs_trust, self.recognised) {
                 (false, _) => Dominance::Off,
-                (true, Some(_)) => Dominance::On,
-                (true, None) => Dominance::NoCredentials,
+                (true, true) => Dominance::On,
+                (true, false) => Dominance::NoCredentials,
             },
         };
         Ok(rewriter.federate(plan)?)

@@ -379,8 +379,8 @@ impl Decomposition {
     fn cell_key(&mut self, ctx: &Context, population: &Option<Expr>) -> Result<Expr> {
         if ctx.dominance == Dominance::NoCredentials {
             return Err(unsupported(
-                "perturbation needs each cell's key, which trusts send only to an authenticated coordinator: set \
-                 coordinator_token in [federation] of federation.toml",
+                "perturbation needs each cell's key, which trusts send only to the coordinator they recognise by \
+                 its certificate: set [tls] (ca, cert, key) in federation.toml",
             ));
         }
         let columns = ctx
@@ -416,8 +416,8 @@ impl Decomposition {
         if ctx.dominance == Dominance::NoCredentials {
             return Err(unsupported(format!(
                 "{name}({arg}) needs its largest contributions (for the dominance rules and the noise on sums), and \
-                 trusts send them only to an authenticated coordinator: set coordinator_token in [federation] of \
-                 federation.toml"
+                 trusts send them only to the coordinator they recognise by its certificate: set [tls] (ca, cert, \
+                 key) in federation.toml"
             )));
         }
         let top2 = Expr::AggregateFunction(AggregateFunction::new_udf(

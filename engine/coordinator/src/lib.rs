@@ -40,9 +40,10 @@ mod protect;
 pub mod result;
 mod rewrite;
 
-pub use config::{FederationConfig, OnNodeFailure};
+pub use config::{FederationConfig, OnNodeFailure, TlsSection};
 pub use coordinator::Coordinator;
 pub use error::{ErrorKind, QueryError};
+pub use fanout::links::{FragmentService, FragmentStream, TrustLink};
 pub use fanout::NodeOutcome;
 pub use result::{PreparedQuery, QueryResult, QueryWatch};
 pub use tessera_protocol::names::{DISCLOSURE_METADATA, PROVENANCE_METADATA, STATUS_METADATA};

@@ -54,7 +54,7 @@ impl RecordKeySecret {
 
     /// A fresh random secret, as 64 hex digits.
     pub fn generate_hex() -> String {
-        tessera_protocol::token::generate_token()
+        tessera_protocol::credentials::generate_token()
     }
 
     /// The keys of a batch's records: a hash of each whole row keyed by 64 bits derived from the

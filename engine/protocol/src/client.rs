@@ -14,8 +14,9 @@ use prost::Message;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
+use crate::credentials::{Credentials, AUTHORIZATION};
 use crate::fragment::FragmentRequest;
-use crate::token;
+use crate::tls::ClientTls;
 
 /// Why a node gave no answer.
 #[derive(Debug, thiserror::Error)]
@@ -69,46 +70,37 @@ impl NodeAnswer {
 pub struct NodeClient {
     url: String,
     inner: FlightServiceClient<Channel>,
-    /// The coordinator's token, sent with every request when set.
-    token: Option<String>,
+    /// Sent as the `authorization` header with every request, when set.
+    credentials: Option<Credentials>,
 }
 
 impl NodeClient {
-    /// Connects to `url` (e.g. `http://127.0.0.1:50051`).
-    pub async fn connect(url: &str) -> Result<NodeClient, ClientError> {
-        let connect_error = |message: String| ClientError::Connect {
+    /// Connects to `url` (`https://…` with `tls`, or `http://…` without).
+    pub async fn connect(url: &str, tls: Option<&ClientTls>) -> Result<NodeClient, ClientError> {
+        let endpoint = endpoint(url, tls)?;
+        let channel = endpoint.connect().await.map_err(|e| ClientError::Connect {
             url: url.to_string(),
-            message,
-        };
-        let endpoint = Endpoint::from_shared(url.to_string())
-            .map_err(|e| connect_error(e.to_string()))?
-            .connect_timeout(Duration::from_secs(10));
-        let channel = endpoint.connect().await.map_err(|e| connect_error(source_chain(&e)))?;
-        Ok(NodeClient {
-            url: url.to_string(),
-            inner: FlightServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024),
-            token: None,
-        })
+            message: source_chain(&e),
+        })?;
+        Ok(NodeClient::over(url, channel))
     }
 
     /// A client whose connection opens on first use; connection failures surface per request.
-    pub fn lazy(url: &str) -> Result<NodeClient, ClientError> {
-        let endpoint = Endpoint::from_shared(url.to_string())
-            .map_err(|e| ClientError::Connect {
-                url: url.to_string(),
-                message: e.to_string(),
-            })?
-            .connect_timeout(Duration::from_secs(10));
-        Ok(NodeClient {
-            url: url.to_string(),
-            inner: FlightServiceClient::new(endpoint.connect_lazy()).max_decoding_message_size(64 * 1024 * 1024),
-            token: None,
-        })
+    pub fn lazy(url: &str, tls: Option<&ClientTls>) -> Result<NodeClient, ClientError> {
+        Ok(NodeClient::over(url, endpoint(url, tls)?.connect_lazy()))
     }
 
-    /// Sends `token` (the coordinator's secret) with every request.
-    pub fn with_token(mut self, token: Option<String>) -> NodeClient {
-        self.token = token;
+    fn over(url: &str, channel: Channel) -> NodeClient {
+        NodeClient {
+            url: url.to_string(),
+            inner: FlightServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024),
+            credentials: None,
+        }
+    }
+
+    /// Sends `credentials` (a trust analyst's user and password) with every request.
+    pub fn with_credentials(mut self, credentials: Option<Credentials>) -> NodeClient {
+        self.credentials = credentials;
         self
     }
 
@@ -126,11 +118,12 @@ impl NodeClient {
             ticket: ticket.as_any().encode_to_vec().into(),
         };
         let mut request = tonic::Request::new(ticket);
-        if let Some(secret) = &self.token {
-            let value = token::bearer(secret)
+        if let Some(credentials) = &self.credentials {
+            let value = credentials
+                .header()
                 .parse()
-                .map_err(|_| ClientError::Decode("the coordinator token is not a valid header value".into()))?;
-            request.metadata_mut().insert(token::TOKEN_HEADER, value);
+                .map_err(|_| ClientError::Decode("the credentials are not a valid header value".into()))?;
+            request.metadata_mut().insert(AUTHORIZATION, value);
         }
         let mut client = self.inner.clone();
         let response = client.do_get(request).await.map_err(ClientError::Status)?;
@@ -151,6 +144,26 @@ impl NodeClient {
             .cloned()
             .ok_or_else(|| ClientError::Decode("the answer carried no schema".into()))?;
         Ok(NodeAnswer { schema, batches })
+    }
+}
+
+/// An endpoint for `url`: TLS when `tls` is given, which needs an `https://` URL (and plaintext
+/// an `http://` one, so that a link is never silently downgraded).
+fn endpoint(url: &str, tls: Option<&ClientTls>) -> Result<Endpoint, ClientError> {
+    let fail = |message: String| ClientError::Connect {
+        url: url.to_string(),
+        message,
+    };
+    let endpoint = Endpoint::from_shared(url.to_string())
+        .map_err(|e| fail(e.to_string()))?
+        .connect_timeout(Duration::from_secs(10));
+    match (tls, url.starts_with("https://")) {
+        (Some(tls), true) => endpoint.tls_config(tls.config()).map_err(|e| fail(source_chain(&e))),
+        (None, false) => Ok(endpoint),
+        (Some(_), false) => Err(fail("TLS is configured, so the URL must start with https://".into())),
+        (None, true) => Err(fail(
+            "an https:// URL needs a CA to trust (no TLS settings given)".into(),
+        )),
     }
 }
 

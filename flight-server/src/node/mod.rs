@@ -1,6 +1,7 @@
 //! The trust node: plans every query against its own catalog, checks it against its own policy,
 //! runs what is allowed, and audits everything.
 
+mod analysts;
 mod query;
 mod service;
 mod sql_info;
@@ -8,6 +9,7 @@ mod sql_info;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
@@ -15,31 +17,42 @@ use arrow_flight::sql::metadata::SqlInfoData;
 use datafusion::prelude::SessionContext;
 use tessera_disclosure::Top2;
 use tessera_policy::NodePolicy;
+use tessera_protocol::tls::read_pem;
 use tessera_schemas::{Catalog, Contract};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
+use crate::access::Access;
 use crate::audit::AuditLog;
 use crate::config::NodeConfig;
+use analysts::Analysts;
 
 pub use query::{Unanswered, CANCELLED};
 
 /// Most bytes of one gRPC message a node accepts.
 const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
-/// A node that is ready to answer: tables registered, policy resolved, audit log open.
-pub struct TrustNode {
+/// What answers queries: the trust's tables, policy and audit log.
+pub struct Core {
     name: String,
     ctx: SessionContext,
     tables: BTreeMap<String, Contract>,
     policy: NodePolicy,
     audit: AuditLog,
     timeout: Duration,
-    sql_info: SqlInfoData,
     next_query: AtomicU64,
-    /// SHA-256 of the coordinator's token, when one is configured.
-    coordinator_digest: Option<String>,
+}
+
+/// A node that is ready to answer: tables registered, policy resolved, audit log open, TLS and
+/// access loaded.
+pub struct TrustNode {
+    core: Arc<Core>,
+    access: Access,
+    analysts: Analysts,
+    tls: ServerTlsConfig,
+    sql_info: SqlInfoData,
 }
 
 /// The node could not start; the message names the file and key or column at fault.
@@ -50,6 +63,11 @@ pub struct StartError(pub String);
 impl TrustNode {
     /// Prepares a node from its configuration and the federation's contracts.
     pub async fn start(config: &NodeConfig, catalog: &Catalog) -> Result<TrustNode, StartError> {
+        tessera_protocol::tls::install_crypto_provider();
+        let file = config.source.display();
+        let tls = server_tls(config)?;
+        let access = Access::new(config.access.coordinator_subject.clone(), config.users_path())
+            .map_err(|e| StartError(format!("{file}: [access] users: {e}")))?;
         let memory = (config.node.memory_limit_mb > 0).then(|| config.node.memory_limit_mb as usize * 1024 * 1024);
         let ctx = tessera_policy::session::new_session(memory).map_err(|e| StartError(e.strip_backtrace()))?;
         ctx.register_udaf(Top2::udaf().as_ref().clone());
@@ -70,39 +88,47 @@ impl TrustNode {
                 audit_path.display()
             ))
         })?;
-        Ok(TrustNode {
+        let core = Arc::new(Core {
             name: config.node.name.clone(),
             ctx,
             tables,
             policy,
             audit,
             timeout: Duration::from_secs(config.node.query_timeout_secs),
-            sql_info: sql_info::build(&config.node.name),
             next_query: AtomicU64::new(1),
-            coordinator_digest: config.access.coordinator_token_sha256.clone(),
+        });
+        let analysts = Analysts::new(core.clone(), config, catalog)?;
+        Ok(TrustNode {
+            core,
+            access,
+            analysts,
+            tls,
+            sql_info: sql_info::build(&config.node.name),
         })
     }
 
     /// The trust's ODS code.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.core.name
     }
 
     /// The tables this node serves (including public reference tables).
     pub fn tables(&self) -> impl Iterator<Item = &Contract> {
-        self.tables.values()
+        self.core.tables.values()
     }
 
-    /// Serves Flight SQL on `listener` until `shutdown` resolves.
+    /// Serves Flight SQL over TLS on `listener` until `shutdown` resolves.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), tonic::transport::Error> {
+        let tls = self.tls.clone();
         let service = FlightServiceServer::new(self)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(64 * 1024 * 1024);
         tonic::transport::Server::builder()
+            .tls_config(tls)?
             .add_service(service)
             .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
             .await
@@ -114,11 +140,14 @@ impl TrustNode {
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let _ = self
+            if let Err(e) = self
                 .serve(listener, async {
                     let _ = stopped.await;
                 })
-                .await;
+                .await
+            {
+                tracing::error!("the node stopped: {e}");
+            }
         });
         Ok(RunningNode {
             addr,
@@ -126,6 +155,24 @@ impl TrustNode {
             task,
         })
     }
+}
+
+/// The server's TLS: this node's certificate, and client certificates optional but, when sent,
+/// required to chain to `client_ca` (the caller's role is decided after the handshake).
+fn server_tls(config: &NodeConfig) -> Result<ServerTlsConfig, StartError> {
+    let file = config.source.display();
+    let tls = config
+        .tls_files()
+        .ok_or_else(|| StartError(format!("{file}: [tls] is missing")))?;
+    let read =
+        |path: &std::path::Path, what: &str| read_pem(path, what).map_err(|e| StartError(format!("{file}: [tls] {e}")));
+    let cert = read(&tls.cert, "CERTIFICATE")?;
+    let key = read(&tls.key, "PRIVATE KEY")?;
+    let ca = read(&tls.client_ca, "CERTIFICATE")?;
+    Ok(ServerTlsConfig::new()
+        .identity(Identity::from_pem(cert, key))
+        .client_ca_root(Certificate::from_pem(ca))
+        .client_auth_optional(true))
 }
 
 /// A node serving in the background; stops when dropped or on [`RunningNode::stop`].
@@ -138,7 +185,7 @@ pub struct RunningNode {
 impl RunningNode {
     /// The URL clients connect to.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("https://{}", self.addr)
     }
 
     /// Stops serving and waits for the server to finish.

@@ -8,11 +8,12 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
 use futures::StreamExt;
-use tessera_policy::{NodePolicy, PolicyChecker, Refusal};
+use tessera_policy::{PolicyChecker, Refusal};
 use tessera_protocol::FragmentRequest;
 use tonic::Status;
 
-use super::TrustNode;
+use super::Core;
+use crate::access::{Caller, Unrecognised};
 use crate::audit::{AuditRecord, Decision};
 
 /// Why a node gave no answer to a query (audited, and sent to the caller as a gRPC status).
@@ -64,7 +65,7 @@ pub struct Answer {
     pub rows: u64,
 }
 
-impl TrustNode {
+impl Core {
     /// Fills in what the caller left out (a query id, and who is asking when no one said) and
     /// cuts identity fields to what an audit line keeps.
     pub(super) fn with_defaults(&self, mut request: FragmentRequest) -> FragmentRequest {
@@ -146,15 +147,15 @@ impl TrustNode {
     }
 
     /// The answer's schema, for `GetFlightInfo` and prepared statements; refusals are audited.
-    pub async fn describe(&self, request: &FragmentRequest, call: &str) -> Result<SchemaRef, Status> {
+    pub async fn describe(&self, request: &FragmentRequest, caller: &Caller, call: &str) -> Result<SchemaRef, Status> {
         match self.plan_checked(&request.sql, request.from_coordinator).await {
             Ok(plan) => Ok(plan.schema().inner().clone()),
-            Err(e) => Err(self.record_failure(request, call, e).await),
+            Err(e) => Err(self.record_failure(request, caller, call, e).await),
         }
     }
 
     /// Plans, checks, runs and audits one request.
-    pub async fn answer(&self, request: &FragmentRequest, call: &str) -> Result<Answer, Status> {
+    pub async fn answer(&self, request: &FragmentRequest, caller: &Caller, call: &str) -> Result<Answer, Status> {
         let timeout = request
             .context
             .timeout_ms
@@ -163,14 +164,7 @@ impl TrustNode {
         // If the caller goes away (Ctrl-C at the coordinator), this future is dropped mid-query:
         // the guard still leaves a line in the audit log.
         let mut guard = CancelGuard {
-            record: Some(audit_record(
-                &self.policy,
-                request,
-                call,
-                Decision::Error,
-                Some(CANCELLED.to_string()),
-                0,
-            )),
+            record: Some(self.audit_record(request, caller, call, Decision::Error, Some(CANCELLED.to_string()), 0)),
             audit: self.audit.clone(),
         };
         let outcome = match self.plan_checked(&request.sql, request.from_coordinator).await {
@@ -180,35 +174,75 @@ impl TrustNode {
         guard.record = None;
         match outcome {
             Ok(answer) => {
-                self.record(request, call, Decision::Allowed, None, answer.rows).await?;
+                self.record(self.audit_record(request, caller, call, Decision::Allowed, None, answer.rows))
+                    .await?;
                 Ok(answer)
             }
-            Err(e) => Err(self.record_failure(request, call, e).await),
+            Err(e) => Err(self.record_failure(request, caller, call, e).await),
         }
     }
 
-    async fn record_failure(&self, request: &FragmentRequest, call: &str, error: Unanswered) -> Status {
+    /// Audits an unanswered request and gives the status the caller sees.
+    pub async fn record_failure(
+        &self,
+        request: &FragmentRequest,
+        caller: &Caller,
+        call: &str,
+        error: Unanswered,
+    ) -> Status {
         let status = error.status();
-        match self
-            .record(request, call, error.decision(), Some(error.message()), 0)
-            .await
-        {
+        let record = self.audit_record(request, caller, call, error.decision(), Some(error.message()), 0);
+        match self.record(record).await {
             Ok(()) => status,
             Err(audit_failure) => audit_failure,
         }
     }
 
-    /// Appends one line to the audit log (durably, off the async workers); if the log cannot be
-    /// written, nothing is answered.
-    async fn record(
+    /// Audits a request from a caller the node did not recognise; the caller hears only that.
+    pub async fn record_unrecognised(&self, call: &str, sql: &str, who: &Unrecognised) -> Status {
+        let record = AuditRecord {
+            context: self.with_defaults(FragmentRequest::new("")).context,
+            role: "unauthenticated".into(),
+            principal: who.presented.clone(),
+            profile: self.policy.profile.audit_name(),
+            call: call.to_string(),
+            sql: sql.chars().take(MAX_AUDITED_SQL_CHARS).collect(),
+            decision: Decision::Refused,
+            reason: Some(format!("unauthenticated: {}", who.reason)),
+            rows: 0,
+        };
+        match self.record(record).await {
+            Ok(()) => Status::unauthenticated(who.reason.clone()),
+            Err(audit_failure) => audit_failure,
+        }
+    }
+
+    /// One audit line about `request` from `caller`.
+    pub fn audit_record(
         &self,
         request: &FragmentRequest,
+        caller: &Caller,
         call: &str,
         decision: Decision,
         reason: Option<String>,
         rows: u64,
-    ) -> Result<(), Status> {
-        let record = audit_record(&self.policy, request, call, decision, reason, rows);
+    ) -> AuditRecord {
+        AuditRecord {
+            context: request.context.clone(),
+            role: caller.role.audit_name().to_string(),
+            principal: caller.name.clone(),
+            profile: self.policy.profile.audit_name(),
+            call: call.to_string(),
+            sql: request.sql.clone(),
+            decision,
+            reason,
+            rows,
+        }
+    }
+
+    /// Appends one line to the audit log (durably, off the async workers); if the log cannot be
+    /// written, nothing is answered.
+    pub async fn record(&self, record: AuditRecord) -> Result<(), Status> {
         let audit = self.audit.clone();
         let written = tokio::task::spawn_blocking(move || audit.append(record))
             .await
@@ -222,31 +256,14 @@ impl TrustNode {
     }
 }
 
+/// Most characters of an unauthenticated caller's SQL kept in the audit log.
+pub const MAX_AUDITED_SQL_CHARS: usize = 4096;
+
 /// What a caller hears when a query fails while it runs.
 pub const RUN_FAILED: &str = "the query failed at the node while it ran (the trust's audit log has the details)";
 
 /// The audit reason for a request whose caller went away before the answer was ready.
 pub const CANCELLED: &str = "cancelled: the caller went away before the answer was ready";
-
-fn audit_record(
-    policy: &NodePolicy,
-    request: &FragmentRequest,
-    call: &str,
-    decision: Decision,
-    reason: Option<String>,
-    rows: u64,
-) -> AuditRecord {
-    AuditRecord {
-        context: request.context.clone(),
-        coordinator: request.from_coordinator,
-        profile: policy.profile.audit_name(),
-        call: call.to_string(),
-        sql: request.sql.clone(),
-        decision,
-        reason,
-        rows,
-    }
-}
 
 /// Writes a "cancelled" audit line if dropped while still holding its record.
 struct CancelGuard {

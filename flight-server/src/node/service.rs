@@ -23,10 +23,14 @@ use prost::Message;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
+use tessera_coordinator::QueryResult;
+use tessera_protocol::credentials::{Credentials, AUTHORIZATION};
 use tessera_protocol::names::{CATALOG, PROJECT_HEADER, REQUESTER_HEADER, SCHEMA};
-use tessera_protocol::{token, FragmentRequest, RequestContext};
+use tessera_protocol::{FragmentRequest, RequestContext};
 
 use super::TrustNode;
+use crate::access::{Caller, Role};
+use crate::audit::Decision;
 
 type DoGetStream = <TrustNode as FlightService>::DoGetStream;
 
@@ -69,60 +73,96 @@ fn flight_info(
     Ok(Response::new(info))
 }
 
+/// A result's batches as a Flight stream (schema and metadata first).
+fn stream_result(result: QueryResult) -> Response<DoGetStream> {
+    stream_batches(result.schema, result.batches)
+}
+
 impl TrustNode {
-    /// Whether the call carries this trust's coordinator token.
-    fn is_coordinator(&self, metadata: &MetadataMap) -> bool {
-        self.coordinator_digest.as_deref().is_some_and(|digest| {
-            let header = metadata.get(token::TOKEN_HEADER).and_then(|v| v.to_str().ok());
-            token::verifies(header, digest)
-        })
+    /// The authenticated caller of `request`; anyone else is audited and refused.
+    async fn caller<T>(&self, request: &Request<T>, call: &str, sql: &str) -> Result<Caller, Status> {
+        match self.access.identify(request).await {
+            Ok(caller) => Ok(caller),
+            Err(who) => Err(self.core.record_unrecognised(call, sql, &who).await),
+        }
     }
 
-    /// A request for `sql` from a generic client, identified by its headers.
-    fn client_request(&self, sql: String, metadata: &MetadataMap) -> FragmentRequest {
+    /// A request for `sql` from the coordinator over plain Flight SQL: the coordinator forwards
+    /// who asked in its headers.
+    fn coordinator_request(&self, sql: String, metadata: &MetadataMap) -> FragmentRequest {
         let context = RequestContext::new(header(metadata, REQUESTER_HEADER), header(metadata, PROJECT_HEADER));
         FragmentRequest {
-            from_coordinator: self.is_coordinator(metadata),
+            from_coordinator: true,
             ..FragmentRequest::with_context(sql, context)
         }
     }
 
-    /// A request from a ticket or handle the client sent back; who it comes from is decided by
-    /// this call's headers, never by the handle.
-    fn decode_handle(&self, bytes: &[u8], metadata: &MetadataMap) -> Result<FragmentRequest, Status> {
+    /// A request from a ticket or handle the client sent back; the role comes from the caller,
+    /// never from the handle.
+    fn decode_handle(bytes: &[u8], caller: &Caller) -> Result<FragmentRequest, Status> {
         let mut request = FragmentRequest::decode(bytes).map_err(Status::invalid_argument)?;
-        request.from_coordinator = self.is_coordinator(metadata);
+        request.from_coordinator = caller.role == Role::Coordinator;
         Ok(request)
     }
 
-    async fn run(&self, request: FragmentRequest, call: &str) -> Result<Response<DoGetStream>, Status> {
-        let request = self.with_defaults(request);
-        let answer = self.answer(&request, call).await?;
-        Ok(stream_batches(answer.schema, answer.batches))
+    /// Answers `request` for `caller`: exact for the coordinator, protected for an analyst.
+    async fn run(
+        &self,
+        request: FragmentRequest,
+        caller: &Caller,
+        call: &str,
+    ) -> Result<Response<DoGetStream>, Status> {
+        match caller.role {
+            Role::Coordinator => {
+                let request = self.core.with_defaults(request);
+                let answer = self.core.answer(&request, caller, call).await?;
+                Ok(stream_batches(answer.schema, answer.batches))
+            }
+            Role::Analyst => Ok(stream_result(self.analysts.run(caller, request.sql, call).await?)),
+        }
     }
 
-    /// `FlightInfo` for a query: checks it now, and puts the request in the ticket for `DoGet`.
+    /// `FlightInfo` for a query. The coordinator's is checked now and run on `DoGet` from the
+    /// request in the ticket; an analyst's is run now and fetched by a one-time handle, so the
+    /// schema announced is exactly the one streamed.
     async fn info_for(
         &self,
         request: FragmentRequest,
+        caller: &Caller,
         descriptor: FlightDescriptor,
     ) -> Result<Response<FlightInfo>, Status> {
-        let request = self.with_defaults(request);
-        let schema = self.describe(&request, "GetFlightInfo").await?;
+        let (schema, handle) = match caller.role {
+            Role::Coordinator => {
+                let request = self.core.with_defaults(request);
+                let schema = self.core.describe(&request, caller, "GetFlightInfo").await?;
+                (schema, request.encode())
+            }
+            Role::Analyst => {
+                let result = self.analysts.run(caller, request.sql, "GetFlightInfo").await?;
+                let schema = result.schema.clone();
+                (schema, self.analysts.park(caller, result).into_bytes())
+            }
+        };
         let ticket = TicketStatementQuery {
-            statement_handle: request.encode().into(),
+            statement_handle: handle.into(),
         };
         flight_info(&schema, ticket.as_any().encode_to_vec(), descriptor)
     }
 
     /// `FlightInfo` for a metadata command whose answer is computed on `DoGet`.
-    fn metadata_info(
+    async fn metadata_info(
         &self,
         schema: SchemaRef,
         command: Any,
-        descriptor: FlightDescriptor,
+        request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        flight_info(&schema, command.encode_to_vec(), descriptor)
+        self.caller(&request, "GetFlightInfo", &command.type_url).await?;
+        flight_info(&schema, command.encode_to_vec(), request.into_inner())
+    }
+
+    /// Checks the caller of a metadata command's `DoGet`.
+    async fn metadata_caller(&self, request: &Request<Ticket>, command: &str) -> Result<Caller, Status> {
+        self.caller(request, "DoGet", command).await
     }
 }
 
@@ -132,14 +172,32 @@ impl FlightSqlService for TrustNode {
 
     async fn do_handshake(
         &self,
-        _request: Request<Streaming<HandshakeRequest>>,
+        request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status> {
-        // No authentication yet: answer the handshake so clients that always send one can connect.
+        // Basic credentials in the header (as ADBC and arrow-flight's client send them) sign an
+        // analyst in; the answer carries a bearer token for the calls that follow.
+        let caller = self.caller(&request, "Handshake", "").await?;
+        let sign_in = match caller.role {
+            Role::Analyst => self.analysts.request(&caller, String::new()),
+            Role::Coordinator => self.core.with_defaults(FragmentRequest::new("")),
+        };
+        let record = self
+            .core
+            .audit_record(&sign_in, &caller, "Handshake", Decision::Allowed, None, 0);
+        self.core.record(record).await?;
         let response = HandshakeResponse {
             protocol_version: 0,
             payload: Default::default(),
         };
-        Ok(Response::new(Box::pin(stream::iter(vec![Ok(response)]))))
+        let mut response = Response::new(Box::pin(stream::iter(vec![Ok(response)])) as _);
+        if let Some(token) = self.access.open_session(&caller) {
+            let value = Credentials::Bearer(token)
+                .header()
+                .parse()
+                .map_err(|_| Status::internal("cannot encode the session token"))?;
+            response.metadata_mut().insert(AUTHORIZATION, value);
+        }
+        Ok(response)
     }
 
     async fn get_flight_info_statement(
@@ -147,8 +205,9 @@ impl FlightSqlService for TrustNode {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let fragment = self.client_request(query.query, request.metadata());
-        self.info_for(fragment, request.into_inner()).await
+        let caller = self.caller(&request, "GetFlightInfo", &query.query).await?;
+        let fragment = self.coordinator_request(query.query, request.metadata());
+        self.info_for(fragment, &caller, request.into_inner()).await
     }
 
     async fn do_get_statement(
@@ -156,16 +215,23 @@ impl FlightSqlService for TrustNode {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
+        let caller = self.caller(&request, "DoGet", "").await?;
+        if caller.role == Role::Analyst {
+            if let Some(result) = self.analysts.take(&caller, &ticket.statement_handle) {
+                return Ok(stream_result(result));
+            }
+        }
         // The handle comes from the client: it is decoded, re-planned and re-checked like any query.
-        let fragment = self.decode_handle(&ticket.statement_handle, request.metadata())?;
-        self.run(fragment, "DoGet").await
+        let fragment = Self::decode_handle(&ticket.statement_handle, &caller)?;
+        self.run(fragment, &caller, "DoGet").await
     }
 
     async fn do_get_fallback(&self, request: Request<Ticket>, message: Any) -> Result<Response<DoGetStream>, Status> {
+        let caller = self.caller(&request, "DoGet", &message.type_url).await?;
         match message.unpack::<CommandStatementQuery>() {
             Ok(Some(query)) => {
-                self.run(self.client_request(query.query, request.metadata()), "DoGet")
-                    .await
+                let fragment = self.coordinator_request(query.query, request.metadata());
+                self.run(fragment, &caller, "DoGet").await
             }
             _ => Err(Status::unimplemented(format!(
                 "this node does not answer {}",
@@ -179,8 +245,15 @@ impl FlightSqlService for TrustNode {
         query: ActionCreatePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let fragment = self.with_defaults(self.client_request(query.query, request.metadata()));
-        let schema = self.describe(&fragment, "CreatePreparedStatement").await?;
+        const CALL: &str = "CreatePreparedStatement";
+        let caller = self.caller(&request, CALL, &query.query).await?;
+        let fragment = self
+            .core
+            .with_defaults(self.coordinator_request(query.query, request.metadata()));
+        let schema = match caller.role {
+            Role::Coordinator => self.core.describe(&fragment, &caller, CALL).await?,
+            Role::Analyst => self.analysts.describe(&caller, fragment.sql.clone(), CALL).await?,
+        };
         let IpcMessage(dataset_schema) = SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
             .try_into()
             .map_err(|e: ArrowError| Status::internal(e.to_string()))?;
@@ -196,8 +269,9 @@ impl FlightSqlService for TrustNode {
         query: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let fragment = self.decode_handle(&query.prepared_statement_handle, request.metadata())?;
-        self.info_for(fragment, request.into_inner()).await
+        let caller = self.caller(&request, "GetFlightInfo", "").await?;
+        let fragment = Self::decode_handle(&query.prepared_statement_handle, &caller)?;
+        self.info_for(fragment, &caller, request.into_inner()).await
     }
 
     async fn do_get_prepared_statement(
@@ -205,16 +279,18 @@ impl FlightSqlService for TrustNode {
         query: CommandPreparedStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let fragment = self.decode_handle(&query.prepared_statement_handle, request.metadata())?;
-        self.run(fragment, "DoGet").await
+        let caller = self.caller(&request, "DoGet", "").await?;
+        let fragment = Self::decode_handle(&query.prepared_statement_handle, &caller)?;
+        self.run(fragment, &caller, "DoGet").await
     }
 
     async fn do_action_close_prepared_statement(
         &self,
         _query: ActionClosePreparedStatementRequest,
-        _request: Request<Action>,
+        request: Request<Action>,
     ) -> Result<(), Status> {
         // Handles carry the whole request; there is nothing to release.
+        self.caller(&request, "ClosePreparedStatement", "").await?;
         Ok(())
     }
 
@@ -224,14 +300,15 @@ impl FlightSqlService for TrustNode {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder(&self.sql_info).schema();
-        self.metadata_info(schema, query.as_any(), request.into_inner())
+        self.metadata_info(schema, query.as_any(), request).await
     }
 
     async fn do_get_sql_info(
         &self,
         query: CommandGetSqlInfo,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
+        self.metadata_caller(&request, "GetSqlInfo").await?;
         let builder = query.into_builder(&self.sql_info);
         one_batch(builder.schema(), builder.build())
     }
@@ -242,14 +319,15 @@ impl FlightSqlService for TrustNode {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.into_builder().schema();
-        self.metadata_info(schema, query.as_any(), request.into_inner())
+        self.metadata_info(schema, query.as_any(), request).await
     }
 
     async fn do_get_catalogs(
         &self,
         query: CommandGetCatalogs,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
+        self.metadata_caller(&request, "GetCatalogs").await?;
         let mut builder = query.into_builder();
         builder.append(CATALOG);
         one_batch(builder.schema(), builder.build())
@@ -261,14 +339,15 @@ impl FlightSqlService for TrustNode {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder().schema();
-        self.metadata_info(schema, query.as_any(), request.into_inner())
+        self.metadata_info(schema, query.as_any(), request).await
     }
 
     async fn do_get_schemas(
         &self,
         query: CommandGetDbSchemas,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
+        self.metadata_caller(&request, "GetDbSchemas").await?;
         let mut builder = query.into_builder();
         builder.append(CATALOG, SCHEMA);
         one_batch(builder.schema(), builder.build())
@@ -280,16 +359,17 @@ impl FlightSqlService for TrustNode {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder().schema();
-        self.metadata_info(schema, query.as_any(), request.into_inner())
+        self.metadata_info(schema, query.as_any(), request).await
     }
 
     async fn do_get_tables(
         &self,
         query: CommandGetTables,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
+        self.metadata_caller(&request, "GetTables").await?;
         let mut builder = query.into_builder();
-        for contract in self.tables.values() {
+        for contract in self.core.tables.values() {
             let kind = if contract.public { "VIEW" } else { "TABLE" };
             builder
                 .append(CATALOG, SCHEMA, &contract.name, kind, &contract.arrow_schema())
@@ -304,14 +384,15 @@ impl FlightSqlService for TrustNode {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.into_builder().schema();
-        self.metadata_info(schema, query.as_any(), request.into_inner())
+        self.metadata_info(schema, query.as_any(), request).await
     }
 
     async fn do_get_table_types(
         &self,
         query: CommandGetTableTypes,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
+        self.metadata_caller(&request, "GetTableTypes").await?;
         let mut builder = query.into_builder();
         builder.append("TABLE");
         builder.append("VIEW");

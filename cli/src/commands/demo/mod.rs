@@ -2,7 +2,8 @@
 //!
 //! The tour asks real questions through the coordinator and shows, for each, the merged answer,
 //! which trusts answered, and the fragment SQL every trust received. Then it shows a row-level
-//! question refused by the coordinator and by every trust.
+//! question refused by the coordinator, and every trust turning away a caller that is neither its
+//! coordinator nor a signed-in analyst. Every link is TLS; the coordinator presents its certificate.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use tessera_coordinator::{Coordinator, FederationConfig};
 use tessera_node::node::{RunningNode, TrustNode};
 use tessera_node::NodeConfig;
 use tessera_protocol::client::NodeClient;
+use tessera_protocol::tls::ClientTls;
 use tessera_protocol::FragmentRequest;
 use tessera_schemas::Catalog;
 
@@ -83,7 +85,11 @@ pub fn run(args: DemoArgs) -> Outcome {
             "demo-tour",
             nodes.iter().map(|(name, node)| (name.clone(), node.url())),
         );
-        federation.federation.coordinator_token = Some(generated.token.clone());
+        federation.tls = Some(tessera_coordinator::TlsSection {
+            ca: generated.certs.ca.clone(),
+            cert: generated.certs.coordinator.cert.clone(),
+            key: generated.certs.coordinator.key.clone(),
+        });
         federation.disclosure.release_log = Some(out.join(RELEASE_LOG_FILE));
         let coordinator = Coordinator::new(federation.clone(), &catalog).map_err(failure)?;
         for (i, (title, sql)) in tour::TOUR.iter().enumerate() {
@@ -107,11 +113,14 @@ pub fn run(args: DemoArgs) -> Outcome {
             Ok(_) => return Err(Failure::query("the coordinator answered a row-level query")),
             Err(e) => println!("error: {}", e.message),
         }
-        println!("Each trust asked directly refuses it too:");
+        println!("Each trust turns away a caller that is neither its coordinator nor a signed-in analyst:");
+        let anonymous = ClientTls::load(&generated.certs.ca, None).map_err(Failure::connection)?;
         for (name, node) in &nodes {
-            let client = NodeClient::connect(&node.url()).await.map_err(Failure::connection)?;
+            let client = NodeClient::connect(&node.url(), Some(&anonymous))
+                .await
+                .map_err(Failure::connection)?;
             match client.query(&FragmentRequest::new(REFUSED)).await {
-                Ok(_) => return Err(Failure::query(format!("{name} answered a row-level query"))),
+                Ok(_) => return Err(Failure::query(format!("{name} answered an anonymous caller"))),
                 Err(e) => println!("  {name}: {e}"),
             }
         }

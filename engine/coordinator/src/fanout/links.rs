@@ -7,13 +7,37 @@ use datafusion::error::{DataFusionError, Result};
 use tonic::Code;
 
 use crate::config::{FederationConfig, OnNodeFailure};
+use async_trait::async_trait;
+use datafusion::arrow::record_batch::RecordBatch;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use tessera_protocol::client::{ClientError, NodeClient};
+use tessera_protocol::FragmentRequest;
 
-/// The coordinator's link to one trust's node (the client knows the node's URL).
+/// A trust's answers to fragments, batch by batch.
+pub type FragmentStream = BoxStream<'static, std::result::Result<RecordBatch, ClientError>>;
+
+/// Where a trust's fragments go: its node over Flight, or a node in the same process (a trust's
+/// own analysts are answered through this pipeline by their node).
+#[async_trait]
+pub trait FragmentService: Send + Sync {
+    /// Sends one fragment; the answer arrives as a stream.
+    async fn stream(&self, request: &FragmentRequest) -> std::result::Result<FragmentStream, ClientError>;
+}
+
+#[async_trait]
+impl FragmentService for NodeClient {
+    async fn stream(&self, request: &FragmentRequest) -> std::result::Result<FragmentStream, ClientError> {
+        let flight = NodeClient::stream(self, request).await?;
+        Ok(flight.map_err(ClientError::from).boxed())
+    }
+}
+
+/// The coordinator's link to one trust.
 #[derive(Clone)]
 pub struct TrustLink {
     pub name: String,
-    pub client: NodeClient,
+    pub service: Arc<dyn FragmentService>,
 }
 
 /// Every trust of the federation, with the per-node deadline and failure policy.
@@ -30,23 +54,32 @@ impl std::fmt::Debug for NodeSet {
 }
 
 impl NodeSet {
-    /// Channels are opened lazily, so an unreachable trust surfaces as that trust's failure.
-    pub fn from_config(config: &FederationConfig) -> std::result::Result<NodeSet, ClientError> {
-        let nodes = config
+    /// Links to the nodes in `config`, over TLS when `[tls]` is set. Channels are opened lazily,
+    /// so an unreachable trust surfaces as that trust's failure.
+    pub fn from_config(config: &FederationConfig) -> std::result::Result<NodeSet, String> {
+        tessera_protocol::tls::install_crypto_provider();
+        let tls = config.tls.as_ref().map(|t| t.load()).transpose()?;
+        let links = config
             .nodes
             .iter()
             .map(|n| {
-                Ok(Arc::new(TrustLink {
+                Ok(TrustLink {
                     name: n.name.clone(),
-                    client: NodeClient::lazy(&n.url)?.with_token(config.federation.coordinator_token.clone()),
-                }))
+                    service: Arc::new(NodeClient::lazy(&n.url, tls.as_ref())?),
+                })
             })
-            .collect::<std::result::Result<Vec<_>, ClientError>>()?;
-        Ok(NodeSet {
-            nodes,
+            .collect::<std::result::Result<Vec<_>, ClientError>>()
+            .map_err(|e| e.to_string())?;
+        Ok(NodeSet::new(links, config))
+    }
+
+    /// The given links, with `config`'s deadline and failure policy.
+    pub fn new(links: Vec<TrustLink>, config: &FederationConfig) -> NodeSet {
+        NodeSet {
+            nodes: links.into_iter().map(Arc::new).collect(),
             timeout: Duration::from_secs(config.federation.node_timeout_secs),
             on_failure: config.federation.on_node_failure,
-        })
+        }
     }
 
     /// How many trusts the federation has.
@@ -116,6 +149,7 @@ impl TrustError {
                 Code::DeadlineExceeded => make(format!("timed out: {}", status.message()), false),
                 Code::InvalidArgument => make(format!("rejected the fragment: {}", status.message()), false),
                 Code::Cancelled => make("cancelled".into(), false),
+                Code::Unauthenticated => make(format!("turned this coordinator away: {}", status.message()), true),
                 _ => make(format!("failed: {}", status.message()), false),
             },
             ClientError::Connect { message, .. } => make(format!("unreachable ({})", root_cause(&message)), false),

@@ -220,7 +220,7 @@ impl ExecutionPlan for FederatedScanExec {
             let started = Instant::now();
             let deadline = tokio::time::Instant::now() + timeout;
             let trust = node.name.clone();
-            let opened = tokio::time::timeout_at(deadline, node.client.stream(&request)).await;
+            let opened = tokio::time::timeout_at(deadline, node.service.stream(&request)).await;
             let failure = match opened {
                 Ok(Ok(flight)) => {
                     let state = (flight, 0u64, record, false);
@@ -237,7 +237,7 @@ impl ExecutionPlan for FederatedScanExec {
                                     Some((batch, (flight, rows, record, false)))
                                 }
                                 Ok(Some(Err(e))) => {
-                                    let error = TrustError::from_client(&trust, e.into());
+                                    let error = TrustError::from_client(&trust, e);
                                     record(NodeOutcome::Failed(error.to_string()));
                                     Some((
                                         Err(DataFusionError::External(Box::new(error))),

@@ -53,6 +53,11 @@ pub struct PreparedQuery {
 }
 
 impl PreparedQuery {
+    /// The answer's columns (without the provenance and disclosure metadata the result adds).
+    pub fn schema(&self) -> SchemaRef {
+        self.physical.schema()
+    }
+
     /// A handle for watching each trust while the query runs.
     pub fn watch(&self) -> QueryWatch {
         QueryWatch {

@@ -1,0 +1,207 @@
+//! Who is asking, decided by the node for every request:
+//!
+//! - **the federation's coordinator**: a client certificate that chains to `[tls] client_ca`
+//!   (checked by TLS) and carries exactly `[access] coordinator_subject`;
+//! - **a trust analyst**: a user name and password from the users file (Basic on the call, or the
+//!   bearer token a handshake gave), over TLS;
+//! - anyone else is refused as unauthenticated.
+//!
+//! The identity comes from the TLS session and the credentials, never from what a client claims.
+
+pub mod sessions;
+pub mod throttle;
+pub mod users;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use tessera_protocol::credentials::{Credentials, AUTHORIZATION};
+use tonic::Request;
+
+use sessions::Sessions;
+use throttle::Throttle;
+use users::UsersFile;
+
+/// What a caller may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Exact partial aggregates, hidden support columns, contributions and cell keys.
+    Coordinator,
+    /// Answers passed through this node's disclosure control.
+    Analyst,
+}
+
+impl Role {
+    /// The role's name in the audit log.
+    pub fn audit_name(self) -> &'static str {
+        match self {
+            Role::Coordinator => "coordinator",
+            Role::Analyst => "analyst",
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub role: Role,
+    /// The certificate subject (coordinator) or user name (analyst).
+    pub name: String,
+}
+
+/// A caller the node did not recognise: what it presented, and why it was turned away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unrecognised {
+    /// e.g. `anonymous`, `certificate CN=RTH, O=…`, `user alice`.
+    pub presented: String,
+    pub reason: String,
+}
+
+/// A new random secret (hex).
+pub fn random_secret() -> String {
+    tessera_protocol::credentials::generate_token()
+}
+
+/// The node's view of who may ask.
+pub struct Access {
+    coordinator_subject: Option<String>,
+    users_path: Option<PathBuf>,
+    /// The users file as last read, with its modification time (re-read when it changes, so that
+    /// removing a user takes effect at once).
+    users: Mutex<(Option<SystemTime>, Arc<UsersFile>)>,
+    sessions: Sessions,
+    throttle: Throttle,
+}
+
+fn modified(path: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+impl Access {
+    /// Access for a node that pins `coordinator_subject` and reads its analysts from `users_path`.
+    pub fn new(coordinator_subject: Option<String>, users_path: Option<PathBuf>) -> Result<Access, String> {
+        let users = match &users_path {
+            Some(path) => UsersFile::load(path)?,
+            None => UsersFile::default(),
+        };
+        let stamp = users_path.as_deref().and_then(modified);
+        Ok(Access {
+            coordinator_subject: coordinator_subject.map(|s| s.trim().to_string()),
+            users_path,
+            users: Mutex::new((stamp, Arc::new(users))),
+            sessions: Sessions::default(),
+            throttle: Throttle::default(),
+        })
+    }
+
+    /// The users, re-read if the file changed. A file that no longer reads signs no one in.
+    fn users(&self) -> Arc<UsersFile> {
+        let Some(path) = &self.users_path else {
+            return Arc::default();
+        };
+        let stamp = modified(path);
+        let mut cached = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        if cached.0 != stamp {
+            let users = UsersFile::load(path).unwrap_or_else(|e| {
+                tracing::error!("users file: {e}; no analyst can sign in until it is fixed");
+                UsersFile::default()
+            });
+            *cached = (stamp, Arc::new(users));
+        }
+        cached.1.clone()
+    }
+
+    /// Who sent `request`: the coordinator by its certificate, else an analyst by credentials.
+    pub async fn identify<T>(&self, request: &Request<T>) -> Result<Caller, Unrecognised> {
+        let subject = request
+            .peer_certs()
+            .and_then(|certs| certs.first().and_then(|c| tessera_protocol::tls::subject_of(c)));
+        if let (Some(subject), Some(pinned)) = (&subject, &self.coordinator_subject) {
+            if subject == pinned {
+                return Ok(Caller {
+                    role: Role::Coordinator,
+                    name: subject.clone(),
+                });
+            }
+        }
+        let header = request.metadata().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+        match header.map(Credentials::parse) {
+            Some(Some(Credentials::Basic { user, password })) => {
+                self.sign_in(&user, password, request.remote_addr()).await
+            }
+            Some(Some(Credentials::Bearer(token))) => match self.sessions.user(&token) {
+                Some(user) if self.users().contains(&user) => Ok(Caller {
+                    role: Role::Analyst,
+                    name: user,
+                }),
+                Some(user) => Err(Unrecognised {
+                    presented: format!("user {user}"),
+                    reason: "the user no longer exists".into(),
+                }),
+                None => Err(Unrecognised {
+                    presented: "a bearer token".into(),
+                    reason: "the token is unknown or has expired; sign in again".into(),
+                }),
+            },
+            Some(None) => Err(Unrecognised {
+                presented: "a malformed authorization header".into(),
+                reason: "credentials must be Basic (user and password) or a Bearer token".into(),
+            }),
+            None => Err(Unrecognised {
+                presented: subject.map_or("anonymous".into(), |s| format!("certificate {s}")),
+                reason: "no credentials: sign in with a user name and password, or connect as the federation's \
+                         coordinator"
+                    .into(),
+            }),
+        }
+    }
+
+    /// Checks a user's password (throttled per user and per address).
+    async fn sign_in(
+        &self,
+        user: &str,
+        password: String,
+        from: Option<std::net::SocketAddr>,
+    ) -> Result<Caller, Unrecognised> {
+        let presented = format!("user {}", bounded(user));
+        let keys = [
+            format!("user:{user}"),
+            format!("addr:{}", from.map(|a| a.ip().to_string()).unwrap_or_default()),
+        ];
+        if let Some(wait) = keys.iter().filter_map(|k| self.throttle.wait(k)).max() {
+            return Err(Unrecognised {
+                presented,
+                reason: format!("too many failed sign-ins; try again in {} s", wait.as_secs().max(1)),
+            });
+        }
+        let users = self.users();
+        let name = user.to_string();
+        let verified = tokio::task::spawn_blocking(move || users.verify(&name, &password).is_some())
+            .await
+            .unwrap_or(false);
+        if verified {
+            keys.iter().for_each(|k| self.throttle.succeeded(k));
+            Ok(Caller {
+                role: Role::Analyst,
+                name: user.to_string(),
+            })
+        } else {
+            keys.iter().for_each(|k| self.throttle.failed(k));
+            Err(Unrecognised {
+                presented,
+                reason: "wrong user name or password".into(),
+            })
+        }
+    }
+
+    /// A session token for an analyst who just signed in.
+    pub fn open_session(&self, caller: &Caller) -> Option<String> {
+        (caller.role == Role::Analyst).then(|| self.sessions.open(&caller.name))
+    }
+}
+
+/// A client-supplied name cut to what an audit line keeps.
+fn bounded(text: &str) -> String {
+    text.chars().take(tessera_protocol::context::MAX_FIELD_CHARS).collect()
+}
