@@ -45,7 +45,7 @@ pub async fn with_progress(
             _ = ticker.tick() => {
                 for ((_, state), bar) in watch.states().into_iter().zip(&lines) {
                     match state {
-                        Some(NodeOutcome::Answered { groups, elapsed }) => {
+                        Some(NodeOutcome::Answered { groups, elapsed, .. }) => {
                             bar.finish_with_message(format!("answered {groups} groups in {:.1} s", elapsed.as_secs_f64()))
                         }
                         Some(NodeOutcome::Failed(reason)) => bar.finish_with_message(reason),

@@ -15,6 +15,26 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tessera_protocol::RequestContext;
 
+/// Whether a reader of the log would not see `c` as itself: control characters (JSON escapes
+/// only those below U+0020) and the marks that reorder text on screen.
+pub fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// JSON text with every invisible character written as a `\uXXXX` escape (still valid JSON, and
+/// the same value when read back), so that no client-supplied text reaches the log raw.
+fn escape_invisible(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match is_invisible(c) {
+            true => out.push_str(&format!("\\u{:04x}", c as u32)),
+            false => out.push(c),
+        }
+    }
+    out
+}
+
 /// The `prev_hash` of the first line.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -258,7 +278,7 @@ impl AuditLog {
             rows: record.rows,
             prev_hash: w.prev.clone(),
         };
-        let line = serde_json::to_string(&entry).expect("an audit entry always serialises");
+        let line = escape_invisible(&serde_json::to_string(&entry).expect("an audit entry always serialises"));
         let path = w.path.clone();
         let io = |e: std::io::Error| AuditError::Io {
             file: path.clone(),

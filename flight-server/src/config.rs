@@ -36,6 +36,9 @@ use tessera_disclosure::DisclosureConfig;
 use tessera_policy::NodePolicy;
 use tessera_schemas::toml_file::{read_toml, ConfigFileError};
 
+/// Memory one query may use in the configuration `tessera gen` writes, in MiB.
+pub const DEFAULT_MEMORY_LIMIT_MB: u64 = 1024;
+
 /// Default time a node spends on one query.
 pub const DEFAULT_QUERY_TIMEOUT_SECS: u64 = 120;
 
@@ -77,7 +80,12 @@ pub struct NodeSection {
     /// Longest a query may run, in seconds.
     #[serde(default = "default_timeout")]
     pub query_timeout_secs: u64,
-    /// Memory DataFusion may use for one node, in MiB (0: unlimited).
+    /// The date the trust's extract is as at (`YYYY-MM-DD`), reported with every answer; by
+    /// default the date the newest local table file was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_as_at: Option<String>,
+    /// Memory DataFusion may use for one query, in MiB (0: unlimited); a query that needs more
+    /// fails alone, and the others keep running.
     #[serde(default)]
     pub memory_limit_mb: u64,
 }
@@ -157,6 +165,10 @@ impl NodeConfig {
                 self.node.listen
             )
         })?;
+        if let Some(date) = &self.node.data_as_at {
+            chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+                .map_err(|_| format!("[node] data_as_at: `{date}` is not a date like 2024-03-31"))?;
+        }
         if self.tables.is_empty() {
             return Err("[[tables]]: no tables configured; a node needs at least one".into());
         }
@@ -239,6 +251,29 @@ impl NodeConfig {
         )
     }
 
+    /// The as-at date of the trust's data: `[node] data_as_at`, else the day the newest local
+    /// table file was written (UTC), else `unknown`.
+    pub fn data_as_at(&self) -> String {
+        if let Some(date) = &self.node.data_as_at {
+            return date.clone();
+        }
+        let newest = self
+            .tables
+            .iter()
+            .filter(|t| !t.location.contains("://") || t.location.starts_with("file://"))
+            .map(|t| self.resolve(Path::new(t.location.trim_start_matches("file://"))))
+            .filter_map(|path| newest_write(&path))
+            .max();
+        newest.map_or_else(
+            || "unknown".to_string(),
+            |time| {
+                chrono::DateTime::<chrono::Utc>::from(time)
+                    .format("%Y-%m-%d")
+                    .to_string()
+            },
+        )
+    }
+
     /// The audit log's path.
     pub fn audit_path(&self) -> PathBuf {
         self.resolve(&self.node.audit_log)
@@ -268,7 +303,8 @@ impl NodeConfig {
                 listen: listen.to_string(),
                 audit_log: PathBuf::from("audit.jsonl"),
                 query_timeout_secs: DEFAULT_QUERY_TIMEOUT_SECS,
-                memory_limit_mb: 0,
+                memory_limit_mb: DEFAULT_MEMORY_LIMIT_MB,
+                data_as_at: None,
             },
             tables: tables
                 .iter()
@@ -289,4 +325,16 @@ impl NodeConfig {
             source: PathBuf::new(),
         }
     }
+}
+
+/// When the file, or the newest file in the folder, at `path` was last written.
+fn newest_write(path: &Path) -> Option<std::time::SystemTime> {
+    let meta = std::fs::metadata(path).ok()?;
+    if meta.is_file() {
+        return meta.modified().ok();
+    }
+    std::fs::read_dir(path)
+        .ok()?
+        .filter_map(|entry| entry.ok()?.metadata().ok()?.modified().ok())
+        .max()
 }

@@ -164,7 +164,7 @@ async fn with_partial_answers_the_result_says_which_trusts_answered() {
     .unwrap();
     assert_eq!(
         result.provenance.summary(),
-        "2 of 3 trusts answered (RRK, RTH) — RX1 unreachable (connection refused)"
+        "2 of 3 trusts answered (RRK, RTH) — RX1 unreachable (connection refused); data as at 2024-03-31"
     );
     // A trust's refusal is never turned into a partial answer.
     let err = fed

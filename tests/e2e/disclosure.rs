@@ -295,7 +295,7 @@ async fn each_statistic_says_how_it_was_released_and_the_lines_travel_with_the_d
         );
         assert_eq!(
             schema.metadata().get(tessera_coordinator::PROVENANCE_METADATA),
-            Some(&"2 of 2 trusts answered (RRK, RTH)".to_string())
+            Some(&"2 of 2 trusts answered (RRK, RTH); data as at 2024-03-31".to_string())
         );
     }
 }

@@ -1,5 +1,6 @@
 //! End-to-end tests: real nodes on real ports, queried over Arrow Flight.
 
+mod access;
 mod attacks;
 mod audit_log;
 mod cell_model;
@@ -7,8 +8,11 @@ mod coordinator;
 mod disclosure;
 mod dominance;
 mod exactness;
+mod faults;
 mod federation;
 mod flight_sql;
+mod hostile_input;
+mod limits;
 mod node_battery;
 mod node_startup;
 mod perturbation;

@@ -16,6 +16,9 @@ use tessera_protocol::{FragmentRequest, RequestContext};
 use tessera_schemas::gen::{generate, GenConfig, GeneratedTrust};
 use tessera_schemas::Catalog;
 
+/// The as-at date every test trust reports.
+pub const TEST_AS_AT: &str = "2024-03-31";
+
 /// The analyst every test trust knows (see [`ANALYST_PASSWORD`]).
 pub const ANALYST: &str = "analyst";
 
@@ -74,6 +77,7 @@ pub fn configure_test_node(config: &mut NodeConfig, certs: &DevCerts) {
         client_ca: certs.ca.clone(),
     });
     config.access.coordinator_subject = Some(certs.coordinator_subject.clone());
+    config.node.data_as_at = Some(TEST_AS_AT.into());
     let users = dir.join("users.toml");
     if !users.exists() {
         users_file().save(&users).expect("users file written");

@@ -28,7 +28,7 @@ impl<'a> PolicyChecker<'a> {
         }
     }
 
-    /// Checks requests that proved they come from this trust's coordinator (see `tessera_protocol::token`).
+    /// Checks requests that proved they come from this trust's coordinator (its pinned client certificate).
     pub fn for_coordinator(mut self, coordinator: bool) -> Self {
         self.coordinator = coordinator;
         self

@@ -259,13 +259,13 @@ pub fn check_aggregate_expr(
         if contributions && !coordinator {
             return Err(Refusal::new(format!(
                 "{name}() returns individual values and is answered only to this trust's coordinator \
-                 (the request carried no valid coordinator token)"
+                 (the caller is not the coordinator this trust pins)"
             )));
         }
         if keys && !coordinator {
             return Err(Refusal::new(format!(
                 "{name}() returns the keys of cells, with which perturbation could be undone, and is answered only \
-                 to this trust's coordinator (the request carried no valid coordinator token)"
+                 to this trust's coordinator (the caller is not the coordinator this trust pins)"
             )));
         }
         if keys {

@@ -119,6 +119,12 @@ impl NodeClient {
         };
         let mut request = tonic::Request::new(ticket);
         if let Some(credentials) = &self.credentials {
+            if !self.url.starts_with("https://") {
+                return Err(ClientError::Connect {
+                    url: self.url.clone(),
+                    message: "credentials are sent only over TLS (an https:// URL and its CA)".into(),
+                });
+            }
             let value = credentials
                 .header()
                 .parse()

@@ -138,4 +138,27 @@ mod tests {
         }
         std::fs::remove_dir_all(dir).unwrap();
     }
+
+    #[test]
+    fn a_common_name_that_spells_out_the_pin_does_not_match_it() {
+        // (common name, subject as rendered)
+        let cases = [
+            (
+                "tessera-coordinator, O=Tessera development",
+                "CN=tessera-coordinator\\, O\\=Tessera development, O=Tessera development",
+            ),
+            ("a+b", "CN=a\\+b, O=Tessera development"),
+            (" lead", "CN=\\ lead, O=Tessera development"),
+            ("#x", "CN=\\#x, O=Tessera development"),
+            ("tessera-coordinator", "CN=tessera-coordinator, O=Tessera development"),
+        ];
+        for (common_name, rendered) in cases {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.distinguished_name = subject(common_name);
+            let cert = params.self_signed(&key).unwrap();
+            let subject = crate::tls::subject_of(cert.der()).unwrap();
+            assert_eq!(subject, rendered, "{common_name:?}");
+        }
+    }
 }

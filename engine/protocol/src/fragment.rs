@@ -23,7 +23,7 @@ pub struct FragmentRequest {
     /// Who asks, for which project, the query id and the deadline.
     #[serde(default)]
     pub context: RequestContext,
-    /// Set by the node, never by the sender: the request carried this trust's coordinator token.
+    /// Set by the node, never by the sender: the caller presented the coordinator's pinned certificate.
     #[serde(skip)]
     pub from_coordinator: bool,
 }

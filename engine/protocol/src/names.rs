@@ -26,3 +26,6 @@ pub const PROVENANCE_METADATA: &str = "tessera.provenance";
 
 /// Field metadata key saying what disclosure control did to a column: `perturbed`, `rounded` or `exact`.
 pub const STATUS_METADATA: &str = "tessera.status";
+
+/// Schema metadata key of a node's answer: the as-at date of the trust's data (`YYYY-MM-DD`).
+pub const AS_AT_METADATA: &str = "tessera.as_at";

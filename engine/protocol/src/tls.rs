@@ -85,10 +85,63 @@ impl ClientTls {
     }
 }
 
-/// The subject of a DER certificate, e.g. `CN=tessera-coordinator, O=Tessera development`.
+/// The subject of a DER certificate as RFC 4514-style text in certificate order, e.g.
+/// `CN=tessera-coordinator, O=Tessera development`. Special characters in values are escaped,
+/// so a common name that contains `, O=…` never reads like a second attribute. A subject with a
+/// multi-valued part or a value that is not text has no rendering (it never matches a pin).
 pub fn subject_of(der: &[u8]) -> Option<String> {
     let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
-    Some(certificate.subject().to_string())
+    let mut parts = Vec::new();
+    for rdn in certificate.subject().iter() {
+        let mut attributes = rdn.iter();
+        let attribute = attributes.next()?;
+        if attributes.next().is_some() {
+            return None;
+        }
+        let name = attribute_name(&attribute.attr_type().to_id_string());
+        let value = attribute.as_str().ok()?;
+        parts.push(format!("{name}={}", escape_value(value)));
+    }
+    Some(parts.join(", "))
+}
+
+/// The short name of a distinguished-name attribute, or its dotted OID.
+fn attribute_name(oid: &str) -> String {
+    match oid {
+        "2.5.4.3" => "CN",
+        "2.5.4.6" => "C",
+        "2.5.4.7" => "L",
+        "2.5.4.8" => "ST",
+        "2.5.4.10" => "O",
+        "2.5.4.11" => "OU",
+        "0.9.2342.19200300.100.1.25" => "DC",
+        "0.9.2342.19200300.100.1.1" => "UID",
+        other => other,
+    }
+    .to_string()
+}
+
+/// Escapes a value as RFC 4514 does: `, + " \ < > ; =`, a leading `#` or space, a trailing space,
+/// and control characters.
+fn escape_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        match c {
+            ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' | ' ' if i == 0 => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' ' if i == last => out.push_str("\\ "),
+            c if c.is_control() => out.push_str(&format!("\\{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The first certificate's subject in PEM text (what `tessera gen` pins in each node.toml).

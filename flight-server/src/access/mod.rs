@@ -58,6 +58,9 @@ pub struct Unrecognised {
     pub reason: String,
 }
 
+/// Most password checks running at once.
+pub const MAX_CONCURRENT_CHECKS: usize = 4;
+
 /// A new random secret (hex).
 pub fn random_secret() -> String {
     tessera_protocol::credentials::generate_token()
@@ -72,6 +75,8 @@ pub struct Access {
     users: Mutex<(Option<SystemTime>, Arc<UsersFile>)>,
     sessions: Sessions,
     throttle: Throttle,
+    /// Bounds the argon2id checks running at once (each takes 19 MiB and a core for a while).
+    checking: tokio::sync::Semaphore,
 }
 
 fn modified(path: &std::path::Path) -> Option<SystemTime> {
@@ -92,6 +97,7 @@ impl Access {
             users: Mutex::new((stamp, Arc::new(users))),
             sessions: Sessions::default(),
             throttle: Throttle::default(),
+            checking: tokio::sync::Semaphore::new(MAX_CONCURRENT_CHECKS),
         })
     }
 
@@ -131,13 +137,13 @@ impl Access {
                 self.sign_in(&user, password, request.remote_addr()).await
             }
             Some(Some(Credentials::Bearer(token))) => match self.sessions.user(&token) {
-                Some(user) if self.users().contains(&user) => Ok(Caller {
+                Some((user, hash)) if self.users().hash_of(&user) == Some(hash.as_str()) => Ok(Caller {
                     role: Role::Analyst,
                     name: user,
                 }),
-                Some(user) => Err(Unrecognised {
+                Some((user, _)) => Err(Unrecognised {
                     presented: format!("user {user}"),
-                    reason: "the user no longer exists".into(),
+                    reason: "the session ended: the user was removed or has a new password; sign in again".into(),
                 }),
                 None => Err(Unrecognised {
                     presented: "a bearer token".into(),
@@ -157,7 +163,8 @@ impl Access {
         }
     }
 
-    /// Checks a user's password (throttled per user and per address).
+    /// Checks a user's password: throttled per user, per address and per both, at most
+    /// [`MAX_CONCURRENT_CHECKS`] argon2id checks at once.
     async fn sign_in(
         &self,
         user: &str,
@@ -165,39 +172,66 @@ impl Access {
         from: Option<std::net::SocketAddr>,
     ) -> Result<Caller, Unrecognised> {
         let presented = format!("user {}", bounded(user));
+        let wrong = || Unrecognised {
+            presented: presented.clone(),
+            reason: "wrong user name or password".into(),
+        };
+        if users::check_name(user).is_err() {
+            return Err(wrong());
+        }
+        let address = throttle::address_key(from);
         let keys = [
-            format!("user:{user}"),
-            format!("addr:{}", from.map(|a| a.ip().to_string()).unwrap_or_default()),
+            (format!("user:{user}@{address}"), 5),
+            (format!("user:{user}"), 20),
+            (format!("addr:{address}"), 20),
         ];
-        if let Some(wait) = keys.iter().filter_map(|k| self.throttle.wait(k)).max() {
+        if let Err(wait) = self.throttle.begin(&keys) {
             return Err(Unrecognised {
                 presented,
                 reason: format!("too many failed sign-ins; try again in {} s", wait.as_secs().max(1)),
             });
         }
+        let Ok(_permit) = self.checking.try_acquire() else {
+            self.throttle.succeeded(&keys);
+            return Err(Unrecognised {
+                presented,
+                reason: "too many sign-ins at once; try again shortly".into(),
+            });
+        };
         let users = self.users();
         let name = user.to_string();
         let verified = tokio::task::spawn_blocking(move || users.verify(&name, &password).is_some())
             .await
             .unwrap_or(false);
-        if verified {
-            keys.iter().for_each(|k| self.throttle.succeeded(k));
-            Ok(Caller {
-                role: Role::Analyst,
-                name: user.to_string(),
-            })
-        } else {
-            keys.iter().for_each(|k| self.throttle.failed(k));
-            Err(Unrecognised {
-                presented,
-                reason: "wrong user name or password".into(),
-            })
+        if !verified {
+            return Err(wrong());
         }
+        self.throttle.succeeded(&keys);
+        Ok(Caller {
+            role: Role::Analyst,
+            name: user.to_string(),
+        })
     }
 
-    /// A session token for an analyst who just signed in.
-    pub fn open_session(&self, caller: &Caller) -> Option<String> {
-        (caller.role == Role::Analyst).then(|| self.sessions.open(&caller.name))
+    /// Whether a request from `from` that the node did not recognise is audited: while an
+    /// address keeps sending them, most are turned away unaudited (`None`), and the next audited
+    /// one says how many (`Some(turned away since)`).
+    pub fn audit_unrecognised(&self, from: Option<std::net::SocketAddr>) -> Option<u64> {
+        let key = [(format!("unrecognised:{}", throttle::address_key(from)), 20)];
+        self.throttle
+            .begin(&key)
+            .ok()
+            .map(|()| self.throttle.take_turned_away(&key[0].0))
+    }
+
+    /// A session token for an analyst who just signed in with a password (not for a session
+    /// token renewing itself, which would let a stolen token live for ever).
+    pub fn open_session<T>(&self, caller: &Caller, request: &Request<T>) -> Option<String> {
+        let header = request.metadata().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let by_password = matches!(header.map(Credentials::parse), Some(Some(Credentials::Basic { .. })));
+        let users = self.users();
+        let hash = users.hash_of(&caller.name)?;
+        (caller.role == Role::Analyst && by_password).then(|| self.sessions.open(&caller.name, hash))
     }
 }
 

@@ -161,8 +161,8 @@ impl UsersFile {
         }
     }
 
-    /// Whether `name` is (still) a user.
-    pub fn contains(&self, name: &str) -> bool {
-        self.users.iter().any(|u| u.name == name)
+    /// The password hash of `name`, if they are (still) a user.
+    pub fn hash_of(&self, name: &str) -> Option<&str> {
+        self.users.iter().find(|u| u.name == name).map(|u| u.argon2id.as_str())
     }
 }

@@ -32,6 +32,9 @@ const PARKED_FOR: Duration = Duration::from_secs(600);
 /// Most results waiting at once; the oldest go first.
 const MAX_PARKED: usize = 256;
 
+/// Most results one analyst may leave waiting.
+const MAX_PARKED_PER_USER: usize = 16;
+
 /// The node's link to itself: fragments run as the coordinator's would, audited under the analyst.
 struct InProcess {
     core: Arc<Core>,
@@ -66,6 +69,12 @@ pub struct Analysts {
 impl Analysts {
     /// The pipeline over `core` with the `[disclosure]` rules of `config`.
     pub fn new(core: Arc<Core>, config: &NodeConfig, catalog: &Catalog) -> Result<Analysts, StartError> {
+        if config.disclosure.mode == tessera_disclosure::Mode::Off {
+            return Err(StartError(format!(
+                "{}: [disclosure] mode: a node never answers its analysts without disclosure control",
+                config.source.display()
+            )));
+        }
         let project = format!("{}-analysts", config.node.name);
         let mut federation = FederationConfig::new("", &project, [(config.node.name.clone(), String::new())]);
         federation.disclosure = config.disclosure.clone();
@@ -100,10 +109,17 @@ impl Analysts {
         }
     }
 
-    /// Runs an analyst's question through disclosure control, and audits it.
+    /// Runs an analyst's question through disclosure control, and audits it. What fails while
+    /// it runs is not shown as is (a conversion error can quote a value): the analyst hears
+    /// that it failed, the audit line has the detail.
     pub async fn run(&self, caller: &Caller, sql: String, call: &str) -> Result<QueryResult, Status> {
         let request = self.request(caller, sql);
-        match self.coordinator.query_as(&request.context, &request.sql).await {
+        let prepared = match self.coordinator.prepare_as(&request.context, &request.sql).await {
+            Ok(prepared) => prepared,
+            Err(e) => return Err(self.refuse(&request, caller, call, e).await),
+        };
+        let ran = prepared.run().await;
+        match ran {
             Ok(result) => {
                 let note = format!("{}; {}", result.provenance.summary(), result.disclosure);
                 let rows = result.num_rows() as u64;
@@ -113,7 +129,15 @@ impl Analysts {
                 self.core.record(record).await?;
                 Ok(result)
             }
-            Err(e) => Err(self.refuse(&request, caller, call, e).await),
+            Err(e) => {
+                // The trust's own refusals and failures are already in words for the analyst.
+                let own = e.message.starts_with(&format!("{} ", self.core.name));
+                let status = self.refuse(&request, caller, call, e).await;
+                match own || status.code() == tonic::Code::Unavailable {
+                    true => Err(status),
+                    false => Err(Status::internal(super::query::RUN_FAILED)),
+                }
+            }
         }
     }
 
@@ -139,8 +163,21 @@ impl Analysts {
         let handle = format!("analyst:{}", crate::access::random_secret());
         let mut parked = self.parked.lock().unwrap_or_else(|p| p.into_inner());
         parked.retain(|_, (_, at, _)| at.elapsed() < PARKED_FOR);
+        let oldest_of = |parked: &HashMap<String, (String, Instant, QueryResult)>, user: Option<&str>| {
+            parked
+                .iter()
+                .filter(|(_, (owner, _, _))| user.is_none_or(|u| owner == u))
+                .min_by_key(|(_, (_, at, _))| *at)
+                .map(|(k, _)| k.clone())
+        };
+        // One analyst's unfetched results never push out another's.
+        if parked.values().filter(|(owner, _, _)| *owner == caller.name).count() >= MAX_PARKED_PER_USER {
+            if let Some(oldest) = oldest_of(&parked, Some(&caller.name)) {
+                parked.remove(&oldest);
+            }
+        }
         if parked.len() >= MAX_PARKED {
-            if let Some(oldest) = parked.iter().min_by_key(|(_, (_, at, _))| *at).map(|(k, _)| k.clone()) {
+            if let Some(oldest) = oldest_of(&parked, None) {
                 parked.remove(&oldest);
             }
         }

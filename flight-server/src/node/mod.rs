@@ -42,6 +42,10 @@ pub struct Core {
     policy: NodePolicy,
     audit: AuditLog,
     timeout: Duration,
+    /// DataFusion's memory limit for one query, in bytes.
+    memory_per_query: Option<usize>,
+    /// The as-at date of the trust's data, reported with every answer.
+    as_at: String,
     next_query: AtomicU64,
 }
 
@@ -68,8 +72,9 @@ impl TrustNode {
         let tls = server_tls(config)?;
         let access = Access::new(config.access.coordinator_subject.clone(), config.users_path())
             .map_err(|e| StartError(format!("{file}: [access] users: {e}")))?;
-        let memory = (config.node.memory_limit_mb > 0).then(|| config.node.memory_limit_mb as usize * 1024 * 1024);
-        let ctx = tessera_policy::session::new_session(memory).map_err(|e| StartError(e.strip_backtrace()))?;
+        let memory_per_query =
+            (config.node.memory_limit_mb > 0).then(|| config.node.memory_limit_mb as usize * 1024 * 1024);
+        let ctx = tessera_policy::session::new_session(None).map_err(|e| StartError(e.strip_backtrace()))?;
         ctx.register_udaf(Top2::udaf().as_ref().clone());
         let secret = config
             .access
@@ -95,6 +100,8 @@ impl TrustNode {
             policy,
             audit,
             timeout: Duration::from_secs(config.node.query_timeout_secs),
+            memory_per_query,
+            as_at: config.data_as_at(),
             next_query: AtomicU64::new(1),
         });
         let analysts = Analysts::new(core.clone(), config, catalog)?;

@@ -1,14 +1,21 @@
 //! Planning, checking, running and auditing one query.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::DataFusionError;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionState;
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::physical_plan::execute_stream;
 use futures::StreamExt;
 use tessera_policy::{PolicyChecker, Refusal};
+use tessera_protocol::names::AS_AT_METADATA;
 use tessera_protocol::FragmentRequest;
 use tonic::Status;
 
@@ -85,6 +92,12 @@ impl Core {
     /// Plans `sql` against this node's catalog and checks it against the policy (`from_coordinator`:
     /// the request proved it comes from this trust's coordinator).
     pub async fn plan_checked(&self, sql: &str, from_coordinator: bool) -> Result<LogicalPlan, Unanswered> {
+        if sql.len() > MAX_SQL_BYTES {
+            return Err(Unanswered::Invalid(format!(
+                "the query is {} bytes; this node reads at most {MAX_SQL_BYTES}",
+                sql.len()
+            )));
+        }
         let plan = self
             .ctx
             .state()
@@ -95,6 +108,7 @@ impl Core {
             .for_coordinator(from_coordinator)
             .check(&plan)
             .map_err(Unanswered::Refused)?;
+        check_in_lists(&plan)?;
         Ok(plan)
     }
 
@@ -116,9 +130,10 @@ impl Core {
     async fn execute(&self, plan: LogicalPlan, timeout: Duration) -> Result<Answer, Unanswered> {
         let max_groups = self.policy.max_groups as u64;
         let run = async {
-            let frame = self.ctx.execute_logical_plan(plan).await?;
-            let schema = frame.schema().inner().clone();
-            let mut stream = frame.execute_stream().await?;
+            let state = self.ctx.state();
+            let physical = state.create_physical_plan(&plan).await?;
+            let schema = plan.schema().inner().clone();
+            let mut stream = execute_stream(physical, self.task_context(&state)?)?;
             let mut batches = Vec::new();
             let mut rows = 0u64;
             while let Some(batch) = stream.next().await {
@@ -131,6 +146,12 @@ impl Core {
                 }
                 batches.push(batch);
             }
+            // Every answer says how recent the trust's data is.
+            let schema = self.with_as_at(&schema);
+            let batches = batches
+                .into_iter()
+                .map(|b| b.with_schema(schema.clone()))
+                .collect::<Result<Vec<_>, _>>()?;
             Ok::<_, DataFusionError>(Ok(Answer { schema, batches, rows }))
         };
         match tokio::time::timeout(timeout, run).await {
@@ -146,10 +167,32 @@ impl Core {
         }
     }
 
+    /// `schema` with this trust's as-at date in its metadata.
+    fn with_as_at(&self, schema: &SchemaRef) -> SchemaRef {
+        let mut metadata = schema.metadata().clone();
+        metadata.insert(AS_AT_METADATA.to_string(), self.as_at.clone());
+        Arc::new(schema.as_ref().clone().with_metadata(metadata))
+    }
+
+    /// A task context for one query: with a memory limit, a pool of its own, so that a query
+    /// that exceeds it fails alone while others keep running.
+    fn task_context(&self, state: &SessionState) -> Result<Arc<TaskContext>, DataFusionError> {
+        let task = TaskContext::from(state);
+        match self.memory_per_query {
+            None => Ok(Arc::new(task)),
+            Some(bytes) => {
+                let runtime = RuntimeEnvBuilder::from_runtime_env(state.runtime_env())
+                    .with_memory_limit(bytes, 1.0)
+                    .build_arc()?;
+                Ok(Arc::new(task.with_runtime(runtime)))
+            }
+        }
+    }
+
     /// The answer's schema, for `GetFlightInfo` and prepared statements; refusals are audited.
     pub async fn describe(&self, request: &FragmentRequest, caller: &Caller, call: &str) -> Result<SchemaRef, Status> {
         match self.plan_checked(&request.sql, request.from_coordinator).await {
-            Ok(plan) => Ok(plan.schema().inner().clone()),
+            Ok(plan) => Ok(self.with_as_at(plan.schema().inner())),
             Err(e) => Err(self.record_failure(request, caller, call, e).await),
         }
     }
@@ -199,7 +242,14 @@ impl Core {
     }
 
     /// Audits a request from a caller the node did not recognise; the caller hears only that.
-    pub async fn record_unrecognised(&self, call: &str, sql: &str, who: &Unrecognised) -> Status {
+    /// `turned_away`: earlier requests from the same address refused without an audit line.
+    pub async fn record_unrecognised(&self, call: &str, sql: &str, who: &Unrecognised, turned_away: u64) -> Status {
+        let mut reason = format!("unauthenticated: {}", who.reason);
+        if turned_away > 0 {
+            reason.push_str(&format!(
+                " (and {turned_away} earlier requests from this address refused while it was throttled, not audited one by one)"
+            ));
+        }
         let record = AuditRecord {
             context: self.with_defaults(FragmentRequest::new("")).context,
             role: "unauthenticated".into(),
@@ -208,7 +258,7 @@ impl Core {
             call: call.to_string(),
             sql: sql.chars().take(MAX_AUDITED_SQL_CHARS).collect(),
             decision: Decision::Refused,
-            reason: Some(format!("unauthenticated: {}", who.reason)),
+            reason: Some(reason),
             rows: 0,
         };
         match self.record(record).await {
@@ -254,6 +304,35 @@ impl Core {
             ))
         })
     }
+}
+
+/// Longest SQL a node plans, in bytes.
+pub const MAX_SQL_BYTES: usize = 64 * 1024;
+
+/// Most values in one `IN (…)` list.
+pub const MAX_IN_LIST: usize = 1000;
+
+/// Refuses `IN` lists longer than [`MAX_IN_LIST`] (a list of a thousand codes is a filter; a list
+/// of ten thousand is a way to make the planner and the audit log do work for nothing).
+fn check_in_lists(plan: &LogicalPlan) -> Result<(), Unanswered> {
+    let mut longest = 0;
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::InList(list) = e {
+                    longest = longest.max(list.list.len());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })
+    .map_err(|e| Unanswered::Internal(e.strip_backtrace()))?;
+    if longest > MAX_IN_LIST {
+        return Err(Unanswered::Refused(Refusal::new(format!(
+            "an IN list has {longest} values; this node accepts at most {MAX_IN_LIST}"
+        ))));
+    }
+    Ok(())
 }
 
 /// Most characters of an unauthenticated caller's SQL kept in the audit log.

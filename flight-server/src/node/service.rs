@@ -83,7 +83,11 @@ impl TrustNode {
     async fn caller<T>(&self, request: &Request<T>, call: &str, sql: &str) -> Result<Caller, Status> {
         match self.access.identify(request).await {
             Ok(caller) => Ok(caller),
-            Err(who) => Err(self.core.record_unrecognised(call, sql, &who).await),
+            Err(who) => match self.access.audit_unrecognised(request.remote_addr()) {
+                Some(turned_away) => Err(self.core.record_unrecognised(call, sql, &who, turned_away).await),
+                // A flood from one address is not written line by line; the next line counts it.
+                None => Err(Status::unauthenticated(who.reason)),
+            },
         }
     }
 
@@ -190,7 +194,7 @@ impl FlightSqlService for TrustNode {
             payload: Default::default(),
         };
         let mut response = Response::new(Box::pin(stream::iter(vec![Ok(response)])) as _);
-        if let Some(token) = self.access.open_session(&caller) {
+        if let Some(token) = self.access.open_session(&caller, &request) {
             let value = Credentials::Bearer(token)
                 .header()
                 .parse()

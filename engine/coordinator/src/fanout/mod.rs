@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::compute::{cast_with_options, CastOptions};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::DFSchemaRef;
@@ -33,13 +33,19 @@ pub mod links;
 
 use crate::config::OnNodeFailure;
 use links::{NodeSet, TrustError};
+use tessera_protocol::names::AS_AT_METADATA;
 use tessera_protocol::{FragmentRequest, RequestContext};
 
 /// What one trust did for one fragment.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NodeOutcome {
     /// Sent its partial answer in full.
-    Answered { groups: u64, elapsed: Duration },
+    Answered {
+        groups: u64,
+        elapsed: Duration,
+        /// The as-at date of the trust's data, as its node reported it.
+        as_at: Option<String>,
+    },
     /// Did not answer; the reason reads as `<trust> <reason>`.
     Failed(String),
 }
@@ -158,24 +164,39 @@ impl DisplayAs for FederatedScanExec {
     }
 }
 
-/// Makes a node's batch match the expected partial schema (same columns, by position).
+/// Makes a node's batch match the expected partial schema (same columns, by position). A column
+/// of another kind (text for a number, say) is refused, never cast to nulls: a mismatched batch
+/// is never merged.
 fn conform(batch: RecordBatch, schema: &SchemaRef, trust: &str) -> Result<RecordBatch> {
+    let mismatch = |why: String| DataFusionError::External(Box::new(TrustError::failed(trust, why)));
     if batch.num_columns() != schema.fields().len() {
-        return Err(DataFusionError::External(Box::new(TrustError::failed(
-            trust,
-            format!(
-                "answered with {} columns, expected {}",
-                batch.num_columns(),
-                schema.fields().len()
-            ),
-        ))));
+        return Err(mismatch(format!(
+            "answered with {} columns, expected {}",
+            batch.num_columns(),
+            schema.fields().len()
+        )));
     }
+    let strict = CastOptions {
+        safe: false,
+        ..CastOptions::default()
+    };
     let columns = batch
         .columns()
         .iter()
         .zip(schema.fields())
-        .map(|(c, f)| cast(c, f.data_type()))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+        .map(|(c, f)| {
+            if !same_kind(c.data_type(), f.data_type()) {
+                return Err(mismatch(format!(
+                    "answered column {} as {}, expected {}",
+                    f.name(),
+                    c.data_type(),
+                    f.data_type()
+                )));
+            }
+            cast_with_options(c, f.data_type(), &strict)
+                .map_err(|e| mismatch(format!("answered column {} that does not convert: {e}", f.name())))
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
@@ -223,8 +244,8 @@ impl ExecutionPlan for FederatedScanExec {
             let opened = tokio::time::timeout_at(deadline, node.service.stream(&request)).await;
             let failure = match opened {
                 Ok(Ok(flight)) => {
-                    let state = (flight, 0u64, record, false);
-                    let batches = stream::unfold(state, move |(mut flight, rows, record, done)| {
+                    let state = (flight, 0u64, None::<String>, record, false);
+                    let batches = stream::unfold(state, move |(mut flight, rows, as_at, record, done)| {
                         let (trust, schema) = (node.name.clone(), schema.clone());
                         async move {
                             if done {
@@ -233,21 +254,24 @@ impl ExecutionPlan for FederatedScanExec {
                             match tokio::time::timeout_at(deadline, flight.next()).await {
                                 Ok(Some(Ok(batch))) => {
                                     let rows = rows + batch.num_rows() as u64;
+                                    let as_at =
+                                        as_at.or_else(|| batch.schema().metadata().get(AS_AT_METADATA).cloned());
                                     let batch = conform(batch, &schema, &trust);
-                                    Some((batch, (flight, rows, record, false)))
+                                    Some((batch, (flight, rows, as_at, record, false)))
                                 }
                                 Ok(Some(Err(e))) => {
                                     let error = TrustError::from_client(&trust, e);
                                     record(NodeOutcome::Failed(error.to_string()));
                                     Some((
                                         Err(DataFusionError::External(Box::new(error))),
-                                        (flight, rows, record, true),
+                                        (flight, rows, as_at.clone(), record, true),
                                     ))
                                 }
                                 Ok(None) => {
                                     record(NodeOutcome::Answered {
                                         groups: rows,
                                         elapsed: started.elapsed(),
+                                        as_at,
                                     });
                                     None
                                 }
@@ -256,7 +280,7 @@ impl ExecutionPlan for FederatedScanExec {
                                     record(NodeOutcome::Failed(error.to_string()));
                                     Some((
                                         Err(DataFusionError::External(Box::new(error))),
-                                        (flight, rows, record, true),
+                                        (flight, rows, as_at.clone(), record, true),
                                     ))
                                 }
                             }
@@ -280,6 +304,18 @@ impl ExecutionPlan for FederatedScanExec {
             stream::once(answer).try_flatten(),
         )))
     }
+}
+
+/// Whether a node's column type may stand for the expected one (the same kind of value).
+fn same_kind(from: &DataType, to: &DataType) -> bool {
+    let text = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    from == to
+        || *from == DataType::Null
+        || (text(from) && text(to))
+        || (from.is_numeric() && to.is_numeric())
+        || (from.is_temporal() && to.is_temporal())
+        || (matches!(from, DataType::List(_) | DataType::LargeList(_))
+            && matches!(to, DataType::List(_) | DataType::LargeList(_)))
 }
 
 /// Plans [`FederatedScan`] nodes as [`FederatedScanExec`].

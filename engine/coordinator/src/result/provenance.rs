@@ -17,6 +17,8 @@ pub struct Provenance {
     pub trusts: BTreeMap<String, Option<String>>,
     /// Fragments sent (the same to every trust).
     pub fragments: Vec<String>,
+    /// Trust name → the as-at date of its data, as its node reported it.
+    pub as_at: BTreeMap<String, String>,
 }
 
 impl Provenance {
@@ -44,7 +46,11 @@ impl Provenance {
         for (trust, outcome) in outcomes {
             let entry = self.trusts.entry(trust.clone()).or_insert(None);
             match outcome {
-                Some(NodeOutcome::Answered { .. }) => {}
+                Some(NodeOutcome::Answered { as_at, .. }) => {
+                    if let Some(date) = as_at {
+                        self.as_at.insert(trust.clone(), date);
+                    }
+                }
                 Some(NodeOutcome::Failed(reason)) => {
                     entry.get_or_insert(reason);
                 }
@@ -64,7 +70,8 @@ impl Provenance {
             .collect()
     }
 
-    /// One line for the researcher, e.g. `2 of 3 trusts answered (RJ1, RRK) — RTH unreachable (connection refused)`.
+    /// One line for the researcher, e.g. `2 of 3 trusts answered (RJ1, RRK) — RTH unreachable
+    /// (connection refused); data as at 2024-03-31`.
     pub fn summary(&self) -> String {
         if self.fragments.is_empty() {
             return "no trust data was needed".to_string();
@@ -80,6 +87,16 @@ impl Provenance {
         if !failures.is_empty() {
             line.push_str(" — ");
             line.push_str(&failures.join("; "));
+        }
+        let mut dates = self.as_at.values().collect::<Vec<_>>();
+        dates.dedup();
+        match dates.as_slice() {
+            [] => {}
+            [one] if self.as_at.len() == answered.len() => line.push_str(&format!("; data as at {one}")),
+            _ => {
+                let each = self.as_at.iter().map(|(t, d)| format!("{t} {d}")).collect::<Vec<_>>();
+                line.push_str(&format!("; data as at {}", each.join(", ")));
+            }
         }
         line
     }

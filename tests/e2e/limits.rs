@@ -1,0 +1,98 @@
+//! Resource limits at a node: each oversized question fails alone, with a clear error, and the
+//! node keeps answering.
+
+use tessera_support::{TestData, TestNode};
+use tonic::Code;
+
+/// (what, SQL, expected gRPC code, text the error must contain)
+fn oversized() -> Vec<(&'static str, String, Code, &'static str)> {
+    let long_sql = format!(
+        "SELECT count(*) FROM apc_episodes WHERE treatment_specialty <> '{}'",
+        "x".repeat(70_000)
+    );
+    let codes = (0..1001).map(|i| format!("'{i:03}'")).collect::<Vec<_>>().join(", ");
+    let long_in = format!("SELECT count(*) FROM apc_episodes WHERE treatment_specialty IN ({codes})");
+    let deep = format!(
+        "SELECT count(*) FROM apc_episodes WHERE {}los_days > 1{}",
+        "(".repeat(2_000),
+        ")".repeat(2_000)
+    );
+    let deep_arithmetic = format!(
+        "SELECT sum({}los_days{}) FROM apc_episodes",
+        "(1 + ".repeat(500),
+        ")".repeat(500)
+    );
+    vec![
+        (
+            "SQL of 70 kB",
+            long_sql,
+            Code::InvalidArgument,
+            "this node reads at most 65536",
+        ),
+        (
+            "an IN list of 1,001 values",
+            long_in,
+            Code::PermissionDenied,
+            "at most 1000",
+        ),
+        (
+            "2,000 nested parentheses",
+            deep,
+            Code::InvalidArgument,
+            "recursion limit",
+        ),
+        (
+            "500 nested additions",
+            deep_arithmetic,
+            Code::InvalidArgument,
+            "recursion limit",
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_questions_fail_alone_with_a_clear_error() {
+    let data = TestData::generate(&["RRK"], 1_000, 21);
+    let node = TestNode::start(&data.node_config("RRK", |_| {})).await;
+    let mut failures = Vec::new();
+    for (what, sql, code, text) in oversized() {
+        match node.ask(&sql).await {
+            Ok(_) => failures.push(format!("{what}: answered")),
+            Err(e) if e.code() != Some(code) || !e.to_string().contains(text) => {
+                failures.push(format!("{what}: {:?} {e}", e.code()))
+            }
+            Err(_) => {}
+        }
+        // The node is still up and answers an ordinary question.
+        assert!(node.ask("SELECT count(*) FROM apc_episodes").await.is_ok(), "{what}");
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_over_the_memory_limit_fails_alone_while_others_run() {
+    let data = TestData::generate(&["RTH"], 20_000, 22);
+    // count(DISTINCT …) over people needs the exactness profile; it is the simplest memory hog.
+    let config = |mb: u64| {
+        data.node_config("RTH", |c| {
+            c.node.memory_limit_mb = mb;
+            c.policy.profile = tessera_policy::Profile::ExactnessTest;
+            c.policy.max_groups = 1_000_000;
+        })
+    };
+    let node = TestNode::start(&config(1)).await;
+    // Thousands of groups, each with a set of distinct patients.
+    let heavy = "SELECT admission_date, primary_diagnosis, count(DISTINCT person_id) AS patients \
+                 FROM apc_episodes GROUP BY admission_date, primary_diagnosis";
+    let light = "SELECT sex, count(*) FROM apc_episodes GROUP BY sex";
+    let (heavy_answer, light_answer) = tokio::join!(node.ask(heavy), node.ask(light));
+    let error = heavy_answer.expect_err("1 MiB is not enough for the distinct sets");
+    assert_eq!(error.code(), Some(Code::Internal), "{error}");
+    assert_eq!(light_answer.expect("the small query runs").num_rows(), 2);
+    // The caller hears only that it failed; the audit log has the reason.
+    let log = std::fs::read_to_string(&node.audit_log).unwrap();
+    assert!(log.contains("Resources exhausted"), "{log}");
+    // Without the limit the same question is answered.
+    let unlimited = TestNode::start(&config(0)).await;
+    assert!(unlimited.ask(heavy).await.is_ok());
+}
