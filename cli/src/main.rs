@@ -61,6 +61,17 @@ enum AuditCommand {
         /// The audit log (JSON lines).
         file: PathBuf,
     },
+    /// Summarise who asked what, allowed and refused, and list every refused or failed request.
+    Show {
+        /// The audit log (JSON lines).
+        file: PathBuf,
+        /// Only this project.
+        #[arg(long)]
+        project: Option<String>,
+        /// Only requests on or after this day (UTC), e.g. 2026-11-01.
+        #[arg(long, value_name = "DATE")]
+        since: Option<chrono::NaiveDate>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -72,6 +83,9 @@ fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { file },
         } => commands::audit::verify(&file),
+        Command::Audit {
+            command: AuditCommand::Show { file, project, since },
+        } => commands::audit::show(&file, &tessera_node::audit_summary::Filter { project, since }),
         Command::Ask(args) => commands::ask::run(args),
         Command::Query(args) => commands::query::run(args),
         Command::Demo(args) => commands::demo::run(args),

@@ -251,6 +251,23 @@ fn a_node_answers_its_analysts_through_disclosure_control_turns_away_everyone_el
         stdout(&out)
     );
 
+    // The governance summary: per caller and project, allowed / refused / errors.
+    let out = tessera(&["audit", "show", log.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = stdout(&out);
+    let row = |start: &str| {
+        summary
+            .lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no row {start:?} in\n{summary}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(row("analyst")[1..7], ["alice", "alice", "RRK-analysts", "1", "1", "0"]);
+    assert!(summary.contains("Refused or failed:"), "{summary}");
+    let out = tessera(&["audit", "show", log.to_str().unwrap(), "--project", "nothing"]);
+    assert!(stdout(&out).contains("no requests match"), "{}", stdout(&out));
+
     let mut lines = text.lines().map(str::to_string).collect::<Vec<_>>();
     lines[2] = lines[2].replace("alice", "carol");
     std::fs::write(&log, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
@@ -298,7 +315,7 @@ fn two_trusts() -> TwoTrusts {
     let config = dir.path().join("federation.toml");
     std::fs::write(
         &config,
-        format!("[federation]\nrequester = \"cli-test\"\nproject = \"formats\"\n\n{TLS}\n[disclosure]\nmode = \"off\"\nallow_unsafe_output = true\n\n{entries}"),
+        format!("[federation]\nrequester = \"cli-test\"\nproject = \"synthetic\"\n\n{TLS}\n[disclosure]\nmode = \"off\"\nallow_unsafe_output = true\n\n{entries}"),
     )
     .unwrap();
     TwoTrusts {

@@ -22,6 +22,7 @@
 //! [access]
 //! coordinator_subject = "CN=tessera-coordinator, O=Tessera development"  # the only coordinator
 //! users = "users.toml"                # this trust's analysts (`tessera user add`)
+//! projects = "projects.toml"          # projects the coordinator may ask for
 //! record_key_secret = "…"             # 64 hex digits: this trust's secret for record keys (never shared)
 //!
 //! [disclosure]                        # what analysts' answers pass (the coordinator's rules)
@@ -80,6 +81,10 @@ pub struct NodeSection {
     /// Longest a query may run, in seconds.
     #[serde(default = "default_timeout")]
     pub query_timeout_secs: u64,
+    /// Where to serve Prometheus metrics (`GET /metrics`, plain HTTP; counts and timings only),
+    /// e.g. `127.0.0.1:9464`. Off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
     /// The date the trust's extract is as at (`YYYY-MM-DD`), reported with every answer; by
     /// default the date the newest local table file was written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -112,6 +117,10 @@ pub struct AccessSection {
     /// it, no one signs in with a password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub users: Option<PathBuf>,
+    /// The projects this trust has approved, relative to this file: the coordinator's questions
+    /// for any other project are refused. Without it, any project may be asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projects: Option<PathBuf>,
     /// This trust's secret for record keys (64 hex digits), from which the cell keys that
     /// perturbation needs are made. It never leaves the trust; keep it stable, since a new secret
     /// gives every cell new noise.
@@ -165,6 +174,10 @@ impl NodeConfig {
                 self.node.listen
             )
         })?;
+        if let Some(addr) = &self.node.metrics_listen {
+            addr.parse::<SocketAddr>()
+                .map_err(|_| format!("[node] metrics_listen: `{addr}` is not an address like 127.0.0.1:9464"))?;
+        }
         if let Some(date) = &self.node.data_as_at {
             chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
                 .map_err(|_| format!("[node] data_as_at: `{date}` is not a date like 2024-03-31"))?;
@@ -241,6 +254,11 @@ impl NodeConfig {
         self.access.users.as_ref().map(|p| self.resolve(p))
     }
 
+    /// The approved-projects file's path, when there is one.
+    pub fn projects_path(&self) -> Option<PathBuf> {
+        self.access.projects.as_ref().map(|p| self.resolve(p))
+    }
+
     /// Where analysts' releases are logged (relative to this file unless absolute).
     pub fn analyst_release_log(&self) -> PathBuf {
         self.resolve(
@@ -305,6 +323,7 @@ impl NodeConfig {
                 query_timeout_secs: DEFAULT_QUERY_TIMEOUT_SECS,
                 memory_limit_mb: DEFAULT_MEMORY_LIMIT_MB,
                 data_as_at: None,
+                metrics_listen: None,
             },
             tables: tables
                 .iter()

@@ -5,7 +5,9 @@
 //! - [`access`]: who is asking — the federation's coordinator (mutual TLS, pinned subject), a
 //!   trust analyst (user name and password, argon2id), or no one the node answers.
 //! - [`audit`]: the node's tamper-evident, hash-chained JSON-lines audit log.
+//! - [`audit_summary`]: who asked what, allowed and refused (`tessera audit show`).
 //! - [`config`]: the node configuration file, `node.toml`.
+//! - [`operations`]: Prometheus metrics and the node's log lines per request.
 //! - [`tables`]: the trust's files registered as the contracts' tables.
 //! - [`logging`]: the node's own log on standard error (`TESSERA_LOG`).
 //!
@@ -16,9 +18,11 @@
 
 pub mod access;
 pub mod audit;
+pub mod audit_summary;
 pub mod config;
 pub mod logging;
 pub mod node;
+pub mod operations;
 pub mod tables;
 
 pub use config::NodeConfig;

@@ -35,3 +35,56 @@ fn ipv6_addresses_of_one_site_share_a_key() {
     assert_eq!(address_key(a), address_key(b));
     assert_eq!(address_key("10.0.0.1:1".parse().ok()), "10.0.0.1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coordinator_is_answered_only_for_approved_projects_and_a_removal_revokes_at_once() {
+    use tessera_node::access::projects::ProjectsFile;
+    use tessera_protocol::{FragmentRequest, RequestContext};
+    use tessera_support::{TestData, TestNode};
+
+    let data = TestData::generate(&["RRK"], 300, 41);
+    let file = data.trust_dir("RRK").join("projects.toml");
+    let approve = |projects: &[&str]| {
+        let file_text = ProjectsFile {
+            projects: projects.iter().map(|p| p.to_string()).collect(),
+        };
+        file_text.save(&file).unwrap();
+    };
+    approve(&["los-2024", "ae-2025"]);
+    let node = TestNode::start(&data.node_config("RRK", |c| c.access.projects = Some(file.clone()))).await;
+    let ask = |project: &str| {
+        let request = FragmentRequest::with_context(
+            "SELECT count(*) FROM apc_episodes",
+            RequestContext::new("ana@uni.ac.uk", project),
+        );
+        let client = node.client.clone();
+        async move { client.query(&request).await }
+    };
+    assert!(ask("los-2024").await.is_ok());
+    let error = ask("curiosity").await.unwrap_err();
+    assert_eq!(error.code(), Some(tonic::Code::PermissionDenied));
+    assert!(
+        error.to_string().contains("project `curiosity` is not approved"),
+        "{error}"
+    );
+    // The trust removes a project: the very next question for it is refused.
+    approve(&["ae-2025"]);
+    assert!(ask("los-2024").await.is_err());
+    assert!(ask("ae-2025").await.is_ok());
+    let log = std::fs::read_to_string(&node.audit_log).unwrap();
+    let decisions = log
+        .lines()
+        .map(|l| serde_json::from_str::<tessera_node::audit::AuditEntry>(l).unwrap())
+        .map(|e| (e.project, e.decision))
+        .collect::<Vec<_>>();
+    use tessera_node::audit::Decision::{Allowed, Refused};
+    assert_eq!(
+        decisions,
+        [
+            ("los-2024".to_string(), Allowed),
+            ("curiosity".to_string(), Refused),
+            ("los-2024".to_string(), Refused),
+            ("ae-2025".to_string(), Allowed),
+        ]
+    );
+}

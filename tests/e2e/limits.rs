@@ -71,7 +71,7 @@ async fn oversized_questions_fail_alone_with_a_clear_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_over_the_memory_limit_fails_alone_while_others_run() {
-    let data = TestData::generate(&["RTH"], 20_000, 22);
+    let data = TestData::generate(&["RTH"], 40_000, 22);
     // count(DISTINCT …) over people needs the exactness profile; it is the simplest memory hog.
     let config = |mb: u64| {
         data.node_config("RTH", |c| {
@@ -81,9 +81,11 @@ async fn a_query_over_the_memory_limit_fails_alone_while_others_run() {
         })
     };
     let node = TestNode::start(&config(1)).await;
-    // Thousands of groups, each with a set of distinct patients.
-    let heavy = "SELECT admission_date, primary_diagnosis, count(DISTINCT person_id) AS patients \
-                 FROM apc_episodes GROUP BY admission_date, primary_diagnosis";
+    // About one group per record, each with a set of distinct patients and diagnoses: far more
+    // than 1 MiB however the work is split.
+    let heavy = "SELECT admission_date, primary_diagnosis, age_band, sex, imd_decile, \
+                 count(DISTINCT person_id) AS patients, count(DISTINCT cost_gbp) AS costs \
+                 FROM apc_episodes GROUP BY admission_date, primary_diagnosis, age_band, sex, imd_decile";
     let light = "SELECT sex, count(*) FROM apc_episodes GROUP BY sex";
     let (heavy_answer, light_answer) = tokio::join!(node.ask(heavy), node.ask(light));
     let error = heavy_answer.expect_err("1 MiB is not enough for the distinct sets");

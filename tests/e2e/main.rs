@@ -15,5 +15,6 @@ mod hostile_input;
 mod limits;
 mod node_battery;
 mod node_startup;
+mod operations;
 mod perturbation;
 mod units;

@@ -46,6 +46,9 @@ def tls_options(certs: Path, present: str | None = None) -> dict:
     if present:
         options["adbc.flight.sql.client_option.mtls_cert_chain"] = (certs / f"{present}.pem").read_text()
         options["adbc.flight.sql.client_option.mtls_private_key"] = (certs / f"{present}-key.pem").read_text()
+        # The coordinator names the project (which the trust must have approved) and who asked.
+        options["adbc.flight.sql.rpc.call_header.x-tessera-project"] = "synthetic"
+        options["adbc.flight.sql.rpc.call_header.x-tessera-requester"] = "operator@federation"
     return options
 
 

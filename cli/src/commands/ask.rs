@@ -8,7 +8,7 @@ use clap::Args;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use tessera_protocol::client::{ClientError, NodeClient};
 use tessera_protocol::credentials::Credentials;
-use tessera_protocol::names::DISCLOSURE_METADATA;
+use tessera_protocol::names::{DISCLOSURE_METADATA, PROVENANCE_METADATA};
 use tessera_protocol::tls::ClientTls;
 use tessera_protocol::{FragmentRequest, RequestContext};
 
@@ -66,7 +66,11 @@ pub fn run(args: AskArgs) -> Outcome {
         })?;
         let table = pretty_format_batches(&answer.batches).map_err(Failure::query)?;
         println!("{table}\n({} rows)", answer.num_rows());
-        if let Some(disclosure) = answer.schema.metadata().get(DISCLOSURE_METADATA) {
+        let metadata = answer.schema.metadata();
+        if let Some(provenance) = metadata.get(PROVENANCE_METADATA) {
+            println!("{provenance}");
+        }
+        if let Some(disclosure) = metadata.get(DISCLOSURE_METADATA) {
             println!("disclosure control: {disclosure}");
         }
         Ok(())

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use clap::Args;
 use tessera_coordinator::{FederationConfig, TlsSection};
+use tessera_node::access::projects::ProjectsFile;
 use tessera_node::access::users::UsersFile;
 use tessera_node::config::NodeTls;
 use tessera_node::NodeConfig;
@@ -67,6 +68,12 @@ pub fn run(args: GenArgs) -> Outcome {
 /// The coordinator configuration `tessera gen` writes beside the trusts' folders.
 pub const FEDERATION_FILE: &str = "federation.toml";
 
+/// The project of the federation `tessera gen` writes (each trust approves it).
+pub const GEN_PROJECT: &str = "synthetic";
+
+/// Each trust's approved projects (relative to its `node.toml`).
+pub const PROJECTS_FILE: &str = "projects.toml";
+
 /// Each trust's analysts (relative to its `node.toml`; empty until `tessera user add`).
 pub const USERS_FILE: &str = "users.toml";
 
@@ -103,7 +110,7 @@ pub fn generate_with_configs(args: &GenArgs) -> Result<Generated, Failure> {
         .iter()
         .zip(&ports)
         .map(|(trust, port)| (trust.provider.clone(), format!("https://127.0.0.1:{port}")));
-    let mut federation = FederationConfig::new("", "synthetic", nodes);
+    let mut federation = FederationConfig::new("", GEN_PROJECT, nodes);
     federation.tls = Some(TlsSection {
         ca: PathBuf::from(CERTS_DIR).join("ca.pem"),
         cert: PathBuf::from(CERTS_DIR).join("coordinator.pem"),
@@ -144,6 +151,11 @@ fn write_node_config(trust: &GeneratedTrust, port: u16, coordinator_subject: &st
     UsersFile::default()
         .save(&trust.dir.join(USERS_FILE))
         .map_err(Failure::query)?;
+    config.access.projects = Some(PathBuf::from(PROJECTS_FILE));
+    let projects = ProjectsFile {
+        projects: vec![GEN_PROJECT.to_string()],
+    };
+    projects.save(&trust.dir.join(PROJECTS_FILE)).map_err(Failure::query)?;
     let text = format!(
         "# Tessera trust node for {} (written by `tessera gen`).\n# Paths are relative to this file. See README.md for every key.\n\n{}",
         trust.provider,

@@ -25,14 +25,29 @@ pub fn run(config_path: &Path) -> Outcome {
         })?;
         let tables = node.tables().map(|t| t.name.clone()).collect::<Vec<_>>().join(", ");
         println!(
-            "tessera node {} serving Flight SQL on {} (tables: {tables}; audit log: {})",
+            "tessera node {} serving Flight SQL over TLS on {} (tables: {tables}; audit log: {})",
             node.name(),
             config.node.listen,
             config.audit_path().display()
         );
+        if config.access.projects.is_none() {
+            eprintln!(
+                "warning: {}: no [access] projects file, so the coordinator may ask for any project",
+                config_path.display()
+            );
+        }
+        if let Some(addr) = &config.node.metrics_listen {
+            let addr = addr
+                .parse()
+                .map_err(|_| Failure::connection(format!("[node] metrics_listen: {addr}")))?;
+            let bound = tessera_node::operations::serve_metrics(addr)
+                .await
+                .map_err(|e| Failure::connection(format!("{}: {e}", config_path.display())))?;
+            println!("metrics on http://{bound}/metrics");
+        }
         node.serve(listener, async {
             stop_signal().await;
-            eprintln!("stopping");
+            eprintln!("stopping: no new requests; finishing the ones in flight");
         })
         .await
         .map_err(|e| Failure::connection(format!("the node stopped: {e}")))

@@ -8,20 +8,23 @@
 //!
 //! The identity comes from the TLS session and the credentials, never from what a client claims.
 
+pub mod projects;
 pub mod sessions;
 pub mod throttle;
 pub mod users;
+pub mod watched;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::sync::Arc;
 
 use tessera_protocol::credentials::{Credentials, AUTHORIZATION};
 use tonic::Request;
 
+use projects::ProjectsFile;
 use sessions::Sessions;
 use throttle::Throttle;
 use users::UsersFile;
+use watched::Watched;
 
 /// What a caller may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,53 +72,50 @@ pub fn random_secret() -> String {
 /// The node's view of who may ask.
 pub struct Access {
     coordinator_subject: Option<String>,
-    users_path: Option<PathBuf>,
-    /// The users file as last read, with its modification time (re-read when it changes, so that
-    /// removing a user takes effect at once).
-    users: Mutex<(Option<SystemTime>, Arc<UsersFile>)>,
+    /// This trust's analysts (none without a users file).
+    users: Option<Watched<UsersFile>>,
+    /// The projects the coordinator may ask for (any, without a projects file).
+    projects: Option<Watched<ProjectsFile>>,
     sessions: Sessions,
     throttle: Throttle,
     /// Bounds the argon2id checks running at once (each takes 19 MiB and a core for a while).
     checking: tokio::sync::Semaphore,
 }
 
-fn modified(path: &std::path::Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
 impl Access {
-    /// Access for a node that pins `coordinator_subject` and reads its analysts from `users_path`.
-    pub fn new(coordinator_subject: Option<String>, users_path: Option<PathBuf>) -> Result<Access, String> {
-        let users = match &users_path {
-            Some(path) => UsersFile::load(path)?,
-            None => UsersFile::default(),
-        };
-        let stamp = users_path.as_deref().and_then(modified);
+    /// Access for a node that pins `coordinator_subject`, reads its analysts from `users_path`
+    /// and its approved projects from `projects_path`.
+    pub fn new(
+        coordinator_subject: Option<String>,
+        users_path: Option<PathBuf>,
+        projects_path: Option<PathBuf>,
+    ) -> Result<Access, String> {
+        let users = users_path
+            .map(|p| Watched::open(p, UsersFile::load, UsersFile::default))
+            .transpose()
+            .map_err(|e| format!("[access] users: {e}"))?;
+        let projects = projects_path
+            .map(|p| Watched::open(p, ProjectsFile::load, ProjectsFile::default))
+            .transpose()
+            .map_err(|e| format!("[access] projects: {e}"))?;
         Ok(Access {
             coordinator_subject: coordinator_subject.map(|s| s.trim().to_string()),
-            users_path,
-            users: Mutex::new((stamp, Arc::new(users))),
+            users,
+            projects,
             sessions: Sessions::default(),
             throttle: Throttle::default(),
             checking: tokio::sync::Semaphore::new(MAX_CONCURRENT_CHECKS),
         })
     }
 
-    /// The users, re-read if the file changed. A file that no longer reads signs no one in.
+    /// The users as the file now says.
     fn users(&self) -> Arc<UsersFile> {
-        let Some(path) = &self.users_path else {
-            return Arc::default();
-        };
-        let stamp = modified(path);
-        let mut cached = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        if cached.0 != stamp {
-            let users = UsersFile::load(path).unwrap_or_else(|e| {
-                tracing::error!("users file: {e}; no analyst can sign in until it is fixed");
-                UsersFile::default()
-            });
-            *cached = (stamp, Arc::new(users));
-        }
-        cached.1.clone()
+        self.users.as_ref().map(Watched::get).unwrap_or_default()
+    }
+
+    /// Whether the coordinator may ask for `project` (every project, without a projects file).
+    pub fn approves(&self, project: &str) -> bool {
+        self.projects.as_ref().is_none_or(|p| p.get().approves(project))
     }
 
     /// Who sent `request`: the coordinator by its certificate, else an analyst by credentials.

@@ -29,6 +29,7 @@ use crate::audit::AuditLog;
 use crate::config::NodeConfig;
 use analysts::Analysts;
 
+pub use analysts::PROTECTED_FRAGMENT;
 pub use query::{Unanswered, CANCELLED};
 
 /// Most bytes of one gRPC message a node accepts.
@@ -70,11 +71,15 @@ impl TrustNode {
         tessera_protocol::tls::install_crypto_provider();
         let file = config.source.display();
         let tls = server_tls(config)?;
-        let access = Access::new(config.access.coordinator_subject.clone(), config.users_path())
-            .map_err(|e| StartError(format!("{file}: [access] users: {e}")))?;
+        let access = Access::new(
+            config.access.coordinator_subject.clone(),
+            config.users_path(),
+            config.projects_path(),
+        )
+        .map_err(|e| StartError(format!("{file}: {e}")))?;
         let memory_per_query =
             (config.node.memory_limit_mb > 0).then(|| config.node.memory_limit_mb as usize * 1024 * 1024);
-        let ctx = tessera_policy::session::new_session(None).map_err(|e| StartError(e.strip_backtrace()))?;
+        let ctx = node_session().map_err(|e| StartError(e.strip_backtrace()))?;
         ctx.register_udaf(Top2::udaf().as_ref().clone());
         let secret = config
             .access
@@ -134,8 +139,17 @@ impl TrustNode {
         let service = FlightServiceServer::new(self)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(64 * 1024 * 1024);
+        // gRPC health (grpc.health.v1): SERVING until shutdown starts, then NOT_SERVING while
+        // the queries in flight finish.
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<FlightServiceServer<TrustNode>>().await;
+        let shutdown = async move {
+            shutdown.await;
+            health.set_not_serving::<FlightServiceServer<TrustNode>>().await;
+        };
         tonic::transport::Server::builder()
             .tls_config(tls)?
+            .add_service(health_service)
             .add_service(service)
             .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
             .await
@@ -162,6 +176,20 @@ impl TrustNode {
             task,
         })
     }
+}
+
+/// The node's DataFusion session. It never spills to disk: intermediate results of patient
+/// records are not written to temporary files; a query over its memory limit fails instead.
+fn node_session() -> datafusion::error::Result<SessionContext> {
+    use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    let runtime = RuntimeEnvBuilder::new()
+        .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+        .build_arc()?;
+    Ok(SessionContext::new_with_config_rt(
+        tessera_policy::session::session_config(),
+        runtime,
+    ))
 }
 
 /// The server's TLS: this node's certificate, and client certificates optional but, when sent,

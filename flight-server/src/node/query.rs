@@ -210,10 +210,12 @@ impl Core {
             record: Some(self.audit_record(request, caller, call, Decision::Error, Some(CANCELLED.to_string()), 0)),
             audit: self.audit.clone(),
         };
+        let started = std::time::Instant::now();
         let outcome = match self.plan_checked(&request.sql, request.from_coordinator).await {
             Ok(plan) => self.execute(plan, timeout).await,
             Err(e) => Err(e),
         };
+        crate::operations::time(caller.role.audit_name(), started.elapsed());
         guard.record = None;
         match outcome {
             Ok(answer) => {
@@ -293,6 +295,7 @@ impl Core {
     /// Appends one line to the audit log (durably, off the async workers); if the log cannot be
     /// written, nothing is answered.
     pub async fn record(&self, record: AuditRecord) -> Result<(), Status> {
+        crate::operations::count(&record);
         let audit = self.audit.clone();
         let written = tokio::task::spawn_blocking(move || audit.append(record))
             .await

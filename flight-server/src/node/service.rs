@@ -28,9 +28,10 @@ use tessera_protocol::credentials::{Credentials, AUTHORIZATION};
 use tessera_protocol::names::{CATALOG, PROJECT_HEADER, REQUESTER_HEADER, SCHEMA};
 use tessera_protocol::{FragmentRequest, RequestContext};
 
-use super::TrustNode;
+use super::{TrustNode, Unanswered};
 use crate::access::{Caller, Role};
 use crate::audit::Decision;
+use tessera_policy::Refusal;
 
 type DoGetStream = <TrustNode as FlightService>::DoGetStream;
 
@@ -47,6 +48,7 @@ fn stream_batches(schema: SchemaRef, batches: Vec<RecordBatch>) -> Response<DoGe
     let flight = FlightDataEncoderBuilder::new()
         .with_schema(schema)
         .build(stream::iter(batches.into_iter().map(Ok)))
+        .inspect_ok(|data| crate::operations::bytes_out(data.data_header.len() + data.data_body.len()))
         .map_err(Status::from);
     Response::new(Box::pin(flight))
 }
@@ -109,6 +111,21 @@ impl TrustNode {
         Ok(request)
     }
 
+    /// Refuses (and audits) the coordinator's question for a project this trust has not approved.
+    async fn approved(&self, request: &FragmentRequest, caller: &Caller, call: &str) -> Result<(), Status> {
+        let project = &request.context.project;
+        if caller.role != Role::Coordinator || self.access.approves(project) {
+            return Ok(());
+        }
+        let refusal = Refusal::new(format!(
+            "project `{project}` is not approved by this trust (its [access] projects file)"
+        ));
+        Err(self
+            .core
+            .record_failure(request, caller, call, Unanswered::Refused(refusal))
+            .await)
+    }
+
     /// Answers `request` for `caller`: exact for the coordinator, protected for an analyst.
     async fn run(
         &self,
@@ -119,6 +136,7 @@ impl TrustNode {
         match caller.role {
             Role::Coordinator => {
                 let request = self.core.with_defaults(request);
+                self.approved(&request, caller, call).await?;
                 let answer = self.core.answer(&request, caller, call).await?;
                 Ok(stream_batches(answer.schema, answer.batches))
             }
@@ -138,6 +156,7 @@ impl TrustNode {
         let (schema, handle) = match caller.role {
             Role::Coordinator => {
                 let request = self.core.with_defaults(request);
+                self.approved(&request, caller, "GetFlightInfo").await?;
                 let schema = self.core.describe(&request, caller, "GetFlightInfo").await?;
                 (schema, request.encode())
             }
@@ -255,7 +274,10 @@ impl FlightSqlService for TrustNode {
             .core
             .with_defaults(self.coordinator_request(query.query, request.metadata()));
         let schema = match caller.role {
-            Role::Coordinator => self.core.describe(&fragment, &caller, CALL).await?,
+            Role::Coordinator => {
+                self.approved(&fragment, &caller, CALL).await?;
+                self.core.describe(&fragment, &caller, CALL).await?
+            }
             Role::Analyst => self.analysts.describe(&caller, fragment.sql.clone(), CALL).await?,
         };
         let IpcMessage(dataset_schema) = SchemaAsIpc::new(&schema, &IpcWriteOptions::default())

@@ -19,7 +19,7 @@ use tessera_protocol::tls::ClientTls;
 use tessera_protocol::FragmentRequest;
 use tessera_schemas::Catalog;
 
-use super::gen::{generate_with_configs, write_private, GenArgs, FEDERATION_FILE, RELEASE_LOG_FILE};
+use super::gen::{generate_with_configs, write_private, GenArgs, FEDERATION_FILE, GEN_PROJECT, RELEASE_LOG_FILE};
 use crate::exit::{runtime, Failure, Outcome};
 use crate::runner::failure;
 
@@ -82,7 +82,7 @@ pub fn run(args: DemoArgs) -> Outcome {
         }
         let mut federation = FederationConfig::new(
             "demo@tessera",
-            "demo-tour",
+            GEN_PROJECT,
             nodes.iter().map(|(name, node)| (name.clone(), node.url())),
         );
         federation.tls = Some(tessera_coordinator::TlsSection {

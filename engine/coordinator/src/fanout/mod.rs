@@ -234,7 +234,16 @@ impl ExecutionPlan for FederatedScanExec {
             Duration::from_millis(ms).min(self.nodes.timeout())
         });
         let on_failure = self.nodes.on_failure();
+        let (query_id, trust) = (self.scan.context.query_id.clone(), node.name.clone());
         let record = move |outcome: NodeOutcome| {
+            match &outcome {
+                NodeOutcome::Answered { groups, elapsed, .. } => {
+                    tracing::info!(query_id = %query_id, trust = %trust, groups, elapsed_ms = elapsed.as_millis() as u64, "trust answered")
+                }
+                NodeOutcome::Failed(reason) => {
+                    tracing::warn!(query_id = %query_id, trust = %trust, reason = %reason, "trust did not answer")
+                }
+            }
             outcomes.lock().unwrap_or_else(|p| p.into_inner())[partition] = Some(outcome);
         };
         let answer = async move {
