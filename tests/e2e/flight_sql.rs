@@ -11,18 +11,11 @@ use tessera_protocol::tls::ClientTls;
 use tessera_support::{
     anonymous_tls, coordinator_tls, rows_of, Cell, Oracle, TestData, TestNode, ANALYST, ANALYST_PASSWORD,
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// A standard Flight SQL client over TLS presenting what `tls` holds.
 async fn client_with(node: &TestNode, tls: &ClientTls) -> FlightSqlServiceClient<Channel> {
-    let channel = Endpoint::from_shared(node.running.url())
-        .unwrap()
-        .tls_config(tls.config())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    FlightSqlServiceClient::new(channel)
+    FlightSqlServiceClient::new(node.channel(tls).await)
 }
 
 /// The federation's coordinator as a generic Flight SQL client: it names who asked in headers.

@@ -94,17 +94,8 @@ fn a_node_answers_every_hostile_request_and_stays_up() {
         .unwrap();
 
     // Arbitrary bytes as Flight SQL commands and as fragment handles.
-    let flight = runtime.block_on(async {
-        let tls = tessera_support::coordinator_tls(&node.certs);
-        let channel = tonic::transport::Endpoint::from_shared(node.running.url())
-            .unwrap()
-            .tls_config(tls.config())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        arrow_flight::flight_service_client::FlightServiceClient::new(channel)
-    });
+    let channel = runtime.block_on(node.channel(&tessera_support::coordinator_tls(&node.certs)));
+    let flight = arrow_flight::flight_service_client::FlightServiceClient::new(channel);
     runner(NODE_CASES)
         .run(
             &(proptest::collection::vec(any::<u8>(), 0..512), any::<bool>()),

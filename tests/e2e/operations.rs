@@ -33,13 +33,7 @@ async fn a_node_reports_health_and_counts_requests_for_prometheus() {
     let node = TestNode::start(&data.node_config("RTH", |_| {})).await;
 
     // Health needs TLS but no identity: it says whether the Flight service is serving, nothing more.
-    let channel = tonic::transport::Endpoint::from_shared(node.running.url())
-        .unwrap()
-        .tls_config(anonymous_tls(&node.certs).config())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = node.channel(&anonymous_tls(&node.certs)).await;
     let status = HealthClient::new(channel)
         .check(HealthCheckRequest {
             service: "arrow.flight.protocol.FlightService".into(),
@@ -72,4 +66,36 @@ async fn a_node_reports_health_and_counts_requests_for_prometheus() {
     assert!(grew(r#"tessera_node_refusals_total{reason="unauthenticated"}"#) >= 1.0);
     assert!(grew("tessera_node_bytes_out_total") > 0.0);
     assert!(after.contains("tessera_node_query_seconds_bucket"), "{after}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopping_finishes_the_query_in_flight_and_takes_no_new_ones() {
+    let data = TestData::generate(&["RJ1"], 40_000, 52);
+    let node = TestNode::start(&data.node_config("RJ1", |c| {
+        c.policy.profile = tessera_policy::Profile::ExactnessTest;
+        c.policy.max_groups = 1_000_000;
+    }))
+    .await;
+    // A question that takes a while: about one group per record, each with a distinct set.
+    let slow = "SELECT admission_date, primary_diagnosis, age_band, sex, imd_decile, \
+                count(DISTINCT person_id) AS patients FROM apc_episodes \
+                GROUP BY admission_date, primary_diagnosis, age_band, sex, imd_decile";
+    let client = node.client.clone();
+    let in_flight = tokio::spawn(async move {
+        let answer = client.query(&FragmentRequest::new(slow)).await;
+        (answer, std::time::Instant::now())
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let url = node.running.url();
+    let stop_asked = std::time::Instant::now();
+    node.running.stop().await;
+    let (answer, answered_at) = in_flight.await.unwrap();
+    assert!(
+        answered_at > stop_asked,
+        "the query must still have been running when the stop came"
+    );
+    assert!(answer.expect("the query in flight is answered").num_rows() > 1_000);
+    // Stopped: nothing new is answered.
+    let late = tessera_protocol::NodeClient::connect(&url, Some(&anonymous_tls(&node.certs))).await;
+    assert!(late.is_err());
 }

@@ -169,6 +169,17 @@ impl TestNode {
         }
     }
 
+    /// A TLS channel to the node presenting what `tls` holds (for generic Flight and gRPC clients).
+    pub async fn channel(&self, tls: &ClientTls) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(self.running.url())
+            .expect("a valid url")
+            .tls_config(tls.config())
+            .expect("valid TLS settings")
+            .connect()
+            .await
+            .expect("the node accepts the connection")
+    }
+
     /// A client with `tls` and `credentials`.
     pub async fn client_with(&self, tls: &ClientTls, credentials: Option<Credentials>) -> NodeClient {
         NodeClient::connect(&self.running.url(), Some(tls))
