@@ -90,8 +90,9 @@ pub struct NodeSection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_as_at: Option<String>,
     /// Memory DataFusion may use for one query, in MiB (0: unlimited); a query that needs more
-    /// fails alone, and the others keep running.
-    #[serde(default)]
+    /// fails alone, and the others keep running. The central work of analysts' questions shares
+    /// one pool of this size.
+    #[serde(default = "default_memory")]
     pub memory_limit_mb: u64,
 }
 
@@ -126,6 +127,10 @@ pub struct AccessSection {
     /// gives every cell new noise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record_key_secret: Option<String>,
+}
+
+fn default_memory() -> u64 {
+    DEFAULT_MEMORY_LIMIT_MB
 }
 
 fn default_timeout() -> u64 {

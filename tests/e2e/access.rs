@@ -88,3 +88,35 @@ async fn the_coordinator_is_answered_only_for_approved_projects_and_a_removal_re
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_wrong_passwords_are_throttled_even_for_the_right_one_then() {
+    use tessera_protocol::credentials::Credentials;
+    use tessera_protocol::FragmentRequest;
+    use tessera_support::{anonymous_tls, TestData, TestNode, ANALYST, ANALYST_PASSWORD};
+
+    let data = TestData::generate(&["RTH"], 300, 42);
+    let node = TestNode::start(&data.node_config("RTH", |_| {})).await;
+    let as_analyst = |password: &str| {
+        let credentials = Credentials::Basic {
+            user: ANALYST.into(),
+            password: password.into(),
+        };
+        let node = &node;
+        async move {
+            let client = node.client_with(&anonymous_tls(&node.certs), Some(credentials)).await;
+            client
+                .query(&FragmentRequest::new("SELECT count(*) FROM apc_episodes"))
+                .await
+        }
+    };
+    assert!(as_analyst(ANALYST_PASSWORD).await.is_ok());
+    for _ in 0..5 {
+        let error = as_analyst("guess").await.unwrap_err();
+        assert!(error.to_string().contains("wrong user name or password"), "{error}");
+    }
+    // Now even the right password must wait: guessing costs time, not just tries.
+    let error = as_analyst(ANALYST_PASSWORD).await.unwrap_err();
+    assert_eq!(error.code(), Some(tonic::Code::Unauthenticated));
+    assert!(error.to_string().contains("too many failed sign-ins"), "{error}");
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use futures::{stream, StreamExt};
 use tessera_coordinator::{Coordinator, FederationConfig, FragmentService, FragmentStream, OnNodeFailure, TrustLink};
@@ -28,6 +28,8 @@ enum Fault {
     WrongType,
     /// Answers with an extra column.
     WrongWidth,
+    /// Answers a fractional number where a count is expected (a cast would truncate it).
+    Fractional,
 }
 
 struct Faulty(Fault);
@@ -52,6 +54,11 @@ impl FragmentService for Faulty {
             Fault::WrongType => {
                 let schema = Arc::new(Schema::new(vec![Field::new("p0", DataType::Utf8, true)]));
                 let batch = RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec!["999"]))]).unwrap();
+                Ok(stream::iter(vec![Ok(batch)]).boxed())
+            }
+            Fault::Fractional => {
+                let schema = Arc::new(Schema::new(vec![Field::new("p0", DataType::Float64, true)]));
+                let batch = RecordBatch::try_new(schema, vec![Arc::new(Float64Array::from(vec![2.9]))]).unwrap();
                 Ok(stream::iter(vec![Ok(batch)]).boxed())
             }
             Fault::WrongWidth => {
@@ -100,7 +107,7 @@ fn coordinator(fault: Fault, on_failure: OnNodeFailure) -> Coordinator {
             service: Arc::new(Faulty(fault)),
         },
     ];
-    Coordinator::with_links(config, &Catalog::builtin(), links).unwrap()
+    Coordinator::with_links(config, &Catalog::builtin(), links, Default::default()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,6 +120,10 @@ async fn a_faulty_trust_gives_an_error_naming_it_within_the_deadline_and_nothing
             "BAD failed: answered column p0 as Utf8, expected Int64",
         ),
         (Fault::WrongWidth, "BAD failed: answered with 2 columns, expected 1"),
+        (
+            Fault::Fractional,
+            "BAD failed: answered column p0 as Float64, expected Int64",
+        ),
     ];
     for (fault, expected) in cases {
         let c = coordinator(fault, OnNodeFailure::Fail);

@@ -17,4 +17,5 @@ mod node_battery;
 mod node_startup;
 mod operations;
 mod perturbation;
+mod statements;
 mod units;

@@ -28,7 +28,7 @@ fn planner(disclosure: DisclosureConfig) -> Coordinator {
         name: "RRK".into(),
         service: Arc::new(NodeClient::lazy("http://127.0.0.1:9", None).expect("a valid url")),
     };
-    Coordinator::with_links(config, &Catalog::builtin(), vec![link]).expect("coordinator")
+    Coordinator::with_links(config, &Catalog::builtin(), vec![link], Default::default()).expect("coordinator")
 }
 
 /// The fragment a trust receives for `sql` (the first one).

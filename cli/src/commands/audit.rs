@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use tessera_node::audit::{verify as verify_log, AuditError};
+use tessera_node::audit::{is_invisible, verify as verify_log, AuditError};
 use tessera_node::audit_summary::{read_entries, summarise, Filter};
 
 use crate::exit::{Failure, Outcome};
@@ -26,8 +26,19 @@ pub fn verify(file: &Path) -> Outcome {
 /// Most characters of SQL and reasons shown per line.
 const SHOWN_CHARS: usize = 120;
 
+/// `text` on one line, cut to [`SHOWN_CHARS`], with every control character and text-reordering
+/// mark shown as `\u{…}` so that nothing in a log can drive the reader's terminal.
 fn cut(text: &str) -> String {
-    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let one_line = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .map(|c| match is_invisible(c) {
+            true => c.escape_unicode().to_string(),
+            false => c.to_string(),
+        })
+        .collect::<String>();
     match one_line.chars().count() > SHOWN_CHARS {
         true => format!("{}…", one_line.chars().take(SHOWN_CHARS).collect::<String>()),
         false => one_line,
@@ -54,6 +65,7 @@ pub fn show(file: &Path, filter: &Filter) -> Outcome {
             "role", "principal", "on behalf of", "project", "allowed", "refused", "errors"
         );
         for ((role, principal, requester, project), t) in &summary {
+            let role = cut(role);
             println!(
                 "{role:<15} {:<44} {:<24} {:<20} {:>7} {:>7} {:>6}  {} … {}",
                 cut(principal),
@@ -73,10 +85,10 @@ pub fn show(file: &Path, filter: &Filter) -> Outcome {
             println!(
                 "  {} {} {} ({}) {}: {}\n      {}",
                 e.time.get(..19).unwrap_or(&e.time),
-                e.role,
+                cut(&e.role),
                 cut(&e.principal),
                 cut(&e.project),
-                e.call,
+                cut(&e.call),
                 cut(e.reason.as_deref().unwrap_or("")),
                 cut(&e.sql)
             );

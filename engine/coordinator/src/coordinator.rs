@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
@@ -44,19 +45,21 @@ impl Coordinator {
         config.check().map_err(QueryError::connection)?;
         let nodes = NodeSet::from_config(&config).map_err(QueryError::connection)?;
         let recognised = config.tls.is_some();
-        Coordinator::over(config, catalog, nodes, recognised)
+        Coordinator::over(config, catalog, nodes, recognised, Arc::default())
     }
 
     /// A coordinator whose trusts answer through `links` (e.g. a node answering its own analysts
-    /// through this pipeline) and recognise it as their coordinator.
+    /// through this pipeline) and recognise it as their coordinator; its central plans run in
+    /// `runtime` (e.g. a node's, with a memory limit and no spilling).
     pub fn with_links(
         config: FederationConfig,
         catalog: &Catalog,
         links: Vec<TrustLink>,
+        runtime: Arc<RuntimeEnv>,
     ) -> Result<Coordinator, QueryError> {
         config.disclosure.check().map_err(QueryError::connection)?;
         let nodes = NodeSet::new(links, &config);
-        Coordinator::over(config, catalog, nodes, true)
+        Coordinator::over(config, catalog, nodes, true, runtime)
     }
 
     fn over(
@@ -64,10 +67,14 @@ impl Coordinator {
         catalog: &Catalog,
         nodes: NodeSet,
         recognised: bool,
+        runtime: Arc<RuntimeEnv>,
     ) -> Result<Coordinator, QueryError> {
         let nodes = Arc::new(nodes);
+        // No table functions (`generate_series` would make rows out of nothing at the centre).
         let state = SessionStateBuilder::new_with_default_features()
             .with_config(tessera_policy::session::session_config())
+            .with_runtime_env(runtime)
+            .with_table_functions(Default::default())
             .with_query_planner(Arc::new(FederatedQueryPlanner { nodes: nodes.clone() }))
             .build();
         let ctx = SessionContext::new_with_state(state);

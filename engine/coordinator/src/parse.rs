@@ -5,14 +5,22 @@
 
 use std::sync::Arc;
 
-use datafusion::execution::context::SessionState;
+use datafusion::execution::context::{SQLOptions, SessionState};
 use datafusion::logical_expr::LogicalPlan;
 
 use crate::error::QueryError;
 
-/// The logical plan of `sql`, without any `EXPLAIN` around it.
+/// The logical plan of `sql`, without any `EXPLAIN` around it. Only queries: no DDL, no DML, no
+/// `COPY … TO` (which would write files where the coordinator runs), no `SET` or other statements.
 pub async fn parse(state: &SessionState, sql: &str) -> Result<LogicalPlan, QueryError> {
-    match state.create_logical_plan(sql).await? {
+    let plan = state.create_logical_plan(sql).await?;
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+        .verify_plan(&plan)
+        .map_err(|e| QueryError::query(format!("only queries are answered: {}", e.strip_backtrace())))?;
+    match plan {
         LogicalPlan::Explain(explain) => Ok(Arc::unwrap_or_clone(explain.plan)),
         LogicalPlan::Analyze(_) => Err(QueryError::query(
             "EXPLAIN ANALYZE is not available: its per-operator row counts are not protected (they would show how \

@@ -93,7 +93,7 @@ pub fn write_dev_certs(out: &Path, names: &[String]) -> Result<DevCerts, String>
                 "--names: `{name}` is not a trust name (letters, digits, - and _ only)"
             ));
         }
-        if name == "coordinator" || name == "ca" {
+        if name == "coordinator" || name == "ca" || name.eq_ignore_ascii_case(COORDINATOR_NAME) {
             return Err(format!("--names: `{name}` is reserved"));
         }
         nodes.push((name.to_string(), write_party(name, name)?));
@@ -133,7 +133,14 @@ mod tests {
         assert_eq!(subject(&certs.coordinator.cert), certs.coordinator_subject);
         assert_eq!(subject(&certs.nodes[0].1.cert), dev_subject("RRK"));
         assert_ne!(subject(&certs.nodes[1].1.cert), certs.coordinator_subject);
-        for bad in ["", "a b", "../x", "coordinator"] {
+        for bad in [
+            "",
+            "a b",
+            "../x",
+            "coordinator",
+            "tessera-coordinator",
+            "Tessera-Coordinator",
+        ] {
             assert!(write_dev_certs(&dir, &[bad.to_string()]).is_err(), "{bad:?}");
         }
         std::fs::remove_dir_all(dir).unwrap();

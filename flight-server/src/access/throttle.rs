@@ -49,6 +49,13 @@ impl Throttle {
         if entries.len() >= MAX_KEYS {
             entries.retain(|_, e| e.last.elapsed() < MAX_WAIT);
         }
+        // Still full of recent failures: forget the oldest half rather than grow.
+        if entries.len() >= MAX_KEYS {
+            let mut ages = entries.values().map(|e| e.last).collect::<Vec<_>>();
+            ages.sort_unstable();
+            let cut = ages[ages.len() / 2];
+            entries.retain(|_, e| e.last > cut);
+        }
         let now = Instant::now();
         let mut longest = None;
         for (key, free) in keys {
@@ -77,12 +84,16 @@ impl Throttle {
         Ok(())
     }
 
-    /// Takes back the failure [`Throttle::begin`] counted for a successful attempt.
+    /// Takes back the failure [`Throttle::begin`] counted for a successful attempt (a key left
+    /// with nothing to remember is dropped).
     pub fn succeeded(&self, keys: &[Key]) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         for (key, _) in keys {
             if let Some(entry) = entries.get_mut(key) {
                 entry.failures = entry.failures.saturating_sub(1);
+                if entry.failures == 0 && entry.turned_away == 0 {
+                    entries.remove(key);
+                }
             }
         }
     }

@@ -1,9 +1,8 @@
-//! A small file the node re-reads when it changes (users, approved projects), so that an
+//! A small file the node re-reads when its content changes (users, approved projects), so that an
 //! operator's edit — removing a user, revoking a project — takes effect with the next request.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 /// A file, its parsed value as last read, and how it is read.
 pub struct Watched<T> {
@@ -14,12 +13,14 @@ pub struct Watched<T> {
     cached: Mutex<(Stamp, Arc<T>)>,
 }
 
-/// What tells that a file changed: its modification time and length.
-type Stamp = Option<(SystemTime, u64)>;
+/// What tells that a file changed: the SHA-256 of its bytes (a modification time can stay the
+/// same across an edit, e.g. `cp -p`, or within the file system's clock resolution).
+type Stamp = Option<[u8; 32]>;
 
 fn stamp(path: &Path) -> Stamp {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
+    use sha2::Digest;
+    let bytes = std::fs::read(path).ok()?;
+    Some(sha2::Sha256::digest(&bytes).into())
 }
 
 impl<T> Watched<T> {

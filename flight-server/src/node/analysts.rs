@@ -64,6 +64,29 @@ pub struct Analysts {
     coordinator: tessera_coordinator::Coordinator,
     project: String,
     parked: Mutex<HashMap<String, (String, Instant, QueryResult)>>,
+    /// Questions running per analyst.
+    running: Mutex<HashMap<String, usize>>,
+}
+
+/// Most questions one analyst may have running at once.
+pub const MAX_RUNNING_PER_USER: usize = 2;
+
+/// Counts one running question of a user while it lives.
+struct Running<'a> {
+    running: &'a Mutex<HashMap<String, usize>>,
+    user: String,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = running.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                running.remove(&self.user);
+            }
+        }
+    }
 }
 
 impl Analysts {
@@ -84,14 +107,23 @@ impl Analysts {
             name: config.node.name.clone(),
             service: Arc::new(InProcess { core: core.clone() }),
         };
-        let coordinator = tessera_coordinator::Coordinator::with_links(federation, catalog, vec![link])
+        // The central plans of analysts' questions share one memory pool of the per-query size.
+        let memory = (config.node.memory_limit_mb > 0).then(|| config.node.memory_limit_mb as usize * 1024 * 1024);
+        let runtime = super::node_runtime(memory).map_err(|e| StartError(e.strip_backtrace()))?;
+        let coordinator = tessera_coordinator::Coordinator::with_links(federation, catalog, vec![link], runtime)
             .map_err(|e| StartError(format!("{}: [disclosure] {}", config.source.display(), e.message)))?;
         Ok(Analysts {
             core,
             coordinator,
             project,
             parked: Mutex::default(),
+            running: Mutex::default(),
         })
+    }
+
+    /// The project every analyst's question is recorded under (`<TRUST>-analysts`).
+    pub fn project(&self) -> &str {
+        &self.project
     }
 
     /// The request an analyst's question stands for: who asked is the signed-in user.
@@ -114,11 +146,18 @@ impl Analysts {
     /// that it failed, the audit line has the detail.
     pub async fn run(&self, caller: &Caller, sql: String, call: &str) -> Result<QueryResult, Status> {
         let request = self.request(caller, sql);
+        let _running = self.start(caller, &request, call).await?;
         let prepared = match self.coordinator.prepare_as(&request.context, &request.sql).await {
             Ok(prepared) => prepared,
             Err(e) => return Err(self.refuse(&request, caller, call, e).await),
         };
-        let ran = prepared.run().await;
+        let ran = match tokio::time::timeout(self.core.timeout, prepared.run()).await {
+            Ok(ran) => ran,
+            Err(_) => Err(QueryError::query(format!(
+                "refused: the question ran longer than {} s and was stopped",
+                self.core.timeout.as_secs()
+            ))),
+        };
         match ran {
             Ok(result) => {
                 let note = format!("{}; {}", result.provenance.summary(), result.disclosure);
@@ -138,6 +177,40 @@ impl Analysts {
                     false => Err(Status::internal(super::query::RUN_FAILED)),
                 }
             }
+        }
+    }
+
+    /// Admits a question: not too long, and not more than [`MAX_RUNNING_PER_USER`] at once.
+    async fn start(&self, caller: &Caller, request: &FragmentRequest, call: &str) -> Result<Running<'_>, Status> {
+        let limit = super::query::MAX_SQL_BYTES;
+        let refusal = if request.sql.len() > limit {
+            Some(format!(
+                "refused: the question is {} bytes; this node reads at most {limit}",
+                request.sql.len()
+            ))
+        } else {
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            let n = running.entry(caller.name.clone()).or_insert(0);
+            match *n >= MAX_RUNNING_PER_USER {
+                true => Some(format!(
+                    "refused: you have {MAX_RUNNING_PER_USER} questions running; wait for one to finish"
+                )),
+                false => {
+                    *n += 1;
+                    None
+                }
+            }
+        };
+        match refusal {
+            Some(message) => {
+                let mut cut = request.clone();
+                cut.sql = cut.sql.chars().take(super::query::MAX_AUDITED_SQL_CHARS).collect();
+                Err(self.refuse(&cut, caller, call, QueryError::query(message)).await)
+            }
+            None => Ok(Running {
+                running: &self.running,
+                user: caller.name.clone(),
+            }),
         }
     }
 

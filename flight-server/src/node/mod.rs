@@ -181,15 +181,24 @@ impl TrustNode {
 /// The node's DataFusion session. It never spills to disk: intermediate results of patient
 /// records are not written to temporary files; a query over its memory limit fails instead.
 fn node_session() -> datafusion::error::Result<SessionContext> {
-    use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-    let runtime = RuntimeEnvBuilder::new()
-        .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
-        .build_arc()?;
     Ok(SessionContext::new_with_config_rt(
         tessera_policy::session::session_config(),
-        runtime,
+        node_runtime(None)?,
     ))
+}
+
+/// A runtime that never spills to disk, with `memory_limit` bytes when given.
+pub(crate) fn node_runtime(
+    memory_limit: Option<usize>,
+) -> datafusion::error::Result<Arc<datafusion::execution::runtime_env::RuntimeEnv>> {
+    use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    let mut runtime = RuntimeEnvBuilder::new()
+        .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled));
+    if let Some(bytes) = memory_limit {
+        runtime = runtime.with_memory_limit(bytes, 1.0);
+    }
+    runtime.build_arc()
 }
 
 /// The server's TLS: this node's certificate, and client certificates optional but, when sent,

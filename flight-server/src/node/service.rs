@@ -114,7 +114,9 @@ impl TrustNode {
     /// Refuses (and audits) the coordinator's question for a project this trust has not approved.
     async fn approved(&self, request: &FragmentRequest, caller: &Caller, call: &str) -> Result<(), Status> {
         let project = &request.context.project;
-        if caller.role != Role::Coordinator || self.access.approves(project) {
+        // The analysts' own project is the node's, never the coordinator's to claim.
+        let analysts = *project == self.analysts.project();
+        if caller.role != Role::Coordinator || (self.access.approves(project) && !analysts) {
             return Ok(());
         }
         let refusal = Refusal::new(format!(

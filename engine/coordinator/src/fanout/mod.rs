@@ -193,8 +193,9 @@ fn conform(batch: RecordBatch, schema: &SchemaRef, trust: &str) -> Result<Record
                     f.data_type()
                 )));
             }
+            // The cast error would quote the value: a trust's partial is not for anyone to read.
             cast_with_options(c, f.data_type(), &strict)
-                .map_err(|e| mismatch(format!("answered column {} that does not convert: {e}", f.name())))
+                .map_err(|_| mismatch(format!("answered column {} with values that do not convert", f.name())))
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
@@ -263,8 +264,7 @@ impl ExecutionPlan for FederatedScanExec {
                             match tokio::time::timeout_at(deadline, flight.next()).await {
                                 Ok(Some(Ok(batch))) => {
                                     let rows = rows + batch.num_rows() as u64;
-                                    let as_at =
-                                        as_at.or_else(|| batch.schema().metadata().get(AS_AT_METADATA).cloned());
+                                    let as_at = as_at.or_else(|| as_at_of(&batch));
                                     let batch = conform(batch, &schema, &trust);
                                     Some((batch, (flight, rows, as_at, record, false)))
                                 }
@@ -315,16 +315,46 @@ impl ExecutionPlan for FederatedScanExec {
     }
 }
 
-/// Whether a node's column type may stand for the expected one (the same kind of value).
+/// The as-at date a node reported with its answer, when it is a date (`YYYY-MM-DD`); anything
+/// else a node sends there is ignored, never shown.
+fn as_at_of(batch: &RecordBatch) -> Option<String> {
+    let text = batch.schema_ref().metadata().get(AS_AT_METADATA)?.clone();
+    chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d").ok()?;
+    Some(text)
+}
+
+/// Whether a node's column type may stand for the expected one without losing anything: the
+/// same type, text for text, a wider integer, or a float for an integer or float; lists of such.
 fn same_kind(from: &DataType, to: &DataType) -> bool {
-    let text = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    use DataType::*;
+    let text = |t: &DataType| matches!(t, Utf8 | LargeUtf8 | Utf8View);
+    // (signed, bytes)
+    let integer = |t: &DataType| match t {
+        Int8 => Some((true, 1)),
+        Int16 => Some((true, 2)),
+        Int32 => Some((true, 4)),
+        Int64 => Some((true, 8)),
+        UInt8 => Some((false, 1)),
+        UInt16 => Some((false, 2)),
+        UInt32 => Some((false, 4)),
+        UInt64 => Some((false, 8)),
+        _ => None,
+    };
+    let widens = match (integer(from), integer(to)) {
+        (Some((signed_from, a)), Some((signed_to, b))) => {
+            (signed_from == signed_to && a <= b) || (!signed_from && signed_to && a < b)
+        }
+        _ => false,
+    };
+    let element = |t: &DataType| match t {
+        List(f) | LargeList(f) => Some(f.data_type().clone()),
+        _ => None,
+    };
     from == to
-        || *from == DataType::Null
         || (text(from) && text(to))
-        || (from.is_numeric() && to.is_numeric())
-        || (from.is_temporal() && to.is_temporal())
-        || (matches!(from, DataType::List(_) | DataType::LargeList(_))
-            && matches!(to, DataType::List(_) | DataType::LargeList(_)))
+        || widens
+        || (*to == Float64 && (integer(from).is_some() || matches!(from, Float32 | Float64)))
+        || matches!((element(from), element(to)), (Some(a), Some(b)) if same_kind(&a, &b))
 }
 
 /// Plans [`FederatedScan`] nodes as [`FederatedScanExec`].
