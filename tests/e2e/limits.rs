@@ -98,3 +98,41 @@ async fn a_query_over_the_memory_limit_fails_alone_while_others_run() {
     let unlimited = TestNode::start(&config(0)).await;
     assert!(unlimited.ask(heavy).await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_group_limit_is_not_an_exact_oracle_for_the_number_of_cells() {
+    let data = TestData::generate(&["RJ1"], 3_000, 24);
+    let oracle = tessera_support::Oracle::load(&[data.trust_dir("RJ1")]);
+    let mut diagnoses = oracle
+        .apc
+        .iter()
+        .map(|a| a.primary_diagnosis.clone())
+        .collect::<Vec<_>>();
+    diagnoses.sort();
+    diagnoses.dedup();
+    let cells = diagnoses.len();
+    assert!(cells >= 20, "enough cells for a limit with room for noise: {cells}");
+    // With an exact limit just above the answer, every spelling of the question would be answered.
+    let node = TestNode::start(&data.node_config("RJ1", |c| c.policy.max_groups = cells + 1)).await;
+    let mut answered = 0;
+    let mut refused = 0;
+    for k in 0..24 {
+        let sql = format!("SELECT primary_diagnosis, count(*) AS n{k} FROM apc_episodes GROUP BY primary_diagnosis");
+        match node.ask(&sql).await {
+            Ok(answer) => {
+                assert_eq!(answer.num_rows(), cells, "an answer is never cut short");
+                answered += 1;
+            }
+            Err(e) => {
+                assert!(e.to_string().contains("too many groups"), "{e}");
+                refused += 1;
+            }
+        }
+    }
+    // The same question gets the same limit every time it is asked (no averaging)...
+    let same = "SELECT primary_diagnosis, count(*) AS n0 FROM apc_episodes GROUP BY primary_diagnosis";
+    let first = node.ask(same).await.is_ok();
+    assert_eq!(node.ask(same).await.is_ok(), first);
+    // ...but spellings differ, so a refusal does not say how many cells there are.
+    assert!(answered > 0 && refused > 0, "answered {answered}, refused {refused}");
+}

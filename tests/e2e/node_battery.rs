@@ -315,7 +315,7 @@ fn refused() -> Vec<(&'static str, Code, String)> {
         ),
         deny(
             "SELECT primary_diagnosis, treatment_specialty, age_band, count(*) FROM apc_episodes GROUP BY 1, 2, 3",
-            &format!("refused: the answer has more than {MAX_GROUPS} groups (this trust's max_groups); group by fewer or coarser dimensions"),
+            &format!("refused: the answer has too many groups for this trust (max_groups, up to {MAX_GROUPS}); group by fewer or coarser dimensions"),
         ),
         deny(
             "SELECT max(cost_gbp) FROM apc_episodes",

@@ -12,10 +12,12 @@ impl Refusal {
         Refusal { reason: reason.into() }
     }
 
-    /// The refusal for an answer with more groups than `max_groups`.
+    /// The refusal for an answer with more groups than a trust allows (`max_groups`, less a
+    /// secret amount per question, so the refusal does not tell an exact number of cells).
     pub fn too_many_groups(max_groups: usize) -> Refusal {
         Refusal::new(format!(
-            "the answer has more than {max_groups} groups (this trust's max_groups); group by fewer or coarser dimensions"
+            "the answer has too many groups for this trust (max_groups, up to {max_groups}); group by fewer or \
+             coarser dimensions"
         ))
     }
 }

@@ -47,6 +47,8 @@ pub struct Core {
     memory_per_query: Option<usize>,
     /// The as-at date of the trust's data, reported with every answer.
     as_at: String,
+    /// The secret that fixes each question's group limit (see [`Core::group_limit`]).
+    limit_key: [u8; 32],
     next_query: AtomicU64,
 }
 
@@ -107,6 +109,7 @@ impl TrustNode {
             timeout: Duration::from_secs(config.node.query_timeout_secs),
             memory_per_query,
             as_at: config.data_as_at(),
+            limit_key: limit_key(config),
             next_query: AtomicU64::new(1),
         });
         let analysts = Analysts::new(core.clone(), config, catalog)?;
@@ -199,6 +202,18 @@ pub(crate) fn node_runtime(
         runtime = runtime.with_memory_limit(bytes, 1.0);
     }
     runtime.build_arc()
+}
+
+/// The secret behind each question's group limit: derived from the trust's record key secret
+/// (stable across restarts), else random for this run.
+fn limit_key(config: &NodeConfig) -> [u8; 32] {
+    use sha2::Digest;
+    let seed = config
+        .access
+        .record_key_secret
+        .clone()
+        .unwrap_or_else(crate::access::random_secret);
+    sha2::Sha256::digest(format!("tessera group limit\0{seed}").as_bytes()).into()
 }
 
 /// The server's TLS: this node's certificate, and client certificates optional but, when sent,

@@ -126,9 +126,24 @@ impl Core {
         }
     }
 
-    /// Runs a checked plan, refusing answers with more than `max_groups` rows.
-    async fn execute(&self, plan: LogicalPlan, timeout: Duration) -> Result<Answer, Unanswered> {
-        let max_groups = self.policy.max_groups as u64;
+    /// The most groups this node answers for `sql`: `max_groups` less a secret amount of up to a
+    /// tenth of it, fixed per question. An exact limit would be an oracle: padding a question to
+    /// exactly `max_groups` cells, a refusal would tell whether one more condition adds a cell.
+    /// With a limit the asker does not know, each refusal says next to nothing.
+    pub fn group_limit(&self, sql: &str) -> u64 {
+        use sha2::Digest;
+        let max = self.policy.max_groups as u64;
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(self.limit_key);
+        hasher.update(sql.as_bytes());
+        let digest = hasher.finalize();
+        let draw = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"));
+        max - draw % (max / 10 + 1)
+    }
+
+    /// Runs a checked plan, refusing answers with more groups than [`Core::group_limit`].
+    async fn execute(&self, sql: &str, plan: LogicalPlan, timeout: Duration) -> Result<Answer, Unanswered> {
+        let max_groups = self.group_limit(sql);
         let run = async {
             let state = self.ctx.state();
             let physical = state.create_physical_plan(&plan).await?;
@@ -212,7 +227,7 @@ impl Core {
         };
         let started = std::time::Instant::now();
         let outcome = match self.plan_checked(&request.sql, request.from_coordinator).await {
-            Ok(plan) => self.execute(plan, timeout).await,
+            Ok(plan) => self.execute(&request.sql, plan, timeout).await,
             Err(e) => Err(e),
         };
         crate::operations::time(caller.role.audit_name(), started.elapsed());
