@@ -120,3 +120,48 @@ async fn repeated_wrong_passwords_are_throttled_even_for_the_right_one_then() {
     assert_eq!(error.code(), Some(tonic::Code::Unauthenticated));
     assert!(error.to_string().contains("too many failed sign-ins"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_that_arrives_is_audited_even_one_that_does_not_decode() {
+    use arrow_flight::flight_service_client::FlightServiceClient;
+    use arrow_flight::{Empty, Ticket};
+    use tessera_support::{anonymous_tls, TestData, TestNode};
+
+    let data = TestData::generate(&["RJ1"], 300, 43);
+    let node = TestNode::start(&data.node_config("RJ1", |_| {})).await;
+    let lines = || std::fs::read_to_string(&node.audit_log).unwrap().lines().count();
+    let garbage = || Ticket {
+        ticket: b"zzz".to_vec().into(),
+    };
+    // Anonymous: turned away before the ticket is read, and audited.
+    let mut anonymous = FlightServiceClient::new(node.channel(&anonymous_tls(&node.certs)).await);
+    let before = lines();
+    let status = anonymous.do_get(garbage()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status}");
+    let status = anonymous.list_actions(Empty {}).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status}");
+    assert_eq!(lines(), before + 2);
+    // The coordinator's garbage ticket is an invalid argument, audited under its name.
+    let mut coordinator = FlightServiceClient::new(node.channel(&tessera_support::coordinator_tls(&node.certs)).await);
+    let status = coordinator.do_get(garbage()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status}");
+    let log = std::fs::read_to_string(&node.audit_log).unwrap();
+    let last = serde_json::from_str::<tessera_node::audit::AuditEntry>(log.lines().last().unwrap()).unwrap();
+    assert_eq!((last.role.as_str(), last.call.as_str()), ("coordinator", "DoGet"));
+    assert!(last.reason.unwrap_or_default().contains("not a Flight SQL command"));
+    // A Flight SQL ticket whose handle is not a fragment request: audited too.
+    use arrow_flight::sql::{ProstMessageExt, TicketStatementQuery};
+    use prost::Message;
+    let forged = TicketStatementQuery {
+        statement_handle: br#"{"sql":"SELECT 1","role":"coordinator"}"#.to_vec().into(),
+    };
+    let before = lines();
+    let status = coordinator
+        .do_get(Ticket {
+            ticket: forged.as_any().encode_to_vec().into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status}");
+    assert_eq!(lines(), before + 1);
+}

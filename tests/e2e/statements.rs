@@ -1,5 +1,6 @@
-//! Statements that are not questions — writing files with `COPY … TO`, DDL, DML, `SET` — and
-//! rows made from nothing (`generate_series`): refused by the coordinator and by the pipeline a
+//! Statements that are not questions — writing files with `COPY … TO`, DDL, DML, `SET` — rows
+//! made from nothing (`generate_series`) and values built far larger than the question
+//! (`repeat`, `lpad`, `replace`): refused by the coordinator and by the pipeline a
 //! node answers its analysts through, and nothing is written.
 
 use tessera_protocol::FragmentRequest;
@@ -25,6 +26,13 @@ const STATEMENTS: &[(&str, &str)] = &[
     (
         "rows from nothing",
         "SELECT count(*) FROM generate_series(1, 3000000000)",
+    ),
+    // 4e9 built 16 GB at the centre before this was refused (a black-box attack); 1e8 here.
+    ("a value from nothing", "SELECT length(repeat('x', 100000000))"),
+    ("a padded value", "SELECT length(lpad('x', 100000000, 'y'))"),
+    (
+        "nested replacements",
+        "SELECT length(replace(replace('xx', 'x', 'xxxxxxxxxxxxxxxx'), 'x', 'xxxxxxxxxxxxxxxx'))",
     ),
 ];
 

@@ -41,10 +41,13 @@ pub fn uniform(key: u64, salt: u64) -> f64 {
 }
 
 impl Noise {
-    /// The change to a count `n` (at least the threshold) of the cell with `key`.
+    /// The change to a count `n` (at least the threshold) of the cell with `key`. As in the ABS
+    /// method's p-table, the draw depends on the value as well as the cell key: two counts of one
+    /// cell (`count(*)` and `count(DISTINCT person_id)`, say) get independent noise, so their
+    /// difference is not exact; the same count of the same cell always gets the same noise.
     pub fn count(&self, n: i64, key: u64) -> i64 {
         let m = self.max.min(n - self.threshold).max(0);
-        let u = uniform(key, COUNT);
+        let u = uniform(key ^ (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15), COUNT);
         if m == 0 || u < self.stay {
             return 0;
         }

@@ -2,6 +2,7 @@
 //! runs what is allowed, and audits everything.
 
 mod analysts;
+mod gate;
 mod query;
 mod service;
 mod sql_info;
@@ -28,6 +29,7 @@ use crate::access::Access;
 use crate::audit::AuditLog;
 use crate::config::NodeConfig;
 use analysts::Analysts;
+use gate::Gate;
 
 pub use analysts::PROTECTED_FRAGMENT;
 pub use query::{Unanswered, CANCELLED};
@@ -139,16 +141,16 @@ impl TrustNode {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), tonic::transport::Error> {
         let tls = self.tls.clone();
-        let service = FlightServiceServer::new(self)
+        let service = FlightServiceServer::new(Gate::from(self))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(64 * 1024 * 1024);
         // gRPC health (grpc.health.v1): SERVING until shutdown starts, then NOT_SERVING while
         // the queries in flight finish.
         let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_serving::<FlightServiceServer<TrustNode>>().await;
+        health.set_serving::<FlightServiceServer<Gate>>().await;
         let shutdown = async move {
             shutdown.await;
-            health.set_not_serving::<FlightServiceServer<TrustNode>>().await;
+            health.set_not_serving::<FlightServiceServer<Gate>>().await;
         };
         tonic::transport::Server::builder()
             .tls_config(tls)?

@@ -81,8 +81,12 @@ fn stream_result(result: QueryResult) -> Response<DoGetStream> {
 }
 
 impl TrustNode {
-    /// The authenticated caller of `request`; anyone else is audited and refused.
-    async fn caller<T>(&self, request: &Request<T>, call: &str, sql: &str) -> Result<Caller, Status> {
+    /// The authenticated caller of `request` (as the gate found it, when it did); anyone else is
+    /// audited and refused.
+    pub(super) async fn caller<T>(&self, request: &Request<T>, call: &str, sql: &str) -> Result<Caller, Status> {
+        if let Some(caller) = request.extensions().get::<Caller>() {
+            return Ok(caller.clone());
+        }
         match self.access.identify(request).await {
             Ok(caller) => Ok(caller),
             Err(who) => match self.access.audit_unrecognised(request.remote_addr()) {
@@ -104,11 +108,24 @@ impl TrustNode {
     }
 
     /// A request from a ticket or handle the client sent back; the role comes from the caller,
-    /// never from the handle.
-    fn decode_handle(bytes: &[u8], caller: &Caller) -> Result<FragmentRequest, Status> {
-        let mut request = FragmentRequest::decode(bytes).map_err(Status::invalid_argument)?;
-        request.from_coordinator = caller.role == Role::Coordinator;
-        Ok(request)
+    /// never from the handle. One that does not decode is audited.
+    async fn decode_handle(&self, bytes: &[u8], caller: &Caller, call: &str) -> Result<FragmentRequest, Status> {
+        match FragmentRequest::decode(bytes) {
+            Ok(mut request) => {
+                request.from_coordinator = caller.role == Role::Coordinator;
+                Ok(request)
+            }
+            Err(why) => {
+                let request = match caller.role {
+                    Role::Analyst => self.analysts.request(caller, String::new()),
+                    Role::Coordinator => self.core.with_defaults(FragmentRequest::new("")),
+                };
+                Err(self
+                    .core
+                    .record_failure(&request, caller, call, Unanswered::Invalid(why))
+                    .await)
+            }
+        }
     }
 
     /// Refuses (and audits) the coordinator's question for a project this trust has not approved.
@@ -247,7 +264,7 @@ impl FlightSqlService for TrustNode {
             }
         }
         // The handle comes from the client: it is decoded, re-planned and re-checked like any query.
-        let fragment = Self::decode_handle(&ticket.statement_handle, &caller)?;
+        let fragment = self.decode_handle(&ticket.statement_handle, &caller, "DoGet").await?;
         self.run(fragment, &caller, "DoGet").await
     }
 
@@ -258,10 +275,11 @@ impl FlightSqlService for TrustNode {
                 let fragment = self.coordinator_request(query.query, request.metadata());
                 self.run(fragment, &caller, "DoGet").await
             }
-            _ => Err(Status::unimplemented(format!(
-                "this node does not answer {}",
-                message.type_url
-            ))),
+            _ => {
+                let unknown = Unanswered::Invalid(format!("this node does not answer {}", message.type_url));
+                let request = self.core.with_defaults(FragmentRequest::new(""));
+                Err(self.core.record_failure(&request, &caller, "DoGet", unknown).await)
+            }
         }
     }
 
@@ -298,7 +316,9 @@ impl FlightSqlService for TrustNode {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let caller = self.caller(&request, "GetFlightInfo", "").await?;
-        let fragment = Self::decode_handle(&query.prepared_statement_handle, &caller)?;
+        let fragment = self
+            .decode_handle(&query.prepared_statement_handle, &caller, "GetFlightInfo")
+            .await?;
         self.info_for(fragment, &caller, request.into_inner()).await
     }
 
@@ -308,7 +328,9 @@ impl FlightSqlService for TrustNode {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let caller = self.caller(&request, "DoGet", "").await?;
-        let fragment = Self::decode_handle(&query.prepared_statement_handle, &caller)?;
+        let fragment = self
+            .decode_handle(&query.prepared_statement_handle, &caller, "DoGet")
+            .await?;
         self.run(fragment, &caller, "DoGet").await
     }
 
