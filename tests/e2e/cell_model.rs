@@ -227,6 +227,26 @@ async fn statistics_outside_the_whitelist_are_refused() {
             "SELECT regr_avgx(los_days, los_days) FROM apc_episodes".into(),
             "ask avg(…) for a mean",
         ),
+        // A black-box attack recovered one patient's exact cost and stay: such a sum has the
+        // same contributors (and so the same noise) as sum(x), and 2·sum(x) − it is the box's sum.
+        (
+            "a measure scaled differently inside and outside a box",
+            "SELECT sum(cost_gbp), sum(CASE WHEN age_band = '18-29' THEN cost_gbp ELSE cost_gbp * 2 END) FROM apc_episodes"
+                .into(),
+            "one scale",
+        ),
+        (
+            "a mean scaled differently inside and outside a box",
+            "SELECT avg(CASE WHEN age_band = '18-29' THEN los_days ELSE los_days * 2 END) FROM apc_episodes".into(),
+            "one scale",
+        ),
+        (
+            "two boxes with two scales",
+            "SELECT sum(CASE WHEN age_band = '18-29' THEN cost_gbp * 3 WHEN age_band = '30-44' THEN cost_gbp ELSE 0 END) \
+             FROM apc_episodes"
+                .into(),
+            "one scale",
+        ),
         (
             "a CASE testing two columns in two WHENs",
             "SELECT sum(CASE WHEN age_band = '18-29' THEN 0 WHEN sex = 'F' THEN 1 ELSE 0 END) FROM apc_episodes".into(),

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `count(*)`, `count(x)` | anything the rules allow | the records counted |
 //! | `sum`/`avg` of a constant or of classes (`CASE WHEN box THEN 1 ELSE 0 END`, a boolean) | | each class of records with one value: released as Σ value × protected class count |
-//! | `sum`/`avg` of a measure (scaled by a positive constant, or picked by `CASE WHEN box THEN x ELSE 0 END`) | | the records contributing (non-zero); dominance if sensitive |
+//! | `sum`/`avg` of a measure (scaled by a positive constant, or picked by `CASE WHEN box THEN x ELSE 0 END`, one scale in every branch) | | the records contributing (non-zero); dominance if sensitive |
 //! | `var`/`stddev` of a measure | | the records with a value and those contributing (non-zero); dominance if sensitive |
 //! | `corr`, `covar_*`, `regr_*` of two non-sensitive measures | | the pairs with both values |
 //! | `count(DISTINCT person_id)` | | the records (people within one trust) |
@@ -298,8 +298,15 @@ impl CellRules<'_> {
                                 .as_ref()
                                 .is_none_or(|(c, s, _): &(String, bool, f64)| *c == column && *s == sensitive) =>
                         {
-                            // The largest factor of any branch is the one that could overflow.
-                            let k = found.as_ref().map_or(k, |(_, _, f)| f.max(k));
+                            // Every branch must scale the measure alike: with two scales, the
+                            // statistic has sum(x)'s contributors (and noise), and twice sum(x)
+                            // less it is one box's exact sum.
+                            if found.as_ref().is_some_and(|(_, _, f)| *f != k) {
+                                return Err(refuse(format!(
+                                    "`{expr}` scales {column} differently in its branches: in a CASE, a measure \
+                                     keeps one scale (each branch the same multiple of {column}, or 0 / NULL)"
+                                )));
+                            }
                             found = Some((column, sensitive, k));
                         }
                         _ => return Ok(None),
