@@ -147,7 +147,9 @@ impl Core {
         let run = async {
             let state = self.ctx.state();
             let physical = state.create_physical_plan(&plan).await?;
-            let schema = plan.schema().inner().clone();
+            // The physical plan's schema is what the batches carry (the logical plan's can name
+            // a type before coercion, e.g. Int64 for a CASE of 0 and a float).
+            let schema = physical.schema();
             let mut stream = execute_stream(physical, self.task_context(&state)?)?;
             let mut batches = Vec::new();
             let mut rows = 0u64;
