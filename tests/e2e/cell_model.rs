@@ -247,6 +247,24 @@ async fn statistics_outside_the_whitelist_are_refused() {
                 .into(),
             "one scale",
         ),
+        // Black-box attacks: the spread of a measure with one box set to 0 has the plain spread's
+        // records and noise, so the two gave one patient's exact stay; and a measure narrowed by
+        // its own values to 0s and 1s has a spread that is a count of each.
+        (
+            "a spread with a box set to 0",
+            "SELECT var(los_days), var(CASE WHEN age_band = '18-29' THEN 0 ELSE los_days END) FROM apc_episodes".into(),
+            "picked by CASE",
+        ),
+        (
+            "a spread of a measure narrowed by its own values",
+            "SELECT count(*), var(los_days) FROM apc_episodes WHERE los_days <= 1".into(),
+            "own values",
+        ),
+        (
+            "a spread whose FILTER narrows the measure",
+            "SELECT stddev(cost_gbp) FILTER (WHERE cost_gbp < 1000) FROM apc_episodes".into(),
+            "own values",
+        ),
         (
             "a CASE testing two columns in two WHENs",
             "SELECT sum(CASE WHEN age_band = '18-29' THEN 0 WHEN sex = 'F' THEN 1 ELSE 0 END) FROM apc_episodes".into(),

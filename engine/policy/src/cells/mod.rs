@@ -25,6 +25,7 @@ mod total;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::Column;
 use datafusion::logical_expr::{Aggregate, Expr, Operator};
 use tessera_schemas::{Contract, Role};
@@ -104,7 +105,64 @@ impl<'a> CellRules<'a> {
                 _ => self.statistic(e, &resolve),
             })
             .collect::<Result<Vec<_>, _>>()?;
+        self.check_spreads(aggregate, &lineage, &resolve)?;
         Ok(Some(AggregateCells { statistics }))
+    }
+
+    /// A spread (`var`/`stddev`) is of a measure as recorded, over records chosen by other
+    /// columns. Two black-box attacks read exact values through a spread: of `CASE WHEN box THEN
+    /// 0 ELSE x END` (same records and noise as the plain spread, so the difference isolates the
+    /// box), and of a measure narrowed by its own values to a few (a spread of 0s and 1s is a
+    /// count of each).
+    fn check_spreads(
+        &self,
+        aggregate: &Aggregate,
+        lineage: &Lineage,
+        resolve: &dyn Fn(&Expr) -> Result<Expr, Refusal>,
+    ) -> Result<(), Refusal> {
+        let mut chosen_by: BTreeSet<String> = lineage
+            .conditions
+            .iter()
+            .flat_map(|c| c.column_refs().into_iter().map(|c| c.name.clone()))
+            .collect();
+        for expr in &aggregate.aggr_expr {
+            let Expr::AggregateFunction(f) = strip_alias(expr) else {
+                continue;
+            };
+            let name = f.func.name();
+            if !matches!(
+                name,
+                "var" | "var_pop" | "var_samp" | "stddev" | "stddev_pop" | "stddev_samp"
+            ) {
+                continue;
+            }
+            if let Some(filter) = &f.params.filter {
+                chosen_by.extend(resolve(filter)?.column_refs().into_iter().map(|c| c.name.clone()));
+            }
+            for arg in &f.params.args {
+                let arg = resolve(arg)?;
+                let mut picked = false;
+                arg.apply(|e| {
+                    picked |= matches!(e, Expr::Case(_));
+                    Ok(TreeNodeRecursion::Continue)
+                })
+                .map_err(|e| Refusal::new(e.strip_backtrace()))?;
+                if picked {
+                    return Err(Refusal::new(format!(
+                        "{name}() of a measure picked by CASE is not available: choose the records with \
+                         FILTER (WHERE …) or WHERE instead"
+                    )));
+                }
+                if let Some(column) = arg.column_refs().into_iter().find(|c| chosen_by.contains(&c.name)) {
+                    return Err(Refusal::new(format!(
+                        "{name}() of {0} over records chosen by {0}'s own values is not available: narrowed to a \
+                         few values, a spread is a count of each; choose the records by other columns",
+                        column.name
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `tessera_cell_key(…)` (fragments only): its arguments are every column of every table of
