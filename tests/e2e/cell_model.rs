@@ -261,6 +261,17 @@ async fn statistics_outside_the_whitelist_are_refused() {
             "own values",
         ),
         (
+            "a covariance with a box set to 0",
+            "SELECT covar_samp(los_days, CASE WHEN age_band = '18-29' THEN 0 ELSE los_days END) FROM apc_episodes"
+                .into(),
+            "picked by CASE",
+        ),
+        (
+            "a correlation over records narrowed by one of its measures",
+            "SELECT corr(los_days, los_days * 2) FROM apc_episodes WHERE los_days <= 1".into(),
+            "own values",
+        ),
+        (
             "a spread whose FILTER narrows the measure",
             "SELECT stddev(cost_gbp) FILTER (WHERE cost_gbp < 1000) FROM apc_episodes".into(),
             "own values",

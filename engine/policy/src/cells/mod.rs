@@ -109,8 +109,8 @@ impl<'a> CellRules<'a> {
         Ok(Some(AggregateCells { statistics }))
     }
 
-    /// A spread (`var`/`stddev`) is of a measure as recorded, over records chosen by other
-    /// columns. Two black-box attacks read exact values through a spread: of `CASE WHEN box THEN
+    /// A spread (`var`/`stddev`, and a model's covariances) is of measures as recorded, over
+    /// records chosen by other columns. Two black-box attacks read exact values through a spread: of `CASE WHEN box THEN
     /// 0 ELSE x END` (same records and noise as the plain spread, so the difference isolates the
     /// box), and of a measure narrowed by its own values to a few (a spread of 0s and 1s is a
     /// count of each).
@@ -130,10 +130,12 @@ impl<'a> CellRules<'a> {
                 continue;
             };
             let name = f.func.name();
-            if !matches!(
+            // Models (covariance, correlation, regression) are spreads of two measures: the same rule.
+            let spread = matches!(
                 name,
                 "var" | "var_pop" | "var_samp" | "stddev" | "stddev_pop" | "stddev_samp"
-            ) {
+            );
+            if !spread && !statistics::is_model(name) {
                 continue;
             }
             if let Some(filter) = &f.params.filter {

@@ -406,7 +406,7 @@ impl CellRules<'_> {
     }
 }
 
-fn is_model(name: &str) -> bool {
+pub(super) fn is_model(name: &str) -> bool {
     matches!(
         name,
         "corr"
