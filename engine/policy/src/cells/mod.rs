@@ -110,17 +110,17 @@ impl<'a> CellRules<'a> {
     }
 
     /// A spread (`var`/`stddev`, and a model's covariances) is of measures as recorded, over
-    /// records chosen by other columns. Two black-box attacks read exact values through a spread: of `CASE WHEN box THEN
-    /// 0 ELSE x END` (same records and noise as the plain spread, so the difference isolates the
-    /// box), and of a measure narrowed by its own values to a few (a spread of 0s and 1s is a
-    /// count of each).
+    /// records chosen by other columns. Black-box attacks read exact values through a spread of
+    /// `CASE WHEN box THEN 0 ELSE x END` (the plain spread's records and noise, so the difference
+    /// isolates the box), and through a measure narrowed by its own values to a few (a spread of
+    /// 0s and 1s is a count of each).
     fn check_spreads(
         &self,
         aggregate: &Aggregate,
         lineage: &Lineage,
         resolve: &dyn Fn(&Expr) -> Result<Expr, Refusal>,
     ) -> Result<(), Refusal> {
-        let mut chosen_by: BTreeSet<String> = lineage
+        let chosen_by_conditions: BTreeSet<String> = lineage
             .conditions
             .iter()
             .flat_map(|c| c.column_refs().into_iter().map(|c| c.name.clone()))
@@ -138,6 +138,7 @@ impl<'a> CellRules<'a> {
             if !spread && !statistics::is_model(name) {
                 continue;
             }
+            let mut chosen_by = chosen_by_conditions.clone();
             if let Some(filter) = &f.params.filter {
                 chosen_by.extend(resolve(filter)?.column_refs().into_iter().map(|c| c.name.clone()));
             }
