@@ -91,11 +91,7 @@ impl Small {
 
     /// The coordinator's `[tls]` for these trusts.
     pub(crate) fn tls(&self) -> tessera_coordinator::TlsSection {
-        tessera_coordinator::TlsSection {
-            ca: self.certs.ca.clone(),
-            cert: self.certs.coordinator.cert.clone(),
-            key: self.certs.coordinator.key.clone(),
-        }
+        tessera_support::tls_section(&self.certs)
     }
 }
 

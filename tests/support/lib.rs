@@ -20,7 +20,7 @@ pub use cases::{check_cases, null, Case, Expect, Footer};
 pub use cells::{close, compare, rows_of, Cell};
 pub use federation::Federation;
 pub use nodes::{
-    anonymous_tls, configure_test_node, coordinator_tls, presenting, TestData, TestNode, ANALYST, ANALYST_PASSWORD,
-    TEST_AS_AT,
+    anonymous_tls, configure_test_node, coordinator_tls, presenting, tls_section, TestData, TestNode, ANALYST,
+    ANALYST_PASSWORD, TEST_AS_AT,
 };
 pub use oracle::{correlation, fsum, group_by, variance, Apc, Ec, Op, Oracle, Workforce};

@@ -60,6 +60,16 @@ pub fn presenting(certs: &Path, name: &str) -> ClientTls {
     .expect("test certificates load")
 }
 
+/// The coordinator's `[tls]` for development certificates: their CA, the coordinator's
+/// certificate and key.
+pub fn tls_section(certs: &DevCerts) -> tessera_coordinator::TlsSection {
+    tessera_coordinator::TlsSection {
+        ca: certs.ca.clone(),
+        cert: certs.coordinator.cert.clone(),
+        key: certs.coordinator.key.clone(),
+    }
+}
+
 /// TLS trusting the test CA, presenting no certificate.
 pub fn anonymous_tls(certs: &Path) -> ClientTls {
     ClientTls::load(&certs.join("ca.pem"), None).expect("test CA loads")
@@ -132,11 +142,7 @@ impl TestData {
 
     /// The coordinator's `[tls]` for these trusts.
     pub fn coordinator_tls_section(&self) -> tessera_coordinator::TlsSection {
-        tessera_coordinator::TlsSection {
-            ca: self.certs.ca.clone(),
-            cert: self.certs.coordinator.cert.clone(),
-            key: self.certs.coordinator.key.clone(),
-        }
+        tls_section(&self.certs)
     }
 }
 

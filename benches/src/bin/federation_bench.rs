@@ -65,11 +65,7 @@ async fn main() {
         "",
         running.iter().map(|(name, node)| (name.clone(), node.url())),
     );
-    federation.tls = Some(tessera_coordinator::TlsSection {
-        ca: certs.ca.clone(),
-        cert: certs.coordinator.cert.clone(),
-        key: certs.coordinator.key.clone(),
-    });
+    federation.tls = Some(tessera_support::tls_section(&certs));
     let coordinator_with = |disclosure: DisclosureConfig| {
         let mut config = federation.clone();
         config.disclosure = disclosure;

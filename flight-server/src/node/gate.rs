@@ -10,11 +10,10 @@ use arrow_flight::{
     Action, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest, PollInfo, SchemaResult, Ticket,
 };
 use prost::Message;
-use tessera_protocol::FragmentRequest;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{TrustNode, Unanswered};
-use crate::access::{Caller, Role};
+use crate::access::Caller;
 
 /// The node behind its door.
 pub struct Gate(pub Arc<TrustNode>);
@@ -31,10 +30,7 @@ impl Gate {
 
     /// Audits a request whose content is not a Flight SQL command, and says so.
     async fn undecodable(&self, caller: &Caller, call: &str, bytes: &[u8]) -> Status {
-        let request = match caller.role {
-            Role::Analyst => self.0.analysts.request(caller, String::new()),
-            Role::Coordinator => self.0.core.with_defaults(FragmentRequest::new("")),
-        };
+        let request = self.0.request_without_sql(caller);
         let why = format!(
             "the request ({} bytes) is not a Flight SQL command this node answers",
             bytes.len()

@@ -97,6 +97,16 @@ impl TrustNode {
         }
     }
 
+    /// The request an audit line stands for when a call carries no SQL (a sign-in, a ticket that
+    /// does not decode): an analyst's is theirs and their project's, the coordinator's carries
+    /// the node's defaults.
+    pub(super) fn request_without_sql(&self, caller: &Caller) -> FragmentRequest {
+        match caller.role {
+            Role::Analyst => self.analysts.request(caller, String::new()),
+            Role::Coordinator => self.core.with_defaults(FragmentRequest::new("")),
+        }
+    }
+
     /// A request for `sql` from the coordinator over plain Flight SQL: the coordinator forwards
     /// who asked in its headers.
     fn coordinator_request(&self, sql: String, metadata: &MetadataMap) -> FragmentRequest {
@@ -116,10 +126,7 @@ impl TrustNode {
                 Ok(request)
             }
             Err(why) => {
-                let request = match caller.role {
-                    Role::Analyst => self.analysts.request(caller, String::new()),
-                    Role::Coordinator => self.core.with_defaults(FragmentRequest::new("")),
-                };
+                let request = self.request_without_sql(caller);
                 Err(self
                     .core
                     .record_failure(&request, caller, call, Unanswered::Invalid(why))
@@ -219,10 +226,7 @@ impl FlightSqlService for TrustNode {
         // Basic credentials in the header (as ADBC and arrow-flight's client send them) sign an
         // analyst in; the answer carries a bearer token for the calls that follow.
         let caller = self.caller(&request, "Handshake", "").await?;
-        let sign_in = match caller.role {
-            Role::Analyst => self.analysts.request(&caller, String::new()),
-            Role::Coordinator => self.core.with_defaults(FragmentRequest::new("")),
-        };
+        let sign_in = self.request_without_sql(&caller);
         let record = self
             .core
             .audit_record(&sign_in, &caller, "Handshake", Decision::Allowed, None, 0);
@@ -277,7 +281,7 @@ impl FlightSqlService for TrustNode {
             }
             _ => {
                 let unknown = Unanswered::Invalid(format!("this node does not answer {}", message.type_url));
-                let request = self.core.with_defaults(FragmentRequest::new(""));
+                let request = self.request_without_sql(&caller);
                 Err(self.core.record_failure(&request, &caller, "DoGet", unknown).await)
             }
         }
