@@ -1,5 +1,6 @@
 //! `tessera`: generate synthetic NHS data, run a trust node, verify its audit log, ask a node a question.
 
+mod backend;
 mod commands;
 mod describe;
 mod exit;
@@ -31,7 +32,13 @@ enum Command {
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Work with a node's audit log.
+    /// Run the federation's coordinator as a Flight SQL service users sign in to.
+    Serve {
+        /// The federation file, with a [server] section.
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Work with a node's (or the service's) audit log.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
@@ -47,7 +54,7 @@ enum Command {
         #[command(subcommand)]
         command: commands::certs::CertsCommand,
     },
-    /// Manage a users file (a trust's analysts).
+    /// Manage a users file (a trust's analysts, or the service's users).
     User {
         #[command(subcommand)]
         command: commands::user::UserCommand,
@@ -80,6 +87,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Gen(args) => commands::gen::run(args),
         Command::Node { config } => commands::node::run(&config),
+        Command::Serve { config } => commands::serve::run(&config),
         Command::Audit {
             command: AuditCommand::Verify { file },
         } => commands::audit::verify(&file),

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use rustyline::error::ReadlineError;
 use rustyline::DefaultEditor;
-use tessera_coordinator::Coordinator;
 use tessera_schemas::Catalog;
 
+use crate::backend::Backend;
 use crate::exit::{Failure, Outcome};
 use crate::runner::{cancellable, split_statements, Sink};
 
@@ -24,17 +24,13 @@ fn history_file() -> Option<PathBuf> {
 }
 
 /// The prompt loop; returns when the user quits.
-pub async fn run(coordinator: &Coordinator, mut sink: Sink) -> Outcome {
+pub async fn run(backend: &Backend, mut sink: Sink) -> Outcome {
     let mut editor = DefaultEditor::new().map_err(|e| Failure::connection(format!("cannot start the prompt: {e}")))?;
     let history = history_file();
     if let Some(path) = &history {
         let _ = editor.load_history(path);
     }
-    println!(
-        "tessera: federated SQL over {} trusts ({}). Type \\? for help, \\q to quit.",
-        coordinator.trusts().len(),
-        coordinator.trusts().join(", ")
-    );
+    println!("{}. Type \\? for help, \\q to quit.", backend.banner());
     let catalog = Catalog::builtin();
     let mut buffer = String::new();
     loop {
@@ -70,7 +66,7 @@ pub async fn run(coordinator: &Coordinator, mut sink: Sink) -> Outcome {
         match split_statements(&text) {
             Ok(statements) => {
                 for statement in statements {
-                    if let Err(e) = cancellable(sink.run(coordinator, &statement)).await {
+                    if let Err(e) = cancellable(sink.run(backend, &statement)).await {
                         eprintln!("error: {}", e.message);
                         break;
                     }

@@ -1,4 +1,4 @@
-//! Running one SQL statement through the coordinator and writing its result, for `tessera query`
+//! Running one SQL statement (in this process or at the service) and writing its result, for `tessera query`
 //! `-c`/`-f`, the interactive prompt and the demo alike.
 
 use std::io::{IsTerminal, Write};
@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use datafusion::sql::parser::DFParser;
-use tessera_coordinator::{Coordinator, ErrorKind, QueryError, RequestContext};
+use tessera_coordinator::{ErrorKind, QueryError};
 
+use crate::backend::{Answer, Backend};
 use crate::exit::Failure;
 use crate::output::{self, Format};
 
@@ -30,28 +31,28 @@ pub struct Sink {
     pub format: Format,
     pub output: Option<PathBuf>,
     pub timing: bool,
-    /// Who asks and for which project: carried to every trust's audit line.
-    pub context: RequestContext,
 }
 
 impl Sink {
     /// Runs one statement and writes its result, then its provenance (to stderr for machine formats).
-    pub async fn run(&self, coordinator: &Coordinator, sql: &str) -> Result<(), QueryError> {
+    pub async fn run(&self, backend: &Backend, sql: &str) -> Result<(), QueryError> {
         let started = Instant::now();
-        if Coordinator::is_explain(sql) {
-            let text = coordinator.explain(sql).await?;
-            self.emit(|out| out.write_all(text.as_bytes()).map_err(|e| e.to_string()))
-                .map_err(write_error)?;
-            return Ok(());
-        }
-        let result = crate::progress::with_progress(coordinator, &self.context, sql).await?;
-        self.emit(|out| output::write(self.format, &result.schema, &result.batches, out))
+        let (schema, batches, provenance, disclosure) = match backend.answer(sql).await? {
+            Answer::Plan(text) => {
+                self.emit(|out| out.write_all(text.as_bytes()).map_err(|e| e.to_string()))
+                    .map_err(write_error)?;
+                return Ok(());
+            }
+            Answer::Rows {
+                schema,
+                batches,
+                provenance,
+                disclosure,
+            } => (schema, batches, provenance, disclosure),
+        };
+        self.emit(|out| output::write(self.format, &schema, &batches, out))
             .map_err(write_error)?;
-        let mut footer = format!(
-            "{}\ndisclosure control: {}",
-            result.provenance.summary(),
-            result.disclosure
-        );
+        let mut footer = format!("{provenance}\ndisclosure control: {disclosure}");
         if self.timing {
             footer.push_str(&format!("; {:.1} ms", started.elapsed().as_secs_f64() * 1000.0));
         }

@@ -260,6 +260,19 @@ impl AuditLog {
     }
 
     /// Seals `record` into the next line and makes it durable before returning.
+    /// Appends `record` durably, off the async workers; if the log cannot be written, the
+    /// caller answers nothing (the error is the status to answer with).
+    pub async fn record(&self, record: AuditRecord) -> Result<(), tonic::Status> {
+        let audit = self.clone();
+        let written = tokio::task::spawn_blocking(move || audit.append(record))
+            .await
+            .map_err(|e| tonic::Status::internal(format!("the audit writer failed: {e}")))?;
+        written.map(|_| ()).map_err(|e| {
+            tracing::error!("audit log write failed: {e}");
+            tonic::Status::unavailable(format!("the audit log cannot be written, so nothing is answered: {e}"))
+        })
+    }
+
     pub fn append(&self, record: AuditRecord) -> Result<AuditEntry, AuditError> {
         let mut w = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let entry = AuditEntry {

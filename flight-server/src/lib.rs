@@ -20,9 +20,16 @@ pub mod access;
 pub mod audit;
 pub mod audit_summary;
 pub mod config;
+pub mod gate;
+pub mod handles;
 pub mod logging;
+pub mod metadata;
 pub mod node;
 pub mod operations;
+pub mod responses;
+pub mod running;
+pub mod serve;
+pub mod sql_info;
 pub mod tables;
 
 pub use config::NodeConfig;

@@ -138,6 +138,7 @@ pub(crate) fn coordinator(small: &Small, mut disclosure: DisclosureConfig) -> Co
         nodes: small.entries.clone(),
         disclosure,
         tls: Some(small.tls()),
+        server: None,
     };
     Coordinator::new(config, &Catalog::builtin()).unwrap()
 }

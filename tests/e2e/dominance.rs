@@ -241,6 +241,7 @@ async fn a_coordinator_without_a_certificate_refuses_sensitive_sums_and_is_turne
             ..exact_rules()
         },
         tls: None,
+        server: None,
     };
     let c = tessera_coordinator::Coordinator::new(config, &tessera_schemas::Catalog::builtin()).unwrap();
     let error = c.query("SELECT avg(cost_gbp) FROM apc_episodes").await.unwrap_err();

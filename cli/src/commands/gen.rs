@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
-use tessera_coordinator::{FederationConfig, TlsSection};
+use tessera_coordinator::{FederationConfig, ServerSection, ServerTls, TlsSection};
 use tessera_node::access::projects::ProjectsFile;
 use tessera_node::access::users::UsersFile;
 use tessera_node::config::NodeTls;
@@ -58,9 +58,13 @@ pub fn run(args: GenArgs) -> Outcome {
         total as f64 / seconds.max(1e-9),
         trusts[0].dir.join("node.toml").display()
     );
+    let federation = args.out.join(FEDERATION_FILE);
     println!(
-        "then ask all of them with: tessera query --config {}",
-        args.out.join(FEDERATION_FILE).display()
+        "then ask all of them with: tessera query --config {}\n\
+         or run the service with: tessera serve --config {} (add users with: tessera user add --file {} NAME --projects {GEN_PROJECT} --password-stdin)",
+        federation.display(),
+        federation.display(),
+        args.out.join(USERS_FILE).display()
     );
     Ok(())
 }
@@ -74,7 +78,8 @@ pub const GEN_PROJECT: &str = "synthetic";
 /// Each trust's approved projects (relative to its `node.toml`).
 pub const PROJECTS_FILE: &str = "projects.toml";
 
-/// Each trust's analysts (relative to its `node.toml`; empty until `tessera user add`).
+/// Each trust's analysts (relative to its `node.toml`), and the service's users (relative to
+/// `federation.toml`); empty until `tessera user add`.
 pub const USERS_FILE: &str = "users.toml";
 
 /// The release log of that federation (relative to `federation.toml`).
@@ -100,7 +105,10 @@ pub fn generate_with_configs(args: &GenArgs) -> Result<Generated, Failure> {
         seed: args.seed,
     };
     let trusts = generate(&config, &Catalog::builtin()).map_err(Failure::query)?;
-    let ports = ports(trusts.len(), args.base_port)?;
+    // One port per trust, then the service's Flight SQL and HTTP ports.
+    let mut ports = ports(trusts.len() + 2, args.base_port)?;
+    let http_port = ports.pop().unwrap_or_default();
+    let service_port = ports.pop().unwrap_or_default();
     let names = trusts.iter().map(|t| t.provider.clone()).collect::<Vec<_>>();
     let certs = write_dev_certs(&args.out.join(CERTS_DIR), &names).map_err(Failure::query)?;
     for (trust, port) in trusts.iter().zip(&ports) {
@@ -117,6 +125,16 @@ pub fn generate_with_configs(args: &GenArgs) -> Result<Generated, Failure> {
         key: PathBuf::from(CERTS_DIR).join("coordinator-key.pem"),
     });
     federation.disclosure.release_log = Some(PathBuf::from(RELEASE_LOG_FILE));
+    let mut server = ServerSection::new(&format!("127.0.0.1:{service_port}"), Path::new(USERS_FILE));
+    server.http = Some(format!("127.0.0.1:{http_port}"));
+    server.tls = Some(ServerTls {
+        cert: PathBuf::from(CERTS_DIR).join("coordinator.pem"),
+        key: PathBuf::from(CERTS_DIR).join("coordinator-key.pem"),
+    });
+    federation.server = Some(server);
+    UsersFile::default()
+        .save(&args.out.join(USERS_FILE))
+        .map_err(Failure::query)?;
     let text = format!(
         "# Tessera coordinator for the trusts generated beside this file (written by `tessera gen`).\n\
          # The coordinator operator's file: whoever holds the key in [tls] is the coordinator to every trust.\n\

@@ -7,4 +7,5 @@ pub mod demo;
 pub mod gen;
 pub mod node;
 pub mod query;
+pub mod serve;
 pub mod user;

@@ -55,7 +55,7 @@ pub fn run(config_path: &Path) -> Outcome {
 }
 
 /// Resolves on Ctrl-C or, on Unix, SIGTERM (how service managers stop a node).
-async fn stop_signal() {
+pub async fn stop_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -6,15 +6,34 @@ use clap::Args;
 use tessera_coordinator::{Coordinator, FederationConfig};
 use tessera_schemas::Catalog;
 
+use std::io::IsTerminal;
+
+use tessera_protocol::service_client::ServiceClient;
+use tessera_protocol::tls::ClientTls;
+
+use crate::backend::Backend;
 use crate::exit::{runtime, Failure, Outcome, SCRIPT_ERROR};
 use crate::output::Format;
 use crate::runner::{cancellable, failure, split_statements, Sink};
 
 #[derive(Args)]
 pub struct QueryArgs {
-    /// The federation file (default: $TESSERA_CONFIG, then ~/.config/tessera/config.toml).
-    #[arg(long, value_name = "FILE")]
+    /// The federation file (default: $TESSERA_CONFIG, then ~/.config/tessera/config.toml): the
+    /// coordinator runs in this process, for its operator and the demo.
+    #[arg(long, value_name = "FILE", conflicts_with = "server")]
     pub config: Option<PathBuf>,
+    /// Ask a `tessera serve` instead: https://host:port (or http:// on this machine).
+    #[arg(long, value_name = "URL", env = "TESSERA_URL")]
+    pub server: Option<String>,
+    /// Sign in to the service as this user (the password comes from TESSERA_PASSWORD or a prompt).
+    #[arg(long, env = "TESSERA_USER", requires = "server")]
+    pub user: Option<String>,
+    /// The CA the service's certificate chains to.
+    #[arg(long, value_name = "FILE", env = "TESSERA_CA")]
+    pub ca: Option<PathBuf>,
+    /// Ask in this project of yours (default: your first).
+    #[arg(long, env = "TESSERA_PROJECT", requires = "server")]
+    pub project: Option<String>,
     /// Run these SQL statements and exit.
     #[arg(short = 'c', long = "command", value_name = "SQL", conflicts_with = "file")]
     pub command: Option<String>,
@@ -49,33 +68,70 @@ pub fn locate_config(flag: Option<&Path>) -> Result<PathBuf, Failure> {
 }
 
 pub fn run(args: QueryArgs) -> Outcome {
-    let config_path = locate_config(args.config.as_deref())?;
-    let config = FederationConfig::load(&config_path).map_err(Failure::connection)?;
     runtime()?.block_on(async {
-        let coordinator = Coordinator::new(config, &Catalog::builtin()).map_err(failure)?;
-        // Every statement of this session is asked as the configured requester, in its project.
+        let backend = match &args.server {
+            Some(url) => sign_in(url, &args).await?,
+            None => {
+                let config_path = locate_config(args.config.as_deref())?;
+                let config = FederationConfig::load(&config_path).map_err(Failure::connection)?;
+                let coordinator = Coordinator::new(config, &Catalog::builtin()).map_err(failure)?;
+                // Every statement of this session is asked as the configured requester, in its project.
+                let context = coordinator.context();
+                Backend::Embedded {
+                    coordinator: Box::new(coordinator),
+                    context,
+                }
+            }
+        };
         let sink = Sink {
             format: args.format,
             output: args.output.clone(),
             timing: false,
-            context: coordinator.context(),
         };
         if let Some(sql) = &args.command {
             let statements = split_statements(sql).map_err(Failure::query)?;
             for statement in statements {
-                cancellable(sink.run(&coordinator, &statement)).await.map_err(failure)?;
+                cancellable(sink.run(&backend, &statement)).await.map_err(failure)?;
             }
             return Ok(());
         }
         if let Some(file) = &args.file {
-            return run_script(&coordinator, &sink, file).await;
+            return run_script(&backend, &sink, file).await;
         }
-        crate::repl::run(&coordinator, sink).await
+        crate::repl::run(&backend, sink).await
+    })
+}
+
+/// Signs in to the service at `url`.
+async fn sign_in(url: &str, args: &QueryArgs) -> Result<Backend, Failure> {
+    let user = match &args.user {
+        Some(user) => user.clone(),
+        None => std::env::var("USER").map_err(|_| Failure::connection("--user (or TESSERA_USER) is required"))?,
+    };
+    let password = match std::env::var(crate::commands::ask::PASSWORD_ENV) {
+        Ok(password) => password,
+        Err(_) => {
+            if std::io::stdin().is_terminal() {
+                eprint!("password for {user} at {url}: ");
+            }
+            crate::commands::user::read_password()?
+        }
+    };
+    let tls = match &args.ca {
+        Some(ca) => Some(ClientTls::load(ca, None).map_err(Failure::connection)?),
+        None => None,
+    };
+    let client = ServiceClient::sign_in(url, tls.as_ref(), &user, &password, args.project.clone())
+        .await
+        .map_err(|e| Failure::connection(format!("cannot sign in to {url}: {e}")))?;
+    Ok(Backend::Service {
+        client,
+        url: url.to_string(),
     })
 }
 
 /// Runs a script; the first failing statement stops it with exit code 3.
-async fn run_script(coordinator: &Coordinator, sink: &Sink, file: &Path) -> Outcome {
+async fn run_script(backend: &Backend, sink: &Sink, file: &Path) -> Outcome {
     let script_error = |message: String| Failure {
         message,
         code: SCRIPT_ERROR,
@@ -83,7 +139,7 @@ async fn run_script(coordinator: &Coordinator, sink: &Sink, file: &Path) -> Outc
     let text = std::fs::read_to_string(file).map_err(|e| script_error(format!("{}: {e}", file.display())))?;
     let statements = split_statements(&text).map_err(|e| script_error(format!("{}: {e}", file.display())))?;
     for (i, statement) in statements.iter().enumerate() {
-        if let Err(e) = cancellable(sink.run(coordinator, statement)).await {
+        if let Err(e) = cancellable(sink.run(backend, statement)).await {
             return Err(script_error(format!(
                 "{}: statement {}: {}",
                 file.display(),

@@ -52,6 +52,109 @@ pub struct FederationConfig {
     /// TLS to the nodes; without it, links are plaintext and no trust recognises this coordinator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSection>,
+    /// `tessera serve`: the coordinator as a service users sign in to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerSection>,
+}
+
+/// `[server]`: where `tessera serve` listens, whom it lets in, and where it keeps its state.
+///
+/// ```toml
+/// [server]
+/// listen = "127.0.0.1:50060"      # Flight SQL (ADBC, JDBC, SQLAlchemy, `tessera query --server`)
+/// users = "users.toml"            # `tessera user add --file users.toml NAME --projects a,b`
+/// http = "127.0.0.1:8080"         # the dashboard
+/// state = "service"               # per-project release logs and the service's audit log
+/// max_running_per_user = 2
+/// max_running = 16
+///
+/// [server.tls]                    # the certificate users see; without it, loopback only
+/// cert = "certs/coordinator.pem"
+/// key = "certs/coordinator-key.pem"
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub listen: String,
+    pub users: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    #[serde(default = "default_state")]
+    pub state: PathBuf,
+    #[serde(default = "default_max_running_per_user")]
+    pub max_running_per_user: usize,
+    #[serde(default = "default_max_running")]
+    pub max_running: usize,
+    /// Memory for one question's central plan, in MiB.
+    #[serde(default = "default_memory_limit_mb")]
+    pub memory_limit_mb: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ServerTls>,
+}
+
+/// `[server.tls]`: the service's own certificate and key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+fn default_state() -> PathBuf {
+    PathBuf::from("service")
+}
+
+fn default_max_running_per_user() -> usize {
+    2
+}
+
+fn default_max_running() -> usize {
+    16
+}
+
+fn default_memory_limit_mb() -> u64 {
+    1024
+}
+
+impl ServerSection {
+    /// A section listening on `listen` for the users in `users`, with the defaults.
+    pub fn new(listen: &str, users: &Path) -> ServerSection {
+        ServerSection {
+            listen: listen.to_string(),
+            users: users.to_path_buf(),
+            http: None,
+            state: default_state(),
+            max_running_per_user: default_max_running_per_user(),
+            max_running: default_max_running(),
+            memory_limit_mb: default_memory_limit_mb(),
+            tls: None,
+        }
+    }
+
+    /// Checks what TOML types alone cannot.
+    fn check(&self) -> Result<(), String> {
+        let listen: std::net::SocketAddr = self.listen.parse().map_err(|_| {
+            format!(
+                "[server] listen: `{}` is not an address such as 127.0.0.1:50060",
+                self.listen
+            )
+        })?;
+        if self.tls.is_none() && !listen.ip().is_loopback() {
+            return Err(format!(
+                "[server] listen: `{}` is reachable from other machines, so passwords would cross the network in \
+                 clear; add [server.tls] (cert, key) or listen on 127.0.0.1",
+                self.listen
+            ));
+        }
+        if let Some(http) = &self.http {
+            http.parse::<std::net::SocketAddr>()
+                .map_err(|_| format!("[server] http: `{http}` is not an address such as 127.0.0.1:8080"))?;
+        }
+        if self.max_running_per_user == 0 || self.max_running == 0 {
+            return Err("[server] max_running and max_running_per_user: must be at least 1".into());
+        }
+        Ok(())
+    }
 }
 
 /// `[tls]`: the CA the nodes' certificates chain to, and the coordinator's certificate and key.
@@ -117,6 +220,7 @@ impl FederationConfig {
             nodes: nodes.into_iter().map(|(name, url)| NodeEntry { name, url }).collect(),
             disclosure: DisclosureConfig::default(),
             tls: None,
+            server: None,
         }
     }
 
@@ -130,6 +234,16 @@ impl FederationConfig {
             if let Some(tls) = &mut config.tls {
                 for file in [&mut tls.ca, &mut tls.cert, &mut tls.key] {
                     *file = dir.join(&*file);
+                }
+            }
+            if let Some(server) = &mut config.server {
+                for file in [&mut server.users, &mut server.state] {
+                    *file = dir.join(&*file);
+                }
+                if let Some(tls) = &mut server.tls {
+                    for file in [&mut tls.cert, &mut tls.key] {
+                        *file = dir.join(&*file);
+                    }
                 }
             }
         }
@@ -173,6 +287,9 @@ impl FederationConfig {
                 }
                 _ => {}
             }
+        }
+        if let Some(server) = &self.server {
+            server.check()?;
         }
         if self.federation.node_timeout_secs == 0 {
             return Err("[federation] node_timeout_secs: must be at least 1".into());

@@ -42,10 +42,19 @@ impl Coordinator {
     /// A coordinator for the trusts in `config`, over the tables in `catalog`; it presents the
     /// certificate in `[tls]` to every node.
     pub fn new(config: FederationConfig, catalog: &Catalog) -> Result<Coordinator, QueryError> {
+        Coordinator::with_runtime(config, catalog, Arc::default())
+    }
+
+    /// [`Coordinator::new`] with its central plans in `runtime` (e.g. one with a memory limit).
+    pub fn with_runtime(
+        config: FederationConfig,
+        catalog: &Catalog,
+        runtime: Arc<RuntimeEnv>,
+    ) -> Result<Coordinator, QueryError> {
         config.check().map_err(QueryError::connection)?;
         let nodes = NodeSet::from_config(&config).map_err(QueryError::connection)?;
         let recognised = config.tls.is_some();
-        Coordinator::over(config, catalog, nodes, recognised, Arc::default())
+        Coordinator::over(config, catalog, nodes, recognised, runtime)
     }
 
     /// A coordinator whose trusts answer through `links` (e.g. a node answering its own analysts

@@ -40,7 +40,7 @@ mod protect;
 pub mod result;
 mod rewrite;
 
-pub use config::{FederationConfig, OnNodeFailure, TlsSection};
+pub use config::{FederationConfig, OnNodeFailure, ServerSection, ServerTls, TlsSection};
 pub use coordinator::Coordinator;
 pub use error::{ErrorKind, QueryError};
 pub use fanout::links::{FragmentService, FragmentStream, TrustLink};

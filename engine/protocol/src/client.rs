@@ -155,7 +155,7 @@ impl NodeClient {
 
 /// An endpoint for `url`: TLS when `tls` is given, which needs an `https://` URL (and plaintext
 /// an `http://` one, so that a link is never silently downgraded).
-fn endpoint(url: &str, tls: Option<&ClientTls>) -> Result<Endpoint, ClientError> {
+pub fn endpoint(url: &str, tls: Option<&ClientTls>) -> Result<Endpoint, ClientError> {
     let fail = |message: String| ClientError::Connect {
         url: url.to_string(),
         message,
@@ -174,7 +174,7 @@ fn endpoint(url: &str, tls: Option<&ClientTls>) -> Result<Endpoint, ClientError>
 }
 
 /// An error and its causes on one line ("transport error: connection refused").
-fn source_chain(error: &dyn std::error::Error) -> String {
+pub fn source_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

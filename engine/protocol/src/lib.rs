@@ -10,7 +10,8 @@
 //! - [`credentials`]: the `authorization` header (Basic and Bearer) and random secrets;
 //! - [`names`]: catalog and schema names, request headers, the functions only a coordinator may
 //!   call, and the metadata keys a result carries;
-//! - [`client`]: the client that sends a fragment and reads the answer.
+//! - [`client`]: the client that sends a fragment and reads the answer;
+//! - [`service_client`]: the client of `tessera serve` (sign in, ask in a project).
 
 pub mod client;
 pub mod context;
@@ -19,6 +20,7 @@ pub mod credentials;
 pub mod dev_certs;
 pub mod fragment;
 pub mod names;
+pub mod service_client;
 pub mod tls;
 
 pub use client::{ClientError, NodeAnswer, NodeClient};

@@ -113,6 +113,16 @@ impl Access {
         self.users.as_ref().map(Watched::get).unwrap_or_default()
     }
 
+    /// The projects `user` may ask for, their default first (a service's users).
+    pub fn projects_of(&self, user: &str) -> Vec<String> {
+        self.users()
+            .users
+            .iter()
+            .find(|u| u.name == user)
+            .map(|u| u.projects.clone())
+            .unwrap_or_default()
+    }
+
     /// Whether the coordinator may ask for `project` (every project, without a projects file).
     pub fn approves(&self, project: &str) -> bool {
         self.projects.as_ref().is_none_or(|p| p.get().approves(project))

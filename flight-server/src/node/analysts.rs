@@ -3,16 +3,13 @@
 //! the same process. So an analyst gets exactly the protection a researcher gets, from the same
 //! library and rules, and never an exact partial.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use futures::{stream, StreamExt};
-use tessera_coordinator::{
-    ErrorKind, FederationConfig, FragmentService, FragmentStream, QueryError, QueryResult, TrustLink,
-};
+use tessera_coordinator::{FederationConfig, FragmentService, FragmentStream, QueryError, QueryResult, TrustLink};
 use tessera_protocol::client::ClientError;
 use tessera_protocol::FragmentRequest;
 use tessera_schemas::Catalog;
@@ -22,6 +19,8 @@ use super::{Core, StartError};
 use crate::access::{Caller, Role};
 use crate::audit::Decision;
 use crate::config::NodeConfig;
+use crate::handles::Handles;
+use crate::running::{PerUser, Running};
 
 /// The audit call name of the fragments an analyst's question runs.
 pub const PROTECTED_FRAGMENT: &str = "protected fragment";
@@ -63,31 +62,13 @@ pub struct Analysts {
     core: Arc<Core>,
     coordinator: tessera_coordinator::Coordinator,
     project: String,
-    parked: Mutex<HashMap<String, (String, Instant, QueryResult)>>,
+    parked: Handles<QueryResult>,
     /// Questions running per analyst.
-    running: Mutex<HashMap<String, usize>>,
+    running: PerUser,
 }
 
 /// Most questions one analyst may have running at once.
 pub const MAX_RUNNING_PER_USER: usize = 2;
-
-/// Counts one running question of a user while it lives.
-struct Running<'a> {
-    running: &'a Mutex<HashMap<String, usize>>,
-    user: String,
-}
-
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = running.get_mut(&self.user) {
-            *n -= 1;
-            if *n == 0 {
-                running.remove(&self.user);
-            }
-        }
-    }
-}
 
 impl Analysts {
     /// The pipeline over `core` with the `[disclosure]` rules of `config`.
@@ -116,8 +97,8 @@ impl Analysts {
             core,
             coordinator,
             project,
-            parked: Mutex::default(),
-            running: Mutex::default(),
+            parked: Handles::new("analyst:", PARKED_FOR, MAX_PARKED, MAX_PARKED_PER_USER),
+            running: PerUser::new(MAX_RUNNING_PER_USER),
         })
     }
 
@@ -182,6 +163,7 @@ impl Analysts {
 
     /// Admits a question: not too long, and not more than [`MAX_RUNNING_PER_USER`] at once.
     async fn start(&self, caller: &Caller, request: &FragmentRequest, call: &str) -> Result<Running<'_>, Status> {
+        let mut running = None;
         let limit = super::query::MAX_SQL_BYTES;
         let refusal = if request.sql.len() > limit {
             Some(format!(
@@ -189,17 +171,10 @@ impl Analysts {
                 request.sql.len()
             ))
         } else {
-            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-            let n = running.entry(caller.name.clone()).or_insert(0);
-            match *n >= MAX_RUNNING_PER_USER {
-                true => Some(format!(
-                    "refused: you have {MAX_RUNNING_PER_USER} questions running; wait for one to finish"
-                )),
-                false => {
-                    *n += 1;
-                    None
-                }
-            }
+            running = self.running.start(&caller.name);
+            running
+                .is_none()
+                .then(|| format!("refused: you have {MAX_RUNNING_PER_USER} questions running; wait for one to finish"))
         };
         match refusal {
             Some(message) => {
@@ -207,21 +182,12 @@ impl Analysts {
                 cut.sql = cut.sql.chars().take(super::query::MAX_AUDITED_SQL_CHARS).collect();
                 Err(self.refuse(&cut, caller, call, QueryError::query(message)).await)
             }
-            None => Ok(Running {
-                running: &self.running,
-                user: caller.name.clone(),
-            }),
+            None => running.ok_or_else(|| Status::internal("the question was not admitted")),
         }
     }
 
     async fn refuse(&self, request: &FragmentRequest, caller: &Caller, call: &str, error: QueryError) -> Status {
-        // Disclosure control's refusals read as reasons; syntax errors and unknown names do not.
-        let invalid = error.message.starts_with("syntax error") || error.message.contains("not found");
-        let (decision, status) = match (error.kind, invalid) {
-            (ErrorKind::Query, false) => (Decision::Refused, Status::permission_denied(error.message.clone())),
-            (ErrorKind::Query, true) => (Decision::Error, Status::invalid_argument(error.message.clone())),
-            (ErrorKind::Connection, _) => (Decision::Error, Status::internal(error.message.clone())),
-        };
+        let (decision, status) = crate::responses::status_of(&error);
         let record = self
             .core
             .audit_record(request, caller, call, decision, Some(error.message), 0);
@@ -233,40 +199,11 @@ impl Analysts {
 
     /// Keeps `result` for `caller`'s `DoGet`; returns its handle.
     pub fn park(&self, caller: &Caller, result: QueryResult) -> String {
-        let handle = format!("analyst:{}", crate::access::random_secret());
-        let mut parked = self.parked.lock().unwrap_or_else(|p| p.into_inner());
-        parked.retain(|_, (_, at, _)| at.elapsed() < PARKED_FOR);
-        let oldest_of = |parked: &HashMap<String, (String, Instant, QueryResult)>, user: Option<&str>| {
-            parked
-                .iter()
-                .filter(|(_, (owner, _, _))| user.is_none_or(|u| owner == u))
-                .min_by_key(|(_, (_, at, _))| *at)
-                .map(|(k, _)| k.clone())
-        };
-        // One analyst's unfetched results never push out another's.
-        if parked.values().filter(|(owner, _, _)| *owner == caller.name).count() >= MAX_PARKED_PER_USER {
-            if let Some(oldest) = oldest_of(&parked, Some(&caller.name)) {
-                parked.remove(&oldest);
-            }
-        }
-        if parked.len() >= MAX_PARKED {
-            if let Some(oldest) = oldest_of(&parked, None) {
-                parked.remove(&oldest);
-            }
-        }
-        parked.insert(handle.clone(), (caller.name.clone(), Instant::now(), result));
-        handle
+        self.parked.insert(&caller.name, result)
     }
 
     /// The result parked under `handle`, if it is `caller`'s (fetched once).
     pub fn take(&self, caller: &Caller, handle: &[u8]) -> Option<QueryResult> {
-        let handle = std::str::from_utf8(handle).ok()?;
-        let mut parked = self.parked.lock().unwrap_or_else(|p| p.into_inner());
-        match parked.get(handle) {
-            Some((owner, at, _)) if *owner == caller.name && at.elapsed() < PARKED_FOR => {
-                parked.remove(handle).map(|(_, _, result)| result)
-            }
-            _ => None,
-        }
+        self.parked.take(&caller.name, handle)
     }
 }

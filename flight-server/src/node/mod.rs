@@ -2,10 +2,8 @@
 //! runs what is allowed, and audits everything.
 
 mod analysts;
-mod gate;
 mod query;
 mod service;
-mod sql_info;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -28,11 +26,11 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use crate::access::Access;
 use crate::audit::AuditLog;
 use crate::config::NodeConfig;
+use crate::gate::Gate;
 use analysts::Analysts;
-use gate::Gate;
 
 pub use analysts::PROTECTED_FRAGMENT;
-pub use query::{Unanswered, CANCELLED};
+pub use query::{Unanswered, CANCELLED, MAX_AUDITED_SQL_CHARS, MAX_SQL_BYTES};
 
 /// Most bytes of one gRPC message a node accepts.
 const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -120,7 +118,7 @@ impl TrustNode {
             access,
             analysts,
             tls,
-            sql_info: sql_info::build(&config.node.name),
+            sql_info: crate::sql_info::build(&format!("Tessera trust node {}", config.node.name)),
         })
     }
 
@@ -147,10 +145,10 @@ impl TrustNode {
         // gRPC health (grpc.health.v1): SERVING until shutdown starts, then NOT_SERVING while
         // the queries in flight finish.
         let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_serving::<FlightServiceServer<Gate>>().await;
+        health.set_serving::<FlightServiceServer<Gate<TrustNode>>>().await;
         let shutdown = async move {
             shutdown.await;
-            health.set_not_serving::<FlightServiceServer<Gate>>().await;
+            health.set_not_serving::<FlightServiceServer<Gate<TrustNode>>>().await;
         };
         tonic::transport::Server::builder()
             .tls_config(tls)?

@@ -313,16 +313,7 @@ impl Core {
     /// written, nothing is answered.
     pub async fn record(&self, record: AuditRecord) -> Result<(), Status> {
         crate::operations::count(&record);
-        let audit = self.audit.clone();
-        let written = tokio::task::spawn_blocking(move || audit.append(record))
-            .await
-            .map_err(|e| Status::internal(format!("the audit writer failed: {e}")))?;
-        written.map(|_| ()).map_err(|e| {
-            tracing::error!("audit log write failed: {e}");
-            Status::unavailable(format!(
-                "the node cannot write its audit log, so it answers nothing: {e}"
-            ))
-        })
+        self.audit.record(record).await
     }
 }
 

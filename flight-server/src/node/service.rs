@@ -2,8 +2,6 @@
 
 use std::pin::Pin;
 
-use arrow_flight::encode::FlightDataEncoderBuilder;
-use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::server::FlightSqlService;
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult,
@@ -11,21 +9,19 @@ use arrow_flight::sql::{
     CommandPreparedStatementQuery, CommandStatementQuery, ProstMessageExt, SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
-    Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc,
-    Ticket,
+    Action, FlightDescriptor, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
 };
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::ipc::writer::IpcWriteOptions;
-use datafusion::arrow::record_batch::RecordBatch;
-use futures::{stream, Stream, TryStreamExt};
+use futures::{stream, Stream};
 use prost::Message;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use tessera_coordinator::QueryResult;
 use tessera_protocol::credentials::{Credentials, AUTHORIZATION};
-use tessera_protocol::names::{CATALOG, PROJECT_HEADER, REQUESTER_HEADER, SCHEMA};
+use tessera_protocol::names::{PROJECT_HEADER, REQUESTER_HEADER};
 use tessera_protocol::{FragmentRequest, RequestContext};
 
 use super::{TrustNode, Unanswered};
@@ -33,7 +29,7 @@ use crate::access::{Caller, Role};
 use crate::audit::Decision;
 use tessera_policy::Refusal;
 
-type DoGetStream = <TrustNode as FlightService>::DoGetStream;
+use crate::responses::{flight_info, one_batch, stream_batches, DoGetStream};
 
 fn header(metadata: &MetadataMap, name: &str) -> String {
     metadata
@@ -41,38 +37,6 @@ fn header(metadata: &MetadataMap, name: &str) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string()
-}
-
-/// Streams batches as Flight data; the schema is always sent, even for zero groups.
-fn stream_batches(schema: SchemaRef, batches: Vec<RecordBatch>) -> Response<DoGetStream> {
-    let flight = FlightDataEncoderBuilder::new()
-        .with_schema(schema)
-        .build(stream::iter(batches.into_iter().map(Ok)))
-        .inspect_ok(|data| crate::operations::bytes_out(data.data_header.len() + data.data_body.len()))
-        .map_err(Status::from);
-    Response::new(Box::pin(flight))
-}
-
-fn one_batch<E: std::fmt::Display>(
-    schema: SchemaRef,
-    batch: Result<RecordBatch, E>,
-) -> Result<Response<DoGetStream>, Status> {
-    let batch = batch.map_err(|e| Status::internal(e.to_string()))?;
-    Ok(stream_batches(schema, vec![batch]))
-}
-
-fn flight_info(
-    schema: &SchemaRef,
-    ticket: Vec<u8>,
-    descriptor: FlightDescriptor,
-) -> Result<Response<FlightInfo>, Status> {
-    let endpoint = FlightEndpoint::new().with_ticket(Ticket { ticket: ticket.into() });
-    let info = FlightInfo::new()
-        .try_with_schema(schema)
-        .map_err(|e| Status::internal(format!("cannot encode the answer's schema: {e}")))?
-        .with_endpoint(endpoint)
-        .with_descriptor(descriptor);
-    Ok(Response::new(info))
 }
 
 /// A result's batches as a Flight stream (schema and metadata first).
@@ -212,6 +176,21 @@ impl TrustNode {
     /// Checks the caller of a metadata command's `DoGet`.
     async fn metadata_caller(&self, request: &Request<Ticket>, command: &str) -> Result<Caller, Status> {
         self.caller(request, "DoGet", command).await
+    }
+}
+
+#[tonic::async_trait]
+impl crate::gate::Door for TrustNode {
+    async fn admit<T: Send + Sync>(&self, request: &Request<T>, call: &str) -> Result<Caller, Status> {
+        self.caller(request, call, "").await
+    }
+
+    async fn undecodable(&self, caller: &Caller, call: &str, bytes: usize) -> Status {
+        let request = self.request_without_sql(caller);
+        let why = format!("the request ({bytes} bytes) is not a Flight SQL command this node answers");
+        self.core
+            .record_failure(&request, caller, call, Unanswered::Invalid(why))
+            .await
     }
 }
 
@@ -382,9 +361,8 @@ impl FlightSqlService for TrustNode {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         self.metadata_caller(&request, "GetCatalogs").await?;
-        let mut builder = query.into_builder();
-        builder.append(CATALOG);
-        one_batch(builder.schema(), builder.build())
+        let schema = query.into_builder().schema();
+        one_batch(schema, crate::metadata::catalogs(query))
     }
 
     async fn get_flight_info_schemas(
@@ -402,9 +380,8 @@ impl FlightSqlService for TrustNode {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         self.metadata_caller(&request, "GetDbSchemas").await?;
-        let mut builder = query.into_builder();
-        builder.append(CATALOG, SCHEMA);
-        one_batch(builder.schema(), builder.build())
+        let schema = query.clone().into_builder().schema();
+        one_batch(schema, crate::metadata::schemas(query))
     }
 
     async fn get_flight_info_tables(
@@ -422,14 +399,8 @@ impl FlightSqlService for TrustNode {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         self.metadata_caller(&request, "GetTables").await?;
-        let mut builder = query.into_builder();
-        for contract in self.core.tables.values() {
-            let kind = if contract.public { "VIEW" } else { "TABLE" };
-            builder
-                .append(CATALOG, SCHEMA, &contract.name, kind, &contract.arrow_schema())
-                .map_err(|e| Status::internal(e.to_string()))?;
-        }
-        one_batch(builder.schema(), builder.build())
+        let schema = query.clone().into_builder().schema();
+        one_batch(schema, crate::metadata::tables(query, self.core.tables.values()))
     }
 
     async fn get_flight_info_table_types(
@@ -447,10 +418,8 @@ impl FlightSqlService for TrustNode {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         self.metadata_caller(&request, "GetTableTypes").await?;
-        let mut builder = query.into_builder();
-        builder.append("TABLE");
-        builder.append("VIEW");
-        one_batch(builder.schema(), builder.build())
+        let schema = query.into_builder().schema();
+        one_batch(schema, crate::metadata::table_types(query))
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

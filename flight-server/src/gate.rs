@@ -1,6 +1,7 @@
-//! The door every request passes: the caller is authenticated before anything in the request is
-//! decoded, and a request that does not decode is audited too, so that no request that arrives
-//! goes unrecorded — not a garbage ticket, not an unknown command, not a call nobody answers.
+//! The door every request passes, for the trust node and the service alike: the caller is
+//! authenticated before anything in the request is decoded, and a request that does not decode is
+//! audited too, so that no request that arrives goes unrecorded — not a garbage ticket, not an
+//! unknown command, not a call nobody answers.
 
 use std::sync::Arc;
 
@@ -12,54 +13,53 @@ use arrow_flight::{
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{TrustNode, Unanswered};
 use crate::access::Caller;
 
-/// The node behind its door.
-pub struct Gate(pub Arc<TrustNode>);
+/// A Flight service that authenticates and audits its callers.
+#[tonic::async_trait]
+pub trait Door: FlightService {
+    /// Authenticates the caller of `request`; one who is refused is audited.
+    async fn admit<T: Send + Sync>(&self, request: &Request<T>, call: &str) -> Result<Caller, Status>;
 
-type Inner = TrustNode;
+    /// Audits a request whose content (`bytes` long) is not a Flight SQL command, and says so.
+    async fn undecodable(&self, caller: &Caller, call: &str, bytes: usize) -> Status;
+}
 
-impl Gate {
-    /// Authenticates the caller (audited if refused) and hands who it is to the handlers.
-    async fn admit<T>(&self, request: &mut Request<T>, call: &str) -> Result<Caller, Status> {
-        let caller = self.0.caller(request, call, "").await?;
+/// A service behind its door.
+pub struct Gate<S>(pub Arc<S>);
+
+impl<S: Door> Gate<S> {
+    /// Authenticates the caller and hands who it is to the handlers.
+    async fn admit<T: Send + Sync>(&self, request: &mut Request<T>, call: &str) -> Result<Caller, Status> {
+        let caller = self.0.admit(request, call).await?;
         request.extensions_mut().insert(caller.clone());
         Ok(caller)
     }
 
-    /// Audits a request whose content is not a Flight SQL command, and says so.
-    async fn undecodable(&self, caller: &Caller, call: &str, bytes: &[u8]) -> Status {
-        let request = self.0.request_without_sql(caller);
-        let why = format!(
-            "the request ({} bytes) is not a Flight SQL command this node answers",
-            bytes.len()
-        );
-        self.0
-            .core
-            .record_failure(&request, caller, call, Unanswered::Invalid(why))
-            .await
-    }
-
     /// Admits the caller and checks `bytes` hold a protobuf `Any` (a Flight SQL command).
-    async fn admit_command<T>(&self, request: &mut Request<T>, call: &str, bytes: &[u8]) -> Result<(), Status> {
+    async fn admit_command<T: Send + Sync>(
+        &self,
+        request: &mut Request<T>,
+        call: &str,
+        bytes: &[u8],
+    ) -> Result<(), Status> {
         let caller = self.admit(request, call).await?;
         match Any::decode(bytes) {
             Ok(_) => Ok(()),
-            Err(_) => Err(self.undecodable(&caller, call, bytes).await),
+            Err(_) => Err(self.0.undecodable(&caller, call, bytes.len()).await),
         }
     }
 }
 
 #[tonic::async_trait]
-impl FlightService for Gate {
-    type HandshakeStream = <Inner as FlightService>::HandshakeStream;
-    type ListFlightsStream = <Inner as FlightService>::ListFlightsStream;
-    type DoGetStream = <Inner as FlightService>::DoGetStream;
-    type DoPutStream = <Inner as FlightService>::DoPutStream;
-    type DoExchangeStream = <Inner as FlightService>::DoExchangeStream;
-    type DoActionStream = <Inner as FlightService>::DoActionStream;
-    type ListActionsStream = <Inner as FlightService>::ListActionsStream;
+impl<S: Door> FlightService for Gate<S> {
+    type HandshakeStream = <S as FlightService>::HandshakeStream;
+    type ListFlightsStream = <S as FlightService>::ListFlightsStream;
+    type DoGetStream = <S as FlightService>::DoGetStream;
+    type DoPutStream = <S as FlightService>::DoPutStream;
+    type DoExchangeStream = <S as FlightService>::DoExchangeStream;
+    type DoActionStream = <S as FlightService>::DoActionStream;
+    type ListActionsStream = <S as FlightService>::ListActionsStream;
 
     async fn handshake(
         &self,
@@ -120,8 +120,8 @@ impl FlightService for Gate {
     }
 }
 
-impl From<TrustNode> for Gate {
-    fn from(node: TrustNode) -> Gate {
-        Gate(Arc::new(node))
+impl<S> From<S> for Gate<S> {
+    fn from(service: S) -> Gate<S> {
+        Gate(Arc::new(service))
     }
 }

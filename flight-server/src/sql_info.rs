@@ -1,17 +1,14 @@
-//! What the node tells generic Flight SQL clients about itself (`GetSqlInfo`).
+//! What a Tessera server tells generic Flight SQL clients about itself (`GetSqlInfo`).
 
 use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
 use arrow_flight::sql::SqlInfo;
 
 use tessera_protocol::PROTOCOL_VERSION;
 
-/// The node's `GetSqlInfo` answers.
-pub fn build(name: &str) -> SqlInfoData {
+/// The `GetSqlInfo` answers of the server called `server_name`.
+pub fn build(server_name: &str) -> SqlInfoData {
     let mut b = SqlInfoDataBuilder::new();
-    b.append(
-        SqlInfo::FlightSqlServerName,
-        format!("Tessera trust node {name}").as_str(),
-    );
+    b.append(SqlInfo::FlightSqlServerName, server_name);
     b.append(
         SqlInfo::FlightSqlServerVersion,
         format!("{} ({PROTOCOL_VERSION})", env!("CARGO_PKG_VERSION")).as_str(),

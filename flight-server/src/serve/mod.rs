@@ -1,0 +1,247 @@
+//! `tessera serve`: the federation's coordinator as a Flight SQL service that researchers, BI
+//! tools and the CLI sign in to. It holds what no user may hold or change — the trusts' list, the
+//! coordinator's certificate, the disclosure policy and each project's release log and budget —
+//! and answers every question through the coordinator's pipeline for the signed-in user, in one
+//! of their projects. Every request, allowed or refused, is in the service's audit log; every
+//! trust's audit log records the same user, project and query id.
+
+mod flight;
+pub mod parameters;
+pub mod projects;
+mod questions;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use arrow_flight::sql::metadata::SqlInfoData;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use tessera_coordinator::{FederationConfig, ServerSection};
+use tessera_protocol::tls::read_pem;
+use tessera_schemas::Catalog;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, Semaphore};
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Identity, ServerTlsConfig};
+
+use crate::access::Access;
+use crate::audit::AuditLog;
+use crate::gate::Gate;
+use crate::handles::Handles;
+use crate::node::StartError;
+use crate::running::PerUser;
+use projects::Projects;
+
+/// How long an answer waits for its `DoGet`, and a prepared statement for its next use.
+const KEPT_FOR: Duration = Duration::from_secs(600);
+
+/// Most answers or prepared statements kept at once, and per user.
+const MAX_KEPT: usize = 1024;
+const MAX_KEPT_PER_USER: usize = 32;
+
+/// How long a question waits for a free slot when the service is busy.
+const WAIT_FOR_SLOT: Duration = Duration::from_secs(30);
+
+/// Most bytes of one gRPC message the service accepts (parameters, SQL).
+const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// An answer waiting for its `DoGet`: its schema carries the provenance and disclosure lines.
+#[derive(Clone)]
+pub struct Answer {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+/// A prepared statement: its project, its SQL and the parameters bound so far.
+#[derive(Clone)]
+pub struct Statement {
+    pub project: String,
+    pub sql: String,
+    pub parameters: usize,
+    pub bound: Option<Vec<ScalarValue>>,
+}
+
+/// The service, ready to answer.
+pub struct Service {
+    access: Access,
+    audit: AuditLog,
+    projects: Projects,
+    catalog: Catalog,
+    answers: Handles<Answer>,
+    statements: Handles<Statement>,
+    running: PerUser,
+    slots: Semaphore,
+    /// The deadline of one question.
+    timeout: Duration,
+    tls: Option<ServerTlsConfig>,
+    sql_info: SqlInfoData,
+    next_query: std::sync::atomic::AtomicU64,
+}
+
+/// The `[server]` section of `config`, or why there is none.
+pub fn server_section(config: &FederationConfig, source: &Path) -> Result<ServerSection, StartError> {
+    config.server.clone().ok_or_else(|| {
+        StartError(format!(
+            "{}: [server] is missing: tessera serve needs at least `listen` and `users` (see README, \"Running the service\")",
+            source.display()
+        ))
+    })
+}
+
+impl Service {
+    /// Prepares the service of `config` (read from `source`) over the contracts of `catalog`.
+    pub fn start(config: FederationConfig, source: &Path, catalog: Catalog) -> Result<Service, StartError> {
+        tessera_protocol::tls::install_crypto_provider();
+        let file = source.display();
+        let server = server_section(&config, source)?;
+        if config.tls.is_none() {
+            return Err(StartError(format!(
+                "{file}: [tls] is missing: the service asks the trusts as their coordinator, over mutual TLS"
+            )));
+        }
+        if !config.disclosure.is_on() {
+            return Err(StartError(format!(
+                "{file}: [disclosure] mode: the service never answers without disclosure control"
+            )));
+        }
+        let tls = server
+            .tls
+            .as_ref()
+            .map(|tls| server_tls(&tls.cert, &tls.key))
+            .transpose()
+            .map_err(|e| StartError(format!("{file}: [server.tls] {e}")))?;
+        let access = Access::new(None, Some(server.users.clone()), None)
+            .map_err(|e| StartError(format!("{file}: [server] {e}")))?;
+        let audit_path = server.state.join("audit.jsonl");
+        let audit = AuditLog::open(&audit_path).map_err(|e| {
+            StartError(format!(
+                "the service's audit log: {e}\n(inspect it with `tessera audit verify {}`)",
+                audit_path.display()
+            ))
+        })?;
+        let memory = (server.memory_limit_mb > 0).then(|| server.memory_limit_mb as usize * 1024 * 1024);
+        let runtime = crate::node::node_runtime(memory).map_err(|e| StartError(e.strip_backtrace()))?;
+        let timeout = Duration::from_secs(config.federation.node_timeout_secs);
+        // Check the federation's files now rather than at the first question.
+        config
+            .tls
+            .as_ref()
+            .map(|t| t.load())
+            .transpose()
+            .map_err(|e| StartError(format!("{file}: {e}")))?;
+        let projects = Projects::new(config, catalog.clone(), runtime, server.state.join("releases"));
+        Ok(Service {
+            access,
+            audit,
+            projects,
+            catalog,
+            answers: Handles::new("answer:", KEPT_FOR, MAX_KEPT, MAX_KEPT_PER_USER),
+            statements: Handles::new("statement:", KEPT_FOR, MAX_KEPT, MAX_KEPT_PER_USER),
+            running: PerUser::new(server.max_running_per_user),
+            slots: Semaphore::new(server.max_running),
+            timeout,
+            tls,
+            sql_info: crate::sql_info::build("Tessera"),
+            next_query: std::sync::atomic::AtomicU64::new(1),
+        })
+    }
+
+    /// The trusts the service asks.
+    pub fn trusts(&self) -> Vec<String> {
+        self.projects.trusts()
+    }
+
+    /// Serves Flight SQL on `listener` (over TLS when configured) until `shutdown` resolves.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), tonic::transport::Error> {
+        let tls = self.tls.clone();
+        let service = FlightServiceServer::new(Gate::from(self))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(64 * 1024 * 1024);
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<FlightServiceServer<Gate<Service>>>().await;
+        let shutdown = async move {
+            shutdown.await;
+            health.set_not_serving::<FlightServiceServer<Gate<Service>>>().await;
+        };
+        let mut builder = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .timeout(Duration::from_secs(3600));
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls)?;
+        }
+        builder
+            .add_service(health_service)
+            .add_service(service)
+            .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
+            .await
+    }
+
+    /// Starts serving on `addr` in the background (port 0 picks a free port).
+    pub async fn spawn(self, addr: SocketAddr) -> std::io::Result<RunningService> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let tls = self.tls.is_some();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let stopped = async {
+                let _ = stopped.await;
+            };
+            if let Err(e) = self.serve(listener, stopped).await {
+                tracing::error!("the service stopped: {e}");
+            }
+        });
+        Ok(RunningService {
+            addr,
+            tls,
+            stop: Some(stop),
+            task,
+        })
+    }
+}
+
+/// The service's TLS identity.
+fn server_tls(cert: &Path, key: &Path) -> Result<ServerTlsConfig, String> {
+    let cert = read_pem(cert, "CERTIFICATE").map_err(|e| e.to_string())?;
+    let key = read_pem(key, "PRIVATE KEY").map_err(|e| e.to_string())?;
+    Ok(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
+}
+
+/// A service serving in the background; stops when dropped or on [`RunningService::stop`].
+pub struct RunningService {
+    pub addr: SocketAddr,
+    tls: bool,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningService {
+    /// The URL clients connect to.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Stops serving and waits for the server to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for RunningService {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
