@@ -17,5 +17,6 @@ mod node_battery;
 mod node_startup;
 mod operations;
 mod perturbation;
+mod serve;
 mod statements;
 mod units;

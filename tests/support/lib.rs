@@ -6,6 +6,7 @@
 //!   federated query must equal (test-only code: a real federation never holds the union);
 //! - [`oracle`]: the generated Parquet files read as plain Rust values, for expectations
 //!   computed without DataFusion or SQL;
+//! - [`service`]: `tessera serve` over protected nodes, with test users and projects;
 //! - [`cells`]: results as rows of cells, and their comparison;
 //! - [`cases`]: disclosure tests as tables of cases (rules, SQL, expected cells and footer).
 
@@ -15,6 +16,7 @@ pub mod federation;
 pub mod nodes;
 pub mod oracle;
 pub mod reference;
+pub mod service;
 
 pub use cases::{check_cases, null, Case, Expect, Footer};
 pub use cells::{close, compare, rows_of, Cell};
@@ -24,3 +26,4 @@ pub use nodes::{
     ANALYST_PASSWORD, TEST_AS_AT,
 };
 pub use oracle::{correlation, fsum, group_by, variance, Apc, Ec, Op, Oracle, Workforce};
+pub use service::{TestService, USER_PASSWORD};

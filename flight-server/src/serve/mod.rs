@@ -45,6 +45,9 @@ const MAX_KEPT_PER_USER: usize = 32;
 /// How long a question waits for a free slot when the service is busy.
 const WAIT_FOR_SLOT: Duration = Duration::from_secs(30);
 
+/// How much longer than the trusts' deadline a question may run (merging, disclosure control).
+const GRACE: Duration = Duration::from_secs(5);
+
 /// Most bytes of one gRPC message the service accepts (parameters, SQL).
 const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
@@ -124,7 +127,8 @@ impl Service {
         })?;
         let memory = (server.memory_limit_mb > 0).then(|| server.memory_limit_mb as usize * 1024 * 1024);
         let runtime = crate::node::node_runtime(memory).map_err(|e| StartError(e.strip_backtrace()))?;
-        let timeout = Duration::from_secs(config.federation.node_timeout_secs);
+        // Past the trusts' deadline, so that a trust that does not answer is named as such.
+        let timeout = Duration::from_secs(config.federation.node_timeout_secs) + GRACE;
         // Check the federation's files now rather than at the first question.
         config
             .tls
