@@ -3,6 +3,7 @@
 use std::path::Path;
 
 mod query;
+mod service;
 mod support;
 mod trust;
 

@@ -69,19 +69,29 @@ pub fn wait_for(addr: &str) {
 
 /// Runs `tessera node` for `config` and waits until it listens; returns the process and its address.
 pub fn start_node(config: &Path) -> (NodeProcess, String) {
+    start("node", config)
+}
+
+/// Runs `tessera serve` for the federation file `config` and waits until it listens.
+pub fn start_service(config: &Path) -> (NodeProcess, String) {
+    start("serve", config)
+}
+
+/// Runs `tessera COMMAND --config CONFIG` and waits until it listens on the file's `listen` address.
+fn start(command: &str, config: &Path) -> (NodeProcess, String) {
     let text = std::fs::read_to_string(config).unwrap();
     let listen = text.lines().find(|l| l.starts_with("listen")).expect("listen key");
     let addr = listen.split('"').nth(1).expect("quoted address").to_string();
-    let node = NodeProcess(
+    let process = NodeProcess(
         Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .args(["node", "--config", config.to_str().unwrap()])
+            .args([command, "--config", config.to_str().unwrap()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
     wait_for(&addr);
-    (node, addr)
+    (process, addr)
 }
 
 /// Runs `tessera` with `stdin` on its standard input and `env` set.

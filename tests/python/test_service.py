@@ -1,0 +1,142 @@
+"""A researcher's Python session against `tessera serve`, through the standard ADBC Flight SQL
+driver: sign in, browse the catalog, prepared statements with parameters, protected answers."""
+
+import json
+import subprocess
+
+import adbc_driver_flightsql.dbapi as flight_sql
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from service_fixture import PASSWORD, TESSERA, federation
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    with federation(tmp_path_factory.mktemp("service")) as running:
+        yield running
+
+
+def connect(service, user="alice", password=PASSWORD, project=None):
+    options = {
+        "adbc.flight.sql.client_option.tls_root_certs": service["ca"].read_text(),
+        "username": user,
+        "password": password,
+    }
+    if project:
+        options["adbc.flight.sql.rpc.call_header.x-tessera-project"] = project
+    return flight_sql.connect(service["uri"], db_kwargs=options, autocommit=True)
+
+
+def exact_counts(service, column):
+    counts = {}
+    for trust in ["RRK", "RTH"]:
+        for value in pq.read_table(service["dir"] / trust / "apc_episodes.parquet").column(column).to_pylist():
+            counts[value] = counts.get(value, 0) + 1
+    return counts
+
+
+def test_a_researcher_signs_in_and_gets_the_protected_federated_answer(service):
+    with connect(service) as conn, conn.cursor() as cur:
+        cur.execute("SELECT sex, count(*) AS n FROM apc_episodes GROUP BY sex ORDER BY sex")
+        table = cur.fetch_arrow_table()
+    exact = exact_counts(service, "sex")
+    released = dict(zip(table.column("sex").to_pylist(), table.column("n").to_pylist()))
+    assert released.keys() == exact.keys()
+    for sex, n in released.items():
+        assert abs(n - exact[sex]) <= 3, (sex, n, exact[sex])
+    metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    assert metadata["tessera.provenance"].startswith("2 of 2 trusts answered (RRK, RTH)")
+    assert "values perturbed by the cell key method" in metadata["tessera.disclosure"]
+
+
+def test_small_cells_are_withheld(service):
+    sql = (
+        "SELECT treatment_specialty, age_band, sex, count(*) AS n FROM apc_episodes "
+        "GROUP BY treatment_specialty, age_band, sex"
+    )
+    with connect(service) as conn, conn.cursor() as cur:
+        cur.execute(sql)
+        table = cur.fetch_arrow_table()
+    exact = {}
+    for trust in ["RRK", "RTH"]:
+        t = pq.read_table(service["dir"] / trust / "apc_episodes.parquet")
+        for key in zip(*(t.column(c).to_pylist() for c in ["treatment_specialty", "age_band", "sex"])):
+            exact[key] = exact.get(key, 0) + 1
+    small = {k for k, n in exact.items() if n < 10}
+    assert small, "the question must have small cells for this test to mean anything"
+    released = set(zip(*(table.column(c).to_pylist() for c in ["treatment_specialty", "age_band", "sex"])))
+    assert released, "some cells are large enough to release"
+    assert not released & small
+    assert min(table.column("n").to_pylist()) >= 10
+
+
+@pytest.mark.parametrize(
+    "user, password",
+    [("alice", "not her password"), ("mallory", PASSWORD)],
+)
+def test_a_wrong_password_is_unauthenticated_and_audited(service, user, password):
+    with pytest.raises(Exception) as turned_away:
+        with connect(service, user=user, password=password) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM apc_episodes")
+            cur.fetch_arrow_table()
+    assert "wrong user name or password" in str(turned_away.value)
+    entries = [json.loads(line) for line in service["audit"].read_text().splitlines()]
+    assert any(e["role"] == "unauthenticated" and e["principal"] == f"user {user}" for e in entries)
+
+
+def test_the_catalog_can_be_browsed(service):
+    with connect(service) as conn:
+        objects = conn.adbc_get_objects(depth="all").read_all().to_pylist()
+        schema = conn.adbc_get_table_schema("apc_episodes", db_schema_filter="public")
+        types = conn.adbc_get_table_types()
+    tables = {t["table_name"] for c in objects for s in c["catalog_db_schemas"] for t in s["db_schema_tables"]}
+    assert {"apc_episodes", "ec_attendances", "op_appointments"} <= tables
+    assert "person_id" in schema.names and "los_days" in schema.names
+    assert {"TABLE", "VIEW"} <= set(types)
+
+
+def test_a_prepared_query_runs_twice_and_binds_a_parameter(service):
+    exact = exact_counts(service, "sex")
+    with connect(service) as conn, conn.cursor() as cur:
+        answers = []
+        for _ in range(2):
+            cur.execute("SELECT count(*) AS n FROM apc_episodes WHERE sex = ?", parameters=("F",))
+            answers.append(cur.fetch_arrow_table().column("n").to_pylist())
+        assert answers[0] == answers[1]
+        assert abs(answers[0][0] - exact["F"]) <= 3
+        # A parameter is a value, never SQL.
+        cur.execute("SELECT count(*) AS n FROM apc_episodes WHERE sex = ?", parameters=("F' OR '1'='1",))
+        assert cur.fetch_arrow_table().num_rows == 0
+
+
+def test_a_refused_query_says_why(service):
+    with connect(service) as conn, conn.cursor() as cur:
+        with pytest.raises(flight_sql.ProgrammingError) as refused:
+            cur.execute("SELECT person_id, cost_gbp FROM apc_episodes")
+            cur.fetch_arrow_table()
+    assert "the query reads individual rows of apc_episodes, and rows never leave a trust" in str(refused.value)
+
+
+def test_projects_are_the_users_own_and_each_trust_records_who_asked(service):
+    # bob's only project has not been approved by the trusts: they refuse it, and he hears why.
+    with pytest.raises(flight_sql.ProgrammingError) as not_approved:
+        with connect(service, user="bob") as conn, conn.cursor() as cur:
+            cur.execute("SELECT age_band, count(*) AS n FROM apc_episodes GROUP BY age_band")
+            cur.fetch_arrow_table()
+    assert "project `second` is not approved by this trust" in str(not_approved.value)
+    with pytest.raises(Exception) as refused:
+        with connect(service, user="bob", project="synthetic") as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM apc_episodes")
+            cur.fetch_arrow_table()
+    assert "you may not ask for project `synthetic`" in str(refused.value)
+    # bob's question reached the trust as bob's, in his project.
+    trust_log = [json.loads(line) for line in (service["dir"] / "RRK" / "audit.jsonl").read_text().splitlines()]
+    bobs = [e for e in trust_log if e["requester"] == "bob"]
+    assert bobs and all(e["project"] == "second" and e["decision"] == "refused" for e in bobs)
+
+
+def test_the_service_audit_log_verifies(service):
+    result = subprocess.run([TESSERA, "audit", "verify", str(service["audit"])], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
