@@ -434,3 +434,56 @@ async fn a_user_has_at_most_their_share_of_questions_running_and_a_hanging_trust
     });
     assert_eq!(decisions.get("alice:Refused"), Some(&1), "{decisions:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_users_are_answered_at_once_and_a_removed_user_is_signed_out() {
+    let service = TestService::start(&["RRK", "RTH"], 800, |_| {}).await;
+    let sql = "SELECT sex, count(*) AS n FROM apc_episodes GROUP BY sex";
+    let expected = service.fed.coordinator.query(sql).await.unwrap();
+    let mut clients = Vec::new();
+    for user in ["alice", "bob", "alice", "bob"] {
+        clients.push(service.sign_in(user, Some("p2")).await);
+    }
+    // Two questions per user at once: each user's limit, all answered.
+    let answers = futures::future::join_all(clients.iter().map(|c| c.query(sql))).await;
+    for answer in answers {
+        compare(&rows_of(&answer.unwrap().batches), &rows_of(&expected.batches), false).unwrap();
+    }
+    // Removing bob ends his session at once; alice's goes on.
+    let mut users = tessera_node::access::users::UsersFile::load(&service.users).unwrap();
+    assert!(users.remove("bob"));
+    users.save(&service.users).unwrap();
+    let error = clients[1].query(sql).await.unwrap_err();
+    assert_eq!(error.code(), Some(Code::Unauthenticated), "{error}");
+    assert!(clients[0].query(sql).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trust_that_goes_down_is_named_and_asked_again_when_it_returns() {
+    let mut service = TestService::start(&["RRK", "RTH"], 600, |_| {}).await;
+    let alice = service.sign_in("alice", None).await;
+    let sql = "SELECT count(*) AS n FROM apc_episodes";
+    let before = alice.query(sql).await.unwrap();
+    let rth = service.fed.nodes.pop().unwrap();
+    let addr = rth.running.addr;
+    rth.running.stop().await;
+    let error = alice.query(sql).await.unwrap_err();
+    assert_eq!(error.code(), Some(Code::Unavailable), "{error}");
+    assert!(error.to_string().starts_with("RTH unreachable"), "{error}");
+    let config = service.fed.data.node_config("RTH", |c| c.policy.max_groups = 1_000_000);
+    let node = tessera_node::node::TrustNode::start(&config, &tessera_schemas::Catalog::builtin())
+        .await
+        .unwrap();
+    let _running = node.spawn(addr).await.expect("the port is free again");
+    let after = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match alice.query(sql).await {
+                Ok(answer) => break answer,
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    })
+    .await
+    .expect("the service asks the trust again");
+    compare(&rows_of(&after.batches), &rows_of(&before.batches), false).unwrap();
+}
