@@ -31,5 +31,6 @@ pub mod running;
 pub mod serve;
 pub mod sql_info;
 pub mod tables;
+pub mod web;
 
 pub use config::NodeConfig;

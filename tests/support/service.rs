@@ -63,7 +63,7 @@ impl TestService {
         edit(&mut config);
         let service = Service::start(config, &dir.join("federation.toml"), Catalog::builtin()).expect("service starts");
         let running = service
-            .spawn("127.0.0.1:0".parse().unwrap())
+            .spawn("127.0.0.1:0".parse().unwrap(), Some("127.0.0.1:0".parse().unwrap()))
             .await
             .expect("service binds");
         TestService {

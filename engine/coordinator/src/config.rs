@@ -63,7 +63,8 @@ pub struct FederationConfig {
 /// [server]
 /// listen = "127.0.0.1:50060"      # Flight SQL (ADBC, JDBC, SQLAlchemy, `tessera query --server`)
 /// users = "users.toml"            # `tessera user add --file users.toml NAME --projects a,b`
-/// http = "127.0.0.1:8080"         # the dashboard
+/// http = "127.0.0.1:8080"         # the dashboard (same users and projects)
+/// dashboards = "dashboards"       # more dashboard files, beside the built-in one
 /// state = "service"               # per-project release logs and the service's audit log
 /// max_running_per_user = 2
 /// max_running = 16
@@ -88,6 +89,9 @@ pub struct ServerSection {
     /// Memory for one question's central plan, in MiB.
     #[serde(default = "default_memory_limit_mb")]
     pub memory_limit_mb: u64,
+    /// A folder of dashboard files (`*.toml`) shown beside the built-in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dashboards: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ServerTls>,
 }
@@ -127,6 +131,7 @@ impl ServerSection {
             max_running_per_user: default_max_running_per_user(),
             max_running: default_max_running(),
             memory_limit_mb: default_memory_limit_mb(),
+            dashboards: None,
             tls: None,
         }
     }
@@ -239,6 +244,9 @@ impl FederationConfig {
             if let Some(server) = &mut config.server {
                 for file in [&mut server.users, &mut server.state] {
                     *file = dir.join(&*file);
+                }
+                if let Some(dashboards) = &mut server.dashboards {
+                    *dashboards = dir.join(&*dashboards);
                 }
                 if let Some(tls) = &mut server.tls {
                     for file in [&mut tls.cert, &mut tls.key] {

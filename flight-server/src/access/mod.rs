@@ -146,20 +146,7 @@ impl Access {
             Some(Some(Credentials::Basic { user, password })) => {
                 self.sign_in(&user, password, request.remote_addr()).await
             }
-            Some(Some(Credentials::Bearer(token))) => match self.sessions.user(&token) {
-                Some((user, hash)) if self.users().hash_of(&user) == Some(hash.as_str()) => Ok(Caller {
-                    role: Role::Analyst,
-                    name: user,
-                }),
-                Some((user, _)) => Err(Unrecognised {
-                    presented: format!("user {user}"),
-                    reason: "the session ended: the user was removed or has a new password; sign in again".into(),
-                }),
-                None => Err(Unrecognised {
-                    presented: "a bearer token".into(),
-                    reason: "the token is unknown or has expired; sign in again".into(),
-                }),
-            },
+            Some(Some(Credentials::Bearer(token))) => self.session_caller(&token),
             Some(None) => Err(Unrecognised {
                 presented: "a malformed authorization header".into(),
                 reason: "credentials must be Basic (user and password) or a Bearer token".into(),
@@ -171,6 +158,47 @@ impl Access {
                     .into(),
             }),
         }
+    }
+
+    /// The user whose live session `token` is (a bearer token, or a browser's session cookie).
+    pub fn session_caller(&self, token: &str) -> Result<Caller, Unrecognised> {
+        match self.sessions.user(token) {
+            Some((user, hash)) if self.users().hash_of(&user) == Some(hash.as_str()) => Ok(Caller {
+                role: Role::Analyst,
+                name: user,
+            }),
+            Some((user, _)) => Err(Unrecognised {
+                presented: format!("user {user}"),
+                reason: "the session ended: the user was removed or has a new password; sign in again".into(),
+            }),
+            None => Err(Unrecognised {
+                presented: "a session token".into(),
+                reason: "the session is unknown or has expired; sign in again".into(),
+            }),
+        }
+    }
+
+    /// Checks `user`'s `password` (throttled as every sign-in) and opens a session for them:
+    /// the caller and the session's token. For sign-in forms.
+    pub async fn sign_in_with_password(
+        &self,
+        user: &str,
+        password: String,
+        from: Option<std::net::SocketAddr>,
+    ) -> Result<(Caller, String), Unrecognised> {
+        let caller = self.sign_in(user, password, from).await?;
+        let users = self.users();
+        let hash = users.hash_of(&caller.name).ok_or_else(|| Unrecognised {
+            presented: format!("user {}", bounded(user)),
+            reason: "wrong user name or password".into(),
+        })?;
+        let token = self.sessions.open(&caller.name, hash);
+        Ok((caller, token))
+    }
+
+    /// Ends the session of `token` (signing out).
+    pub fn end_session(&self, token: &str) {
+        self.sessions.close(token);
     }
 
     /// Checks a user's password: throttled per user, per address and per both, at most

@@ -71,4 +71,10 @@ impl Sessions {
             .filter(|s| s.expires > Instant::now())
             .map(|s| (s.user.clone(), s.hash.clone()))
     }
+
+    /// Ends the session of `token`.
+    pub fn close(&self, token: &str) {
+        let mut sessions = self.by_digest.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.remove(&token_digest(token));
+    }
 }

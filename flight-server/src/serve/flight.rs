@@ -90,10 +90,7 @@ impl crate::gate::Door for Service {
     async fn admit<T: Send + Sync>(&self, request: &Request<T>, call: &str) -> Result<Caller, Status> {
         match self.access.identify(request).await {
             Ok(caller) => Ok(caller),
-            Err(who) => match self.access.audit_unrecognised(request.remote_addr()) {
-                Some(turned_away) => Err(self.record_unrecognised(call, &who, turned_away).await),
-                None => Err(Status::unauthenticated(who.reason)),
-            },
+            Err(who) => Err(self.refuse_unrecognised(call, &who, request.remote_addr()).await),
         }
     }
 

@@ -12,6 +12,7 @@ mod questions;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
@@ -23,7 +24,7 @@ use tessera_coordinator::{FederationConfig, ServerSection};
 use tessera_protocol::tls::read_pem;
 use tessera_schemas::Catalog;
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::Semaphore;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, ServerTlsConfig};
 
@@ -69,10 +70,14 @@ pub struct Statement {
 
 /// The service, ready to answer.
 pub struct Service {
-    access: Access,
-    audit: AuditLog,
+    pub(crate) access: Access,
+    pub(crate) audit: AuditLog,
     projects: Projects,
     catalog: Catalog,
+    /// The dashboards the web app shows.
+    pub(crate) dashboards: crate::web::Dashboards,
+    /// The certificate and key users see, when the service has them.
+    pub(crate) tls_files: Option<(std::path::PathBuf, std::path::PathBuf)>,
     answers: Handles<Answer>,
     statements: Handles<Statement>,
     running: PerUser,
@@ -136,12 +141,16 @@ impl Service {
             .map(|t| t.load())
             .transpose()
             .map_err(|e| StartError(format!("{file}: {e}")))?;
+        let dashboards = crate::web::Dashboards::load(server.dashboards.as_deref())
+            .map_err(|e| StartError(format!("{file}: [server] dashboards: {e}")))?;
         let projects = Projects::new(config, catalog.clone(), runtime, server.state.join("releases"));
         Ok(Service {
             access,
             audit,
             projects,
             catalog,
+            dashboards,
+            tls_files: server.tls.map(|t| (t.cert, t.key)),
             answers: Handles::new("answer:", KEPT_FOR, MAX_KEPT, MAX_KEPT_PER_USER),
             statements: Handles::new("statement:", KEPT_FOR, MAX_KEPT, MAX_KEPT_PER_USER),
             running: PerUser::new(server.max_running_per_user),
@@ -160,12 +169,12 @@ impl Service {
 
     /// Serves Flight SQL on `listener` (over TLS when configured) until `shutdown` resolves.
     pub async fn serve(
-        self,
+        self: Arc<Self>,
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), tonic::transport::Error> {
         let tls = self.tls.clone();
-        let service = FlightServiceServer::new(Gate::from(self))
+        let service = FlightServiceServer::new(Gate(self))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(64 * 1024 * 1024);
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -188,25 +197,47 @@ impl Service {
             .await
     }
 
-    /// Starts serving on `addr` in the background (port 0 picks a free port).
-    pub async fn spawn(self, addr: SocketAddr) -> std::io::Result<RunningService> {
+    /// Starts serving Flight SQL on `addr`, and the dashboard on `http` when given, in the
+    /// background (port 0 picks a free port).
+    pub async fn spawn(self, addr: SocketAddr, http: Option<SocketAddr>) -> std::io::Result<RunningService> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let tls = self.tls.is_some();
-        let (stop, stopped) = oneshot::channel::<()>();
+        let service = Arc::new(self);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let web = match http {
+            Some(http) => {
+                let listener = TcpListener::bind(http).await?;
+                let web_addr = listener.local_addr()?;
+                let service = service.clone();
+                let mut stopped = stopped.clone();
+                tokio::spawn(async move {
+                    let until = async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    };
+                    if let Err(e) = crate::web::serve(service, listener, until).await {
+                        tracing::error!("the dashboard stopped: {e}");
+                    }
+                });
+                Some(web_addr)
+            }
+            None => None,
+        };
+        let mut stopped = stopped.clone();
         let task = tokio::spawn(async move {
-            let stopped = async {
-                let _ = stopped.await;
+            let until = async move {
+                let _ = stopped.wait_for(|s| *s).await;
             };
-            if let Err(e) = self.serve(listener, stopped).await {
+            if let Err(e) = service.serve(listener, until).await {
                 tracing::error!("the service stopped: {e}");
             }
         });
         Ok(RunningService {
             addr,
+            web,
             tls,
-            stop: Some(stop),
-            task,
+            stop,
+            task: Some(task),
         })
     }
 }
@@ -221,31 +252,43 @@ fn server_tls(cert: &Path, key: &Path) -> Result<ServerTlsConfig, String> {
 /// A service serving in the background; stops when dropped or on [`RunningService::stop`].
 pub struct RunningService {
     pub addr: SocketAddr,
+    /// The dashboard's address, when it serves one.
+    pub web: Option<SocketAddr>,
     tls: bool,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningService {
-    /// The URL clients connect to.
+    /// The URL Flight SQL clients connect to.
     pub fn url(&self) -> String {
-        let scheme = if self.tls { "https" } else { "http" };
-        format!("{scheme}://{}", self.addr)
+        format!("{}://{}", self.scheme(), self.addr)
+    }
+
+    /// The dashboard's URL.
+    pub fn web_url(&self) -> Option<String> {
+        self.web.map(|addr| format!("{}://{addr}", self.scheme()))
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// Stops serving and waits for the server to finish.
     pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
         }
-        let _ = (&mut self.task).await;
     }
 }
 
 impl Drop for RunningService {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        let _ = self.stop.send(true);
     }
 }

@@ -78,7 +78,7 @@ impl Service {
 
     /// An audit line about a question of `caller`.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn record(
+    pub(crate) fn record(
         &self,
         context: &RequestContext,
         caller: &Caller,
@@ -101,8 +101,21 @@ impl Service {
         }
     }
 
+    /// Refuses someone the service did not recognise, audited unless their address is flooding.
+    pub(crate) async fn refuse_unrecognised(
+        &self,
+        call: &str,
+        who: &Unrecognised,
+        from: Option<std::net::SocketAddr>,
+    ) -> Status {
+        match self.access.audit_unrecognised(from) {
+            Some(turned_away) => self.record_unrecognised(call, who, turned_away).await,
+            None => Status::unauthenticated(who.reason.clone()),
+        }
+    }
+
     /// Audits a request from someone the service did not recognise; they hear only that.
-    pub(super) async fn record_unrecognised(&self, call: &str, who: &Unrecognised, turned_away: u64) -> Status {
+    async fn record_unrecognised(&self, call: &str, who: &Unrecognised, turned_away: u64) -> Status {
         let mut reason = format!("unauthenticated: {}", who.reason);
         if turned_away > 0 {
             reason.push_str(&format!(
@@ -179,7 +192,7 @@ impl Service {
 
     /// Answers `sql` for `caller` in `project` through disclosure control, within the limits, and
     /// audits it.
-    pub(super) async fn answer(&self, caller: &Caller, project: &str, sql: &str, call: &str) -> Result<Answer, Status> {
+    pub(crate) async fn answer(&self, caller: &Caller, project: &str, sql: &str, call: &str) -> Result<Answer, Status> {
         let context = self.context(caller, project);
         if sql.len() > MAX_SQL_BYTES {
             let message = format!(
