@@ -5,6 +5,7 @@ mod attacks;
 mod audit_log;
 mod cell_model;
 mod coordinator;
+mod dashboard;
 mod disclosure;
 mod dominance;
 mod exactness;

@@ -56,15 +56,18 @@ def federation(out: Path, rows: int = 6000):
         federation_file = out / "federation.toml"
         server = federation_file.read_text().split("[server]", 1)[1]
         port = int(re.search(r'listen = "127\.0\.0\.1:(\d+)"', server).group(1))
+        http = int(re.search(r'http = "127\.0\.0\.1:(\d+)"', server).group(1))
         process = subprocess.Popen(
             [TESSERA, "serve", "--config", str(federation_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         processes.append(process)
         _wait_for_port(port, process)
+        _wait_for_port(http, process)
         yield {
             "dir": out,
             "port": port,
             "uri": f"grpc+tls://127.0.0.1:{port}",
+            "web": f"https://localhost:{http}",
             "ca": out / "certs" / "ca.pem",
             "audit": out / "service" / "audit.jsonl",
         }
