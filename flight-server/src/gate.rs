@@ -23,12 +23,39 @@ pub trait Door: FlightService {
 
     /// Audits a request whose content (`bytes` long) is not a Flight SQL command, and says so.
     async fn undecodable(&self, caller: &Caller, call: &str, bytes: usize) -> Status;
+
+    /// Audits a request this server does not answer, and says `why`.
+    async fn unanswered(&self, caller: &Caller, call: &str, why: String) -> Status;
+}
+
+/// Whether `status` is a refusal the Flight SQL framework made itself (its default for a call
+/// not implemented, or a message it could not unpack), not one of ours.
+fn by_the_framework(status: &Status) -> bool {
+    let message = status.message();
+    status.code() == tonic::Code::Unimplemented
+        || (status.code() == tonic::Code::InvalidArgument
+            && (message.starts_with("Unable to unpack")
+                || message.starts_with("Unable to decode")
+                || message.contains("DecodeError")))
 }
 
 /// A service behind its door.
 pub struct Gate<S>(pub Arc<S>);
 
 impl<S: Door> Gate<S> {
+    /// Words and audits what the Flight SQL framework refused on its own — a call this service
+    /// does not implement, a command or action that does not unpack — so that no refusal goes
+    /// unaudited and no library's wording reaches the caller.
+    async fn settle<R>(&self, caller: &Caller, call: &str, result: Result<R, Status>) -> Result<R, Status> {
+        match result {
+            Err(status) if by_the_framework(&status) => {
+                let why = format!("this server does not answer this kind of {call} request");
+                Err(self.0.unanswered(caller, call, why).await)
+            }
+            other => other,
+        }
+    }
+
     /// Authenticates the caller and hands who it is to the handlers.
     async fn admit<T: Send + Sync>(&self, request: &mut Request<T>, call: &str) -> Result<Caller, Status> {
         let caller = self.0.admit(request, call).await?;
@@ -42,10 +69,10 @@ impl<S: Door> Gate<S> {
         request: &mut Request<T>,
         call: &str,
         bytes: &[u8],
-    ) -> Result<(), Status> {
+    ) -> Result<Caller, Status> {
         let caller = self.admit(request, call).await?;
         match Any::decode(bytes) {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(caller),
             Err(_) => Err(self.0.undecodable(&caller, call, bytes.len()).await),
         }
     }
@@ -70,53 +97,62 @@ impl<S: Door> FlightService for Gate<S> {
     }
 
     async fn list_flights(&self, mut request: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
-        self.admit(&mut request, "ListFlights").await?;
-        self.0.list_flights(request).await
+        let caller = self.admit(&mut request, "ListFlights").await?;
+        let result = self.0.list_flights(request).await;
+        self.settle(&caller, "ListFlights", result).await
     }
 
     async fn get_flight_info(&self, mut request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
         let cmd = request.get_ref().cmd.clone();
-        self.admit_command(&mut request, "GetFlightInfo", &cmd).await?;
-        self.0.get_flight_info(request).await
+        let caller = self.admit_command(&mut request, "GetFlightInfo", &cmd).await?;
+        let result = self.0.get_flight_info(request).await;
+        self.settle(&caller, "GetFlightInfo", result).await
     }
 
     async fn poll_flight_info(&self, mut request: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
-        self.admit(&mut request, "PollFlightInfo").await?;
-        self.0.poll_flight_info(request).await
+        let caller = self.admit(&mut request, "PollFlightInfo").await?;
+        let result = self.0.poll_flight_info(request).await;
+        self.settle(&caller, "PollFlightInfo", result).await
     }
 
     async fn get_schema(&self, mut request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
-        self.admit(&mut request, "GetSchema").await?;
-        self.0.get_schema(request).await
+        let caller = self.admit(&mut request, "GetSchema").await?;
+        let result = self.0.get_schema(request).await;
+        self.settle(&caller, "GetSchema", result).await
     }
 
     async fn do_get(&self, mut request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
         let ticket = request.get_ref().ticket.clone();
-        self.admit_command(&mut request, "DoGet", &ticket).await?;
-        self.0.do_get(request).await
+        let caller = self.admit_command(&mut request, "DoGet", &ticket).await?;
+        let result = self.0.do_get(request).await;
+        self.settle(&caller, "DoGet", result).await
     }
 
     async fn do_put(&self, mut request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
-        self.admit(&mut request, "DoPut").await?;
-        self.0.do_put(request).await
+        let caller = self.admit(&mut request, "DoPut").await?;
+        let result = self.0.do_put(request).await;
+        self.settle(&caller, "DoPut", result).await
     }
 
     async fn do_exchange(
         &self,
         mut request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoExchangeStream>, Status> {
-        self.admit(&mut request, "DoExchange").await?;
-        self.0.do_exchange(request).await
+        let caller = self.admit(&mut request, "DoExchange").await?;
+        let result = self.0.do_exchange(request).await;
+        self.settle(&caller, "DoExchange", result).await
     }
 
     async fn do_action(&self, mut request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
-        self.admit(&mut request, "DoAction").await?;
-        self.0.do_action(request).await
+        let caller = self.admit(&mut request, "DoAction").await?;
+        let result = self.0.do_action(request).await;
+        self.settle(&caller, "DoAction", result).await
     }
 
     async fn list_actions(&self, mut request: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
-        self.admit(&mut request, "ListActions").await?;
-        self.0.list_actions(request).await
+        let caller = self.admit(&mut request, "ListActions").await?;
+        let result = self.0.list_actions(request).await;
+        self.settle(&caller, "ListActions", result).await
     }
 }
 

@@ -22,6 +22,7 @@ pub mod audit_summary;
 pub mod config;
 pub mod gate;
 pub mod handles;
+pub mod listener;
 pub mod logging;
 pub mod metadata;
 pub mod node;

@@ -96,7 +96,7 @@ fn charts_draw_every_released_value_and_mark_every_withheld_one() {
     );
     let cases = [(Kind::Line, "class=\"point\""), (Kind::Bar, "class=\"bar\"")];
     for (kind, mark) in cases {
-        let plot = Plot::of(&[answer.clone()], "month", "n", Some("trust")).unwrap();
+        let plot = Plot::of(std::slice::from_ref(&answer), "month", "n", Some("trust")).unwrap();
         assert_eq!(plot.drawn(), 4);
         let svg = svg(&plot, kind, "c", "Admissions <per> trust", "admissions");
         assert_eq!(svg.matches(mark).count(), 4, "{kind:?}");

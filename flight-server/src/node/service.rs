@@ -186,8 +186,12 @@ impl crate::gate::Door for TrustNode {
     }
 
     async fn undecodable(&self, caller: &Caller, call: &str, bytes: usize) -> Status {
-        let request = self.request_without_sql(caller);
         let why = format!("the request ({bytes} bytes) is not a Flight SQL command this node answers");
+        crate::gate::Door::unanswered(self, caller, call, why).await
+    }
+
+    async fn unanswered(&self, caller: &Caller, call: &str, why: String) -> Status {
+        let request = self.request_without_sql(caller);
         self.core
             .record_failure(&request, caller, call, Unanswered::Invalid(why))
             .await

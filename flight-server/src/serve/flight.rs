@@ -98,6 +98,10 @@ impl crate::gate::Door for Service {
         let why = format!("the request ({bytes} bytes) is not a Flight SQL command this service answers");
         self.unanswered(caller, call, why).await
     }
+
+    async fn unanswered(&self, caller: &Caller, call: &str, why: String) -> Status {
+        Service::unanswered(self, caller, call, why).await
+    }
 }
 
 #[tonic::async_trait]

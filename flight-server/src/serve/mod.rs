@@ -21,12 +21,9 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use tessera_coordinator::{FederationConfig, ServerSection};
-use tessera_protocol::tls::read_pem;
 use tessera_schemas::Catalog;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Identity, ServerTlsConfig};
 
 use crate::access::Access;
 use crate::audit::AuditLog;
@@ -84,7 +81,7 @@ pub struct Service {
     slots: Semaphore,
     /// The deadline of one question.
     timeout: Duration,
-    tls: Option<ServerTlsConfig>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     sql_info: SqlInfoData,
     next_query: std::sync::atomic::AtomicU64,
 }
@@ -118,7 +115,7 @@ impl Service {
         let tls = server
             .tls
             .as_ref()
-            .map(|tls| server_tls(&tls.cert, &tls.key))
+            .map(|tls| crate::listener::tls_config(&tls.cert, &tls.key, &[b"h2"]))
             .transpose()
             .map_err(|e| StartError(format!("{file}: [server.tls] {e}")))?;
         let access = Access::new(None, Some(server.users.clone()), None)
@@ -187,14 +184,27 @@ impl Service {
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .timeout(Duration::from_secs(3600));
-        if let Some(tls) = tls {
-            builder = builder.tls_config(tls)?;
-        }
-        builder
-            .add_service(health_service)
-            .add_service(service)
-            .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
-            .await
+        let router = builder.add_service(health_service).add_service(service);
+        // TLS is done by the bounded listener (handshakes with a deadline, connections capped).
+        let served = match tls {
+            Some(config) => match crate::listener::tls(listener, config) {
+                Ok(accepted) => {
+                    router
+                        .serve_with_incoming_shutdown(accepted.into_stream(), shutdown)
+                        .await
+                }
+                Err(e) => Ok(tracing::error!("the service cannot listen: {e}")),
+            },
+            None => match crate::listener::plain(listener) {
+                Ok(accepted) => {
+                    router
+                        .serve_with_incoming_shutdown(accepted.into_stream(), shutdown)
+                        .await
+                }
+                Err(e) => Ok(tracing::error!("the service cannot listen: {e}")),
+            },
+        };
+        served
     }
 
     /// Starts serving Flight SQL on `addr`, and the dashboard on `http` when given, in the
@@ -240,13 +250,6 @@ impl Service {
             task: Some(task),
         })
     }
-}
-
-/// The service's TLS identity.
-fn server_tls(cert: &Path, key: &Path) -> Result<ServerTlsConfig, String> {
-    let cert = read_pem(cert, "CERTIFICATE").map_err(|e| e.to_string())?;
-    let key = read_pem(key, "PRIVATE KEY").map_err(|e| e.to_string())?;
-    Ok(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
 }
 
 /// A service serving in the background; stops when dropped or on [`RunningService::stop`].

@@ -22,6 +22,34 @@ use crate::node::{MAX_AUDITED_SQL_CHARS, MAX_SQL_BYTES};
 /// message from deep in the plan could quote a value); the audit line has the detail.
 pub const RUN_FAILED: &str = "the question failed while it ran; the service's audit log has the detail";
 
+/// The reason audited for a question that stopped without an answer or a refusal.
+const STOPPED: &str = "stopped before it was answered: the client went away, or the question failed unexpectedly";
+
+/// Largest answer the service keeps for a client, in bytes.
+pub const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+
+/// An audit line written if a question is dropped before it is audited otherwise.
+struct Unfinished {
+    audit: crate::audit::AuditLog,
+    record: Option<AuditRecord>,
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(record) = self.record.take() {
+            let audit = self.audit.clone();
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn_blocking(move || audit.append(record));
+                }
+                Err(_) => {
+                    let _ = audit.append(record);
+                }
+            }
+        }
+    }
+}
+
 /// The role of a service's users in its audit log.
 const ROLE: &str = "user";
 
@@ -43,10 +71,11 @@ impl Service {
         call: &str,
     ) -> Result<String, Status> {
         let theirs = self.access.projects_of(&caller.name);
-        let asked = metadata
-            .get(PROJECT_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim);
+        let asked = match metadata.get(PROJECT_HEADER).map(|v| v.to_str()) {
+            Some(Err(_)) => Some("(not plain text)"),
+            Some(Ok(text)) => Some(text.trim()),
+            None => None,
+        };
         let refusal = match (asked, theirs.first()) {
             (Some(asked), _) if !asked.is_empty() => match theirs.iter().any(|p| p == asked) {
                 true => return Ok(asked.to_string()),
@@ -219,7 +248,14 @@ impl Service {
             return Err(Status::unavailable(message));
         };
         let coordinator = self.coordinator(&context, caller, call, sql).await?;
+        // From here on the question may be dropped half-way (the client goes away) or fail
+        // unexpectedly: it is audited either way.
+        let mut unfinished = Unfinished {
+            audit: self.audit.clone(),
+            record: Some(self.record(&context, caller, call, sql, Decision::Error, Some(STOPPED.into()), 0)),
+        };
         if Coordinator::is_explain(sql) {
+            unfinished.record = None;
             return match coordinator.explain(sql).await {
                 Ok(text) => {
                     let record = self.record(
@@ -239,7 +275,10 @@ impl Service {
         }
         let prepared = match coordinator.prepare_as(&context, sql).await {
             Ok(prepared) => prepared,
-            Err(e) => return Err(self.refuse(&context, caller, call, sql, e).await),
+            Err(e) => {
+                unfinished.record = None;
+                return Err(self.refuse(&context, caller, call, sql, e).await);
+            }
         };
         let ran = match tokio::time::timeout(self.timeout, prepared.run()).await {
             Ok(ran) => ran,
@@ -248,7 +287,19 @@ impl Service {
                 self.timeout.as_secs()
             ))),
         };
+        unfinished.record = None;
         match ran {
+            Ok(result) if answer_bytes(&result.batches) > MAX_ANSWER_BYTES => {
+                let message = format!(
+                    "refused: the answer would be {} MiB; the service returns at most {} MiB (ask for fewer rows or \
+                     shorter values)",
+                    answer_bytes(&result.batches) / (1024 * 1024),
+                    MAX_ANSWER_BYTES / (1024 * 1024)
+                );
+                Err(self
+                    .refuse(&context, caller, call, sql, QueryError::query(message))
+                    .await)
+            }
             Ok(result) => {
                 let note = format!("{}; {}", result.provenance.summary(), result.disclosure);
                 let rows = result.num_rows() as u64;
@@ -272,6 +323,11 @@ impl Service {
             }
         }
     }
+}
+
+/// The memory an answer's batches take.
+fn answer_bytes(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(RecordBatch::get_array_memory_size).sum()
 }
 
 /// The one-column answer of an `EXPLAIN`.

@@ -51,7 +51,7 @@ pub async fn serve(
     let tls = service
         .tls_files
         .as_ref()
-        .map(|(cert, key)| tls::config(cert, key))
+        .map(|(cert, key)| crate::listener::tls_config(cert, key, &[b"http/1.1"]))
         .transpose()
         .map_err(std::io::Error::other)?;
     let app = App {
@@ -61,11 +61,15 @@ pub async fn serve(
     let router = router(app).into_make_service_with_connect_info::<tls::Peer>();
     match tls {
         Some(config) => {
-            axum::serve(tls::TlsListener::new(listener, config)?, router)
+            axum::serve(crate::listener::tls(listener, config)?, router)
                 .with_graceful_shutdown(shutdown)
                 .await
         }
-        None => axum::serve(listener, router).with_graceful_shutdown(shutdown).await,
+        None => {
+            axum::serve(crate::listener::plain(listener)?, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
     }
 }
 

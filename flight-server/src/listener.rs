@@ -1,0 +1,236 @@
+//! Accepting the service's connections (Flight SQL and the dashboard) so that sockets cannot be
+//! used up: at most [`MAX_CONNECTIONS`] open at once and [`MAX_PER_ADDRESS`] from one address
+//! (more are closed as they arrive), and TLS handshakes run off the accept loop with a deadline,
+//! so a client that connects and sends nothing holds up no one and leaves in time.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+/// Most connections open at once.
+pub const MAX_CONNECTIONS: usize = 2048;
+
+/// Most connections open at once from one address.
+pub const MAX_PER_ADDRESS: usize = 64;
+
+/// How long a TLS handshake may take.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// Connections open per address.
+#[derive(Default)]
+struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+
+impl PerAddress {
+    fn take(&self, ip: IpAddr) -> bool {
+        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= MAX_PER_ADDRESS {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn give_back(&self, ip: IpAddr) {
+        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&ip);
+            }
+        }
+    }
+}
+
+/// One accepted connection, counted while it is open.
+pub struct Connection<T> {
+    inner: T,
+    pub remote: SocketAddr,
+    pub local: SocketAddr,
+    _slot: OwnedSemaphorePermit,
+    addresses: Arc<PerAddress>,
+}
+
+impl<T> Drop for Connection<T> {
+    fn drop(&mut self) {
+        self.addresses.give_back(self.remote.ip());
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Connection<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Connection<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+impl<T> tonic::transport::server::Connected for Connection<T> {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        tonic::transport::server::TcpConnectInfo {
+            local_addr: Some(self.local),
+            remote_addr: Some(self.remote),
+        }
+    }
+}
+
+/// Connections accepted in the background, TLS ones after their handshake.
+pub struct Accepted<T> {
+    local: SocketAddr,
+    ready: mpsc::Receiver<Connection<T>>,
+}
+
+/// Accepts on `listener` within the limits; `upgrade` turns a TCP stream into `T` (e.g. a TLS
+/// handshake), in its own task, under the handshake deadline.
+fn accept<T, F, Fut>(listener: TcpListener, upgrade: F) -> io::Result<Accepted<T>>
+where
+    T: Send + 'static,
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = io::Result<T>> + Send + 'static,
+{
+    let local = listener.local_addr()?;
+    let (send, ready) = mpsc::channel(256);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let addresses = Arc::new(PerAddress::default());
+    let upgrade = Arc::new(upgrade);
+    tokio::spawn(async move {
+        while !send.is_closed() {
+            let (stream, remote) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                // Out of file descriptors or similar: wait rather than spin.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                continue;
+            };
+            if !addresses.take(remote.ip()) {
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let (send, upgrade, addresses) = (send.clone(), upgrade.clone(), addresses.clone());
+            tokio::spawn(async move {
+                let upgraded = tokio::time::timeout(HANDSHAKE, upgrade(stream)).await;
+                match upgraded {
+                    Ok(Ok(inner)) => {
+                        let connection = Connection {
+                            inner,
+                            remote,
+                            local,
+                            _slot: slot,
+                            addresses,
+                        };
+                        let _ = send.send(connection).await;
+                    }
+                    _ => addresses.give_back(remote.ip()),
+                }
+            });
+        }
+    });
+    Ok(Accepted { local, ready })
+}
+
+/// TLS connections on `listener` with `config`.
+pub fn tls(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> io::Result<Accepted<TlsStream<TcpStream>>> {
+    let acceptor = TlsAcceptor::from(config);
+    accept(listener, move |stream| {
+        let acceptor = acceptor.clone();
+        async move { acceptor.accept(stream).await }
+    })
+}
+
+/// Plain TCP connections on `listener` (loopback only; see `[server] listen`).
+pub fn plain(listener: TcpListener) -> io::Result<Accepted<TcpStream>> {
+    accept(listener, |stream| async move { Ok(stream) })
+}
+
+impl<T: Send + 'static> Accepted<T> {
+    /// The connections as a stream (for tonic).
+    pub fn into_stream(self) -> impl futures::Stream<Item = io::Result<Connection<T>>> {
+        futures::stream::unfold(self.ready, |mut ready| async move {
+            ready.recv().await.map(|c| (Ok(c), ready))
+        })
+    }
+}
+
+impl<T> axum::serve::Listener for Accepted<T>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Io = Connection<T>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(connection) => {
+                let remote = connection.remote;
+                (connection, remote)
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
+
+/// A server TLS configuration from a certificate chain and key in PEM files.
+pub fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|c| c.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| e.to_string())?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
