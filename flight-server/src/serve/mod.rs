@@ -193,7 +193,10 @@ impl Service {
                         .serve_with_incoming_shutdown(accepted.into_stream(), shutdown)
                         .await
                 }
-                Err(e) => Ok(tracing::error!("the service cannot listen: {e}")),
+                Err(e) => {
+                    tracing::error!("the service cannot listen: {e}");
+                    Ok(())
+                }
             },
             None => match crate::listener::plain(listener) {
                 Ok(accepted) => {
@@ -201,7 +204,10 @@ impl Service {
                         .serve_with_incoming_shutdown(accepted.into_stream(), shutdown)
                         .await
                 }
-                Err(e) => Ok(tracing::error!("the service cannot listen: {e}")),
+                Err(e) => {
+                    tracing::error!("the service cannot listen: {e}");
+                    Ok(())
+                }
             },
         };
         served
