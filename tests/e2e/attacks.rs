@@ -261,3 +261,28 @@ async fn one_patients_value_is_not_recovered_from_a_spread_among_zeros() {
         [["10", "NULL", "NULL"]]
     );
 }
+
+/// A condition on labels in the outer query that fails for one label. Pushed below disclosure
+/// control, it ran on unreleased rows, so whether the question failed told a small group (`18-29`,
+/// 3 records) from an empty one (`60-69`, none): a black-box attack read a whole cell's records
+/// label by label this way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_condition_on_labels_does_not_tell_a_small_group_from_an_empty_one() {
+    let small = small_federation().await;
+    let c = coordinator(&small, exact_rules());
+    let probe = |band: &str| {
+        format!(
+            "SELECT n FROM (SELECT age_band AS a, count(*) AS n FROM apc_episodes GROUP BY age_band) t \
+             WHERE CAST(CASE WHEN a = '{band}' THEN a || 'x' ELSE '1' END AS INT) = 2"
+        )
+    };
+    let outcome = |result: Result<tessera_coordinator::QueryResult, tessera_coordinator::QueryError>| match result {
+        Ok(r) => format!("{} rows", r.num_rows()),
+        Err(e) => format!("failed: {}", e.message),
+    };
+    let small_group = outcome(c.query(&probe("18-29")).await);
+    let empty_group = outcome(c.query(&probe("60-69")).await);
+    assert_eq!(small_group, empty_group, "the outcome tells a small group from an empty one");
+    // A released group's label may fail: that tells nothing new.
+    assert!(outcome(c.query(&probe("45-59")).await).starts_with("failed"));
+}

@@ -15,6 +15,7 @@ use tessera_disclosure::{DisclosureConfig, Ledger};
 use tessera_protocol::names::STATUS_METADATA;
 
 use crate::decompose::Decomposition;
+use crate::protect::released::Released;
 use crate::protect::values::{fragment_body, protect_rows, statuses};
 
 /// The central merge over the partial answers in `scan`, shaped exactly like the original
@@ -65,8 +66,10 @@ pub fn merge(
             )
         })
         .collect::<Vec<_>>();
-    Ok(LogicalPlan::Projection(Projection::try_new(
-        projection,
-        Arc::new(input),
-    )?))
+    let released = LogicalPlan::Projection(Projection::try_new(projection, Arc::new(input))?);
+    // Nothing above may be evaluated on rows disclosure control did not release.
+    Ok(match disclosure {
+        Some(_) => Released::wrap(released),
+        None => released,
+    })
 }

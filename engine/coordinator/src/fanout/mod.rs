@@ -369,10 +369,16 @@ impl ExtensionPlanner for FederatedExtensionPlanner {
         _planner: &dyn PhysicalPlanner,
         node: &dyn UserDefinedLogicalNode,
         _logical_inputs: &[&LogicalPlan],
-        _physical_inputs: &[Arc<dyn ExecutionPlan>],
+        physical_inputs: &[Arc<dyn ExecutionPlan>],
         _session: &dyn Session,
         _planning_ctx: &datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext,
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        // The line disclosure control draws is for the optimizer; it runs as its input.
+        if node.as_any().is::<crate::protect::released::Released>() {
+            return Ok(physical_inputs
+                .first()
+                .map(|input| Arc::new(crate::protect::released::ReleasedExec::new(input.clone())) as _));
+        }
         Ok(node
             .as_any()
             .downcast_ref::<FederatedScan>()
