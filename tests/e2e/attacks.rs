@@ -282,7 +282,24 @@ async fn a_failing_condition_on_labels_does_not_tell_a_small_group_from_an_empty
     };
     let small_group = outcome(c.query(&probe("18-29")).await);
     let empty_group = outcome(c.query(&probe("60-69")).await);
-    assert_eq!(small_group, empty_group, "the outcome tells a small group from an empty one");
+    assert_eq!(
+        small_group, empty_group,
+        "the outcome tells a small group from an empty one"
+    );
     // A released group's label may fail: that tells nothing new.
     assert!(outcome(c.query(&probe("45-59")).await).starts_with("failed"));
+}
+
+/// A text value ending in a backslash (`'F\\'` reads as `F\`) was printed into the fragment as
+/// `'F\'`, which the trust's parser reads as an escaped quote: the rest of the question became
+/// SQL at the trust. Such values are refused before planning, at the coordinator and at a node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backslash_in_a_value_cannot_end_the_value_early_at_a_trust() {
+    let small = small_federation().await;
+    let c = coordinator(&small, exact_rules());
+    let sql = r"SELECT count(*) AS n FROM apc_episodes WHERE age_band = '18-29\\' OR age_band <> '' GROUP BY age_band";
+    let error = c.query(sql).await.unwrap_err();
+    assert!(error.message.contains("backslash"), "{}", error.message);
+    let at_node = small.nodes[0].ask(sql).await.unwrap_err();
+    assert!(at_node.to_string().contains("backslash"), "{at_node}");
 }

@@ -136,3 +136,29 @@ async fn the_group_limit_is_not_an_exact_oracle_for_the_number_of_cells() {
     // ...but spellings differ, so a refusal does not say how many cells there are.
     assert!(answered > 0 && refused > 0, "answered {answered}, refused {refused}");
 }
+
+/// A long flat chain of additions parses without nesting but plans into a very deep tree: 300
+/// terms overflowed a worker's stack and aborted the whole service. It is refused before planning,
+/// at the coordinator (the service, a node's analysts) and at a node alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_chain_of_operators_is_refused_before_planning() {
+    let fed = tessera_support::Federation::start_protected(&["RRK"], 300, 5).await;
+    for terms in [300, 5_000] {
+        let chain = vec!["1"; terms].join(" + ");
+        let sql = format!("SELECT count(*) + {chain} AS n FROM apc_episodes");
+        let error = fed.coordinator.query(&sql).await.unwrap_err();
+        assert!(
+            error.message.contains("nested too deeply"),
+            "{terms}: {}",
+            error.message
+        );
+        let at_node = fed.nodes[0].ask(&sql).await.unwrap_err();
+        assert!(at_node.to_string().contains("nested too deeply"), "{terms}: {at_node}");
+    }
+    // An ordinary question still works.
+    assert!(fed
+        .coordinator
+        .query("SELECT count(*) + 1 + 2 AS n FROM apc_episodes")
+        .await
+        .is_ok());
+}

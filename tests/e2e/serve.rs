@@ -322,6 +322,12 @@ fn parameters_become_literals_never_sql() {
             Err("cannot be bound"),
         ),
         ("SELECT 1; SELECT 2", vec![], Err("one SQL statement, not 2")),
+        // Printed as is, a backslash before the doubled quote would be read as an escape.
+        (
+            "SELECT count(*) FROM t WHERE a = ?",
+            vec![ScalarValue::from("\\' OR true --")],
+            Err("backslash"),
+        ),
     ];
     for (sql, values, expected) in cases {
         match (parameters::bind(sql, values), expected) {

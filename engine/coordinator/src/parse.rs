@@ -14,6 +14,7 @@ use crate::error::QueryError;
 /// The logical plan of `sql`, without any `EXPLAIN` around it. Only queries: no DDL, no DML, no
 /// `COPY … TO` (which would write files where the coordinator runs), no `SET` or other statements.
 pub async fn parse(state: &SessionState, sql: &str) -> Result<LogicalPlan, QueryError> {
+    tessera_policy::session::check_nesting(sql).map_err(QueryError::query)?;
     let plan = state.create_logical_plan(sql).await?;
     SQLOptions::new()
         .with_allow_ddl(false)

@@ -46,3 +46,84 @@ pub fn register_public(ctx: &SessionContext, catalog: &Catalog, contract: &Contr
     ctx.register_table(contract.name.as_str(), Arc::new(table))?;
     Ok(())
 }
+
+/// Deepest nesting of expressions and sub-queries a question may have.
+pub const MAX_NESTING: usize = 64;
+
+/// Refuses, before anything plans it:
+///
+/// - expressions that nest deeper than [`MAX_NESTING`]: a flat chain such as `1 + 1 + … + 1`
+///   parses without recursion but plans into a tree as deep as it is long, and planning a few
+///   hundred levels overflows a worker's stack;
+/// - text values holding a backslash: SQL printed for a trust writes a value's backslash as is,
+///   and the trust's parser reads `\'` as an escaped quote, so the value would end elsewhere and
+///   the rest be read as SQL.
+///
+/// Text that does not parse here is left for the planner to report.
+pub fn check_nesting(sql: &str) -> std::result::Result<(), String> {
+    use datafusion::sql::sqlparser::ast::{Expr, Query, Visit, Visitor};
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    use std::ops::ControlFlow;
+
+    struct Depth {
+        now: usize,
+        deepest: usize,
+        backslash: bool,
+    }
+    impl Depth {
+        fn enter(&mut self) -> ControlFlow<()> {
+            self.now += 1;
+            self.deepest = self.deepest.max(self.now);
+            match self.now > MAX_NESTING {
+                true => ControlFlow::Break(()),
+                false => ControlFlow::Continue(()),
+            }
+        }
+        fn leave(&mut self) -> ControlFlow<()> {
+            self.now -= 1;
+            ControlFlow::Continue(())
+        }
+    }
+    impl Visitor for Depth {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+            if let Expr::Value(v) = expr {
+                if v.value.clone().into_string().is_some_and(|s| s.contains('\\')) {
+                    self.backslash = true;
+                    return ControlFlow::Break(());
+                }
+            }
+            self.enter()
+        }
+        fn post_visit_expr(&mut self, _expr: &Expr) -> ControlFlow<()> {
+            self.leave()
+        }
+        fn pre_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
+            self.enter()
+        }
+        fn post_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
+            self.leave()
+        }
+    }
+    let Ok(statements) = Parser::parse_sql(&GenericDialect {}, sql) else {
+        return Ok(());
+    };
+    let mut depth = Depth {
+        now: 0,
+        deepest: 0,
+        backslash: false,
+    };
+    for statement in &statements {
+        if statement.visit(&mut depth).is_break() && depth.backslash {
+            return Err("a text value holds a backslash (\\), which a question may not contain".into());
+        }
+        if depth.now > MAX_NESTING {
+            return Err(format!(
+                "the question is nested too deeply (more than {MAX_NESTING} levels of operators, functions or \
+                 sub-queries); write long lists of conditions with IN (…), or split the question"
+            ));
+        }
+    }
+    Ok(())
+}

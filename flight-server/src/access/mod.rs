@@ -64,6 +64,9 @@ pub struct Unrecognised {
 /// Most password checks running at once.
 pub const MAX_CONCURRENT_CHECKS: usize = 4;
 
+/// How long a sign-in waits for a password check to be free.
+const WAIT_FOR_CHECK: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A new random secret (hex).
 pub fn random_secret() -> String {
     tessera_protocol::credentials::generate_token()
@@ -229,7 +232,9 @@ impl Access {
                 reason: format!("too many failed sign-ins; try again in {} s", wait.as_secs().max(1)),
             });
         }
-        let Ok(_permit) = self.checking.try_acquire() else {
+        // Wait in line for a check rather than fail at once, so that a burst of wrong guesses
+        // elsewhere delays a sign-in instead of refusing it.
+        let Ok(Ok(_permit)) = tokio::time::timeout(WAIT_FOR_CHECK, self.checking.acquire()).await else {
             self.throttle.succeeded(&keys);
             return Err(Unrecognised {
                 presented,

@@ -98,6 +98,7 @@ impl Core {
                 sql.len()
             )));
         }
+        tessera_policy::session::check_nesting(sql).map_err(Unanswered::Invalid)?;
         let plan = self
             .ctx
             .state()

@@ -87,6 +87,12 @@ fn literal(value: &ScalarValue) -> Result<Expr, String> {
         ScalarValue::UInt64(Some(v)) => number(v.to_string()),
         ScalarValue::Float32(Some(v)) if v.is_finite() => number(format!("{v:?}")),
         ScalarValue::Float64(Some(v)) if v.is_finite() => number(format!("{v:?}")),
+        // A backslash would be read back as an escape by the SQL parser, ending the value early.
+        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s))
+            if s.contains('\\') =>
+        {
+            Err("a text parameter holds a backslash (\\), which a question may not contain".into())
+        }
         ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
             Ok(Expr::value(Value::SingleQuotedString(s.clone())))
         }
