@@ -168,18 +168,27 @@ where
     Ok(Accepted { local, ready })
 }
 
-/// TLS connections on `listener` with `config`.
-pub fn tls(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> io::Result<Accepted<TlsStream<TcpStream>>> {
-    let acceptor = TlsAcceptor::from(config);
-    accept(listener, move |stream| {
-        let acceptor = acceptor.clone();
-        async move { acceptor.accept(stream).await }
-    })
-}
+/// A connection's byte stream, over TLS or not.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 
-/// Plain TCP connections on `listener` (loopback only; see `[server] listen`).
-pub fn plain(listener: TcpListener) -> io::Result<Accepted<TcpStream>> {
-    accept(listener, |stream| async move { Ok(stream) })
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+/// Connections on `listener`: over TLS with `config`, else plain TCP (loopback only; see
+/// `[server] listen`).
+pub fn bounded(listener: TcpListener, config: Option<Arc<rustls::ServerConfig>>) -> io::Result<Accepted<Box<dyn Io>>> {
+    match config {
+        Some(config) => {
+            let acceptor = TlsAcceptor::from(config);
+            accept(listener, move |stream| {
+                let acceptor = acceptor.clone();
+                async move {
+                    let tls: TlsStream<TcpStream> = acceptor.accept(stream).await?;
+                    Ok(Box::new(tls) as Box<dyn Io>)
+                }
+            })
+        }
+        None => accept(listener, |stream| async move { Ok(Box::new(stream) as Box<dyn Io>) }),
+    }
 }
 
 impl<T: Send + 'static> Accepted<T> {

@@ -59,3 +59,25 @@ pub fn status_of(error: &QueryError) -> (Decision, Status) {
         (ErrorKind::Connection, _) => (Decision::Error, Status::unavailable(error.message.clone())),
     }
 }
+
+/// The stream a handshake answers with.
+pub type HandshakeStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::HandshakeResponse, Status>> + Send>>;
+
+/// A handshake's answer, carrying `token` (a new session's bearer token) when there is one.
+pub fn handshake_response(token: Option<String>) -> Result<Response<HandshakeStream>, Status> {
+    let message = arrow_flight::HandshakeResponse {
+        protocol_version: 0,
+        payload: Default::default(),
+    };
+    let mut response = Response::new(Box::pin(stream::iter(vec![Ok(message)])) as HandshakeStream);
+    if let Some(token) = token {
+        let value = tessera_protocol::credentials::Credentials::Bearer(token)
+            .header()
+            .parse()
+            .map_err(|_| Status::internal("cannot encode the session token"))?;
+        response
+            .metadata_mut()
+            .insert(tessera_protocol::credentials::AUTHORIZATION, value);
+    }
+    Ok(response)
+}

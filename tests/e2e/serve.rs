@@ -83,13 +83,7 @@ async fn sign_in_is_checked_refusals_are_audited_and_anonymous_callers_learn_not
         assert!(error.to_string().contains(reason), "{user}: {error}");
     }
     // No credentials at all: no answer and no table names.
-    let channel = tonic::transport::Endpoint::from_shared(service.running.url())
-        .unwrap()
-        .tls_config(service.tls().config())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = service.channel().await;
     let mut anonymous = FlightServiceClient::new(channel);
     let query = CommandStatementQuery {
         query: "SELECT count(*) FROM apc_episodes".into(),
@@ -196,13 +190,7 @@ async fn refusals_come_back_with_the_reason_the_cli_prints() {
 
 /// A Flight SQL client signed in as `user`, as BI tools use one.
 async fn flight_sql_client(service: &TestService, user: &str) -> FlightSqlServiceClient<tonic::transport::Channel> {
-    let channel = tonic::transport::Endpoint::from_shared(service.running.url())
-        .unwrap()
-        .tls_config(service.tls().config())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = service.channel().await;
     let mut client = FlightSqlServiceClient::new(channel);
     client.handshake(user, USER_PASSWORD).await.unwrap();
     client

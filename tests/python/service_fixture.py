@@ -17,11 +17,11 @@ PASSWORD = "service password 1"
 USERS = {"alice": ["synthetic", "second"], "bob": ["second"]}
 
 
-def _wait_for_port(port: int, process: subprocess.Popen, seconds: float = 60.0) -> None:
+def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 60.0) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"exited early: {process.stderr.read().decode()}")
+            raise RuntimeError(f"the process exited early: {process.stderr.read().decode()}")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -52,7 +52,7 @@ def federation(out: Path, rows: int = 6000):
             port = int(re.search(r'listen = "127\.0\.0\.1:(\d+)"', config.read_text()).group(1))
             process = subprocess.Popen([TESSERA, "node", "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             processes.append(process)
-            _wait_for_port(port, process)
+            wait_for_port(port, process)
         federation_file = out / "federation.toml"
         server = federation_file.read_text().split("[server]", 1)[1]
         port = int(re.search(r'listen = "127\.0\.0\.1:(\d+)"', server).group(1))
@@ -61,8 +61,8 @@ def federation(out: Path, rows: int = 6000):
             [TESSERA, "serve", "--config", str(federation_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         processes.append(process)
-        _wait_for_port(port, process)
-        _wait_for_port(http, process)
+        wait_for_port(port, process)
+        wait_for_port(http, process)
         yield {
             "dir": out,
             "port": port,

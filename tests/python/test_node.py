@@ -3,9 +3,7 @@
 import json
 import os
 import re
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import adbc_driver_flightsql.dbapi as flight_sql
@@ -13,20 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from service_fixture import wait_for_port
+
 ROOT = Path(__file__).resolve().parents[2]
 TESSERA = os.environ.get("TESSERA_BIN", str(ROOT / "target" / "debug" / "tessera"))
-
-
-def _wait_for_port(port: int, process: subprocess.Popen, seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the node exited early: {process.stderr.read().decode()}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"the node did not listen on port {port}")
 
 
 PASSWORD = "analyst password 1"
@@ -78,7 +66,7 @@ def node(tmp_path_factory):
     port = int(re.search(r'listen = "127\.0\.0\.1:(\d+)"', config.read_text()).group(1))
     process = subprocess.Popen([TESSERA, "node", "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        _wait_for_port(port, process)
+        wait_for_port(port, process)
         yield {"uri": f"grpc+tls://127.0.0.1:{port}", "port": port, "dir": out / "RRK", "certs": out / "certs"}
     finally:
         process.terminate()

@@ -80,6 +80,17 @@ impl TestService {
         crate::nodes::anonymous_tls(dir)
     }
 
+    /// A TLS channel to the service, with no credentials (for generic Flight clients).
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(self.running.url())
+            .expect("a valid url")
+            .tls_config(self.tls().config())
+            .expect("valid TLS settings")
+            .connect()
+            .await
+            .expect("the service accepts the connection")
+    }
+
     /// Signs `user` in with `password`, asking in `project` (their first when `None`).
     pub async fn sign_in_with(
         &self,

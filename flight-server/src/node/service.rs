@@ -14,13 +14,12 @@ use arrow_flight::{
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::ipc::writer::IpcWriteOptions;
-use futures::{stream, Stream};
+use futures::Stream;
 use prost::Message;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use tessera_coordinator::QueryResult;
-use tessera_protocol::credentials::{Credentials, AUTHORIZATION};
 use tessera_protocol::names::{PROJECT_HEADER, REQUESTER_HEADER};
 use tessera_protocol::{FragmentRequest, RequestContext};
 
@@ -214,19 +213,7 @@ impl FlightSqlService for TrustNode {
             .core
             .audit_record(&sign_in, &caller, "Handshake", Decision::Allowed, None, 0);
         self.core.record(record).await?;
-        let response = HandshakeResponse {
-            protocol_version: 0,
-            payload: Default::default(),
-        };
-        let mut response = Response::new(Box::pin(stream::iter(vec![Ok(response)])) as _);
-        if let Some(token) = self.access.open_session(&caller, &request) {
-            let value = Credentials::Bearer(token)
-                .header()
-                .parse()
-                .map_err(|_| Status::internal("cannot encode the session token"))?;
-            response.metadata_mut().insert(AUTHORIZATION, value);
-        }
-        Ok(response)
+        crate::responses::handshake_response(self.access.open_session(&caller, &request))
     }
 
     async fn get_flight_info_statement(

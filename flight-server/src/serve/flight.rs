@@ -20,9 +20,8 @@ use arrow_flight::{
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::ipc::writer::IpcWriteOptions;
-use futures::{stream, Stream, TryStreamExt};
+use futures::{Stream, TryStreamExt};
 use prost::Message;
-use tessera_protocol::credentials::{Credentials, AUTHORIZATION};
 use tessera_protocol::RequestContext;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -123,19 +122,7 @@ impl FlightSqlService for Service {
             0,
         );
         self.audit.record(record).await?;
-        let response = HandshakeResponse {
-            protocol_version: 0,
-            payload: Default::default(),
-        };
-        let mut response = Response::new(Box::pin(stream::iter(vec![Ok(response)])) as _);
-        if let Some(token) = self.access.open_session(&caller, &request) {
-            let value = Credentials::Bearer(token)
-                .header()
-                .parse()
-                .map_err(|_| Status::internal("cannot encode the session token"))?;
-            response.metadata_mut().insert(AUTHORIZATION, value);
-        }
-        Ok(response)
+        crate::responses::handshake_response(self.access.open_session(&caller, &request))
     }
 
     async fn get_flight_info_statement(

@@ -186,31 +186,17 @@ impl Service {
             .timeout(Duration::from_secs(3600));
         let router = builder.add_service(health_service).add_service(service);
         // TLS is done by the bounded listener (handshakes with a deadline, connections capped).
-        let served = match tls {
-            Some(config) => match crate::listener::tls(listener, config) {
-                Ok(accepted) => {
-                    router
-                        .serve_with_incoming_shutdown(accepted.into_stream(), shutdown)
-                        .await
-                }
-                Err(e) => {
-                    tracing::error!("the service cannot listen: {e}");
-                    Ok(())
-                }
-            },
-            None => match crate::listener::plain(listener) {
-                Ok(accepted) => {
-                    router
-                        .serve_with_incoming_shutdown(accepted.into_stream(), shutdown)
-                        .await
-                }
-                Err(e) => {
-                    tracing::error!("the service cannot listen: {e}");
-                    Ok(())
-                }
-            },
-        };
-        served
+        match crate::listener::bounded(listener, tls) {
+            Ok(incoming) => {
+                router
+                    .serve_with_incoming_shutdown(incoming.into_stream(), shutdown)
+                    .await
+            }
+            Err(e) => {
+                tracing::error!("the service cannot listen: {e}");
+                Ok(())
+            }
+        }
     }
 
     /// Starts serving Flight SQL on `addr`, and the dashboard on `http` when given, in the

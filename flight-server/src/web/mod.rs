@@ -59,18 +59,9 @@ pub async fn serve(
         secure: tls.is_some(),
     };
     let router = router(app).into_make_service_with_connect_info::<tls::Peer>();
-    match tls {
-        Some(config) => {
-            axum::serve(crate::listener::tls(listener, config)?, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        None => {
-            axum::serve(crate::listener::plain(listener)?, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-    }
+    axum::serve(crate::listener::bounded(listener, tls)?, router)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 fn router(app: App) -> Router {

@@ -117,6 +117,20 @@ def test_the_trust_filter_re_runs_the_charts_for_one_trust(page, service):
     expect(page.locator("figure#chart-0 polyline.line")).to_have_count(1)
 
 
+def test_the_period_filter_keeps_whole_months_of_the_monthly_charts(page, service):
+    sign_in(page, service)
+    all_points = page.locator("figure#chart-0 circle.point").count()
+    page.fill("input[name=from]", "2024-01")
+    page.fill("input[name=to]", "2024-03")
+    page.click("form.filters button[type=submit]")
+    expect(page).to_have_url(re.compile(r"from=2024-01"))
+    # Three months, two trusts.
+    expect(page.locator("figure#chart-0 circle.point")).to_have_count(6)
+    assert all_points > 6
+    labels = page.locator("figure#chart-0 .x-axis text").all_text_contents()
+    assert labels == ["2024-01-01", "2024-02-01", "2024-03-01"], labels
+
+
 def test_ad_hoc_sql_gives_a_table_and_a_chart_and_a_refusal_gives_its_reason(page, service):
     sign_in(page, service)
     page.fill("textarea[name=sql]", "SELECT age_band, count(*) AS admissions FROM apc_episodes GROUP BY age_band ORDER BY age_band")
