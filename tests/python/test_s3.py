@@ -14,7 +14,8 @@ import boto3
 import pyarrow.parquet as pq
 import pytest
 
-from test_node import TESSERA, _wait_for_port, tls_options, tls_section
+from service_fixture import wait_for_port
+from test_node import TESSERA, tls_options, tls_section
 
 
 def _free_port() -> int:
@@ -29,7 +30,7 @@ def s3():
     server = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
     process = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_for_port(port, process)
+        wait_for_port(port, process)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
@@ -62,7 +63,7 @@ def test_node_serves_tables_from_s3_files_and_folders(s3, tmp_path):
     config.write_text(f'[node]\nname = "RTH"\nlisten = "127.0.0.1:{port}"\naudit_log = "s3-audit.jsonl"\n\n{tables}{tls_section(tmp_path / "certs", "RTH")}')
     node = subprocess.Popen([TESSERA, "node", "--config", str(config)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        _wait_for_port(port, node)
+        wait_for_port(port, node)
         options = tls_options(tmp_path / "certs", present="coordinator")
         with flight_sql.connect(f"grpc+tls://127.0.0.1:{port}", db_kwargs=options, autocommit=True) as conn, conn.cursor() as cur:
             cur.execute("SELECT count(*) AS n FROM apc_episodes")
