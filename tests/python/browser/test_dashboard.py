@@ -158,3 +158,17 @@ def test_no_request_leaves_the_service_and_signing_out_ends_the_session(page, se
     expect(page).to_have_url(re.compile(r"/signin$"))
     page.goto(service["web"] + "/dashboard")
     expect(page).to_have_url(re.compile(r"/signin$"))
+
+
+def test_forms_without_their_token_are_refused_and_nothing_runs(page, service):
+    sign_in(page, service)
+    audit_lines = len(service["audit"].read_text().splitlines())
+    # What another site could make this browser send: the session cookie, but not the form token.
+    for path, form in [("/query", {"sql": "SELECT count(*) FROM apc_episodes", "csrf": "0" * 32}), ("/signout", {})]:
+        response = page.request.post(service["web"] + path, form=form, max_redirects=0)
+        assert response.status == 400, (path, response.status)
+        assert "the form had expired" in response.text()
+    assert len(service["audit"].read_text().splitlines()) == audit_lines, "a question ran"
+    # Still signed in: the sign-out did not happen either.
+    page.goto(service["web"] + "/dashboard")
+    expect(page.locator("strong.user")).to_have_text("alice")
