@@ -323,3 +323,44 @@ fn write_head(log: &Path, head: &Head) -> Result<(), AuditError> {
     std::fs::write(&tmp, serde_json::to_vec(head).expect("a head always serialises")).map_err(io)?;
     std::fs::rename(&tmp, &target).map_err(io)
 }
+
+/// The reason audited for a question that stopped without an answer or a refusal.
+pub const STOPPED: &str = "stopped before it was answered: the client went away, or the question failed unexpectedly";
+
+/// An audit line written if a question is dropped (its client went away, or it panicked) before
+/// it was audited otherwise; [`Unfinished::finish`] once it has been.
+pub struct Unfinished {
+    audit: AuditLog,
+    record: Option<AuditRecord>,
+}
+
+impl Unfinished {
+    /// Writes `record` to `audit` unless [`finish`](Self::finish) is called first.
+    pub fn new(audit: &AuditLog, record: AuditRecord) -> Unfinished {
+        Unfinished {
+            audit: audit.clone(),
+            record: Some(record),
+        }
+    }
+
+    /// The question is audited otherwise: nothing to write.
+    pub fn finish(&mut self) {
+        self.record = None;
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(record) = self.record.take() {
+            let audit = self.audit.clone();
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn_blocking(move || audit.append(record));
+                }
+                Err(_) => {
+                    let _ = audit.append(record);
+                }
+            }
+        }
+    }
+}

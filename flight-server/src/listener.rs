@@ -1,9 +1,11 @@
 //! Accepting the service's connections (Flight SQL and the dashboard) so that sockets cannot be
-//! used up: at most [`MAX_CONNECTIONS`] open at once and [`MAX_PER_ADDRESS`] from one address
-//! (more are closed as they arrive), and TLS handshakes run off the accept loop with a deadline,
-//! so a client that connects and sends nothing holds up no one and leaves in time.
+//! used up: at most [`MAX_CONNECTIONS`] open at once and [`MAX_PER_ADDRESS`] from one address (an
+//! IPv6 /64 counts as one; more are closed as they arrive); TLS handshakes run off the accept loop
+//! with a deadline, and a connection that neither sends nor receives a byte for [`IDLE`] is
+//! closed, so a client that connects and then says nothing holds up no one for long.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -21,7 +23,11 @@ use tokio_rustls::TlsAcceptor;
 pub const MAX_CONNECTIONS: usize = 2048;
 
 /// Most connections open at once from one address.
-pub const MAX_PER_ADDRESS: usize = 64;
+pub const MAX_PER_ADDRESS: usize = 32;
+
+/// How long a connection may go without a byte either way (HTTP/2 pings every 30 s keep a live
+/// Flight SQL client busy; a browser reconnects).
+pub const IDLE: Duration = Duration::from_secs(120);
 
 /// How long a TLS handshake may take.
 const HANDSHAKE: Duration = Duration::from_secs(10);
@@ -30,8 +36,20 @@ const HANDSHAKE: Duration = Duration::from_secs(10);
 #[derive(Default)]
 struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
 
+/// The address a connection counts against: an IPv6 address by its /64 (one host's share).
+fn counted(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
 impl PerAddress {
     fn take(&self, ip: IpAddr) -> bool {
+        let ip = counted(ip);
         let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let n = open.entry(ip).or_insert(0);
         if *n >= MAX_PER_ADDRESS {
@@ -42,6 +60,7 @@ impl PerAddress {
     }
 
     fn give_back(&self, ip: IpAddr) {
+        let ip = counted(ip);
         let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = open.get_mut(&ip) {
             *n -= 1;
@@ -59,6 +78,23 @@ pub struct Connection<T> {
     pub local: SocketAddr,
     _slot: OwnedSemaphorePermit,
     addresses: Arc<PerAddress>,
+    /// When the connection counts as idle, moved on by every byte.
+    idle: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<T> Connection<T> {
+    /// Moves the idle deadline on after a byte went either way.
+    fn active(&mut self) {
+        self.idle.as_mut().reset(tokio::time::Instant::now() + IDLE);
+    }
+
+    /// An error once the connection has been idle too long (`Pending` otherwise).
+    fn expired(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        match self.idle.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, "idle connection closed")),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 impl<T> Drop for Connection<T> {
@@ -69,13 +105,25 @@ impl<T> Drop for Connection<T> {
 
 impl<T: AsyncRead + Unpin> AsyncRead for Connection<T> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                self.active();
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => self.expired(cx).map(Err),
+            other => other,
+        }
     }
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Connection<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let written = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            self.active();
+        }
+        written
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -91,7 +139,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Connection<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            self.active();
+        }
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -157,6 +209,7 @@ where
                             local,
                             _slot: slot,
                             addresses,
+                            idle: Box::pin(tokio::time::sleep(IDLE)),
                         };
                         let _ = send.send(connection).await;
                     }

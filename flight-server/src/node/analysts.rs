@@ -132,6 +132,15 @@ impl Analysts {
             Ok(prepared) => prepared,
             Err(e) => return Err(self.refuse(&request, caller, call, e).await),
         };
+        let stopped = self.core.audit_record(
+            &request,
+            caller,
+            call,
+            Decision::Error,
+            Some(crate::audit::STOPPED.into()),
+            0,
+        );
+        let mut unfinished = self.core.unfinished(stopped);
         let ran = match tokio::time::timeout(self.core.timeout, prepared.run()).await {
             Ok(ran) => ran,
             Err(_) => Err(QueryError::query(format!(
@@ -139,6 +148,7 @@ impl Analysts {
                 self.core.timeout.as_secs()
             ))),
         };
+        unfinished.finish();
         match ran {
             Ok(result) => {
                 let note = format!("{}; {}", result.provenance.summary(), result.disclosure);

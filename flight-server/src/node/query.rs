@@ -310,6 +310,11 @@ impl Core {
         }
     }
 
+    /// A line written to the audit log if the question holding it is dropped unaudited.
+    pub fn unfinished(&self, record: AuditRecord) -> crate::audit::Unfinished {
+        crate::audit::Unfinished::new(&self.audit, record)
+    }
+
     /// Appends one line to the audit log (durably, off the async workers); if the log cannot be
     /// written, nothing is answered.
     pub async fn record(&self, record: AuditRecord) -> Result<(), Status> {

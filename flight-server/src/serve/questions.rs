@@ -22,33 +22,10 @@ use crate::node::{MAX_AUDITED_SQL_CHARS, MAX_SQL_BYTES};
 /// message from deep in the plan could quote a value); the audit line has the detail.
 pub const RUN_FAILED: &str = "the question failed while it ran; the service's audit log has the detail";
 
-/// The reason audited for a question that stopped without an answer or a refusal.
-const STOPPED: &str = "stopped before it was answered: the client went away, or the question failed unexpectedly";
+use crate::audit::STOPPED;
 
 /// Largest answer the service keeps for a client, in bytes.
 pub const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
-
-/// An audit line written if a question is dropped before it is audited otherwise.
-struct Unfinished {
-    audit: crate::audit::AuditLog,
-    record: Option<AuditRecord>,
-}
-
-impl Drop for Unfinished {
-    fn drop(&mut self) {
-        if let Some(record) = self.record.take() {
-            let audit = self.audit.clone();
-            match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => {
-                    runtime.spawn_blocking(move || audit.append(record));
-                }
-                Err(_) => {
-                    let _ = audit.append(record);
-                }
-            }
-        }
-    }
-}
 
 /// The role of a service's users in its audit log.
 const ROLE: &str = "user";
@@ -250,12 +227,12 @@ impl Service {
         let coordinator = self.coordinator(&context, caller, call, sql).await?;
         // From here on the question may be dropped half-way (the client goes away) or fail
         // unexpectedly: it is audited either way.
-        let mut unfinished = Unfinished {
-            audit: self.audit.clone(),
-            record: Some(self.record(&context, caller, call, sql, Decision::Error, Some(STOPPED.into()), 0)),
-        };
+        let mut unfinished = crate::audit::Unfinished::new(
+            &self.audit,
+            self.record(&context, caller, call, sql, Decision::Error, Some(STOPPED.into()), 0),
+        );
         if Coordinator::is_explain(sql) {
-            unfinished.record = None;
+            unfinished.finish();
             return match coordinator.explain(sql).await {
                 Ok(text) => {
                     let record = self.record(
@@ -276,7 +253,7 @@ impl Service {
         let prepared = match coordinator.prepare_as(&context, sql).await {
             Ok(prepared) => prepared,
             Err(e) => {
-                unfinished.record = None;
+                unfinished.finish();
                 return Err(self.refuse(&context, caller, call, sql, e).await);
             }
         };
@@ -287,7 +264,7 @@ impl Service {
                 self.timeout.as_secs()
             ))),
         };
-        unfinished.record = None;
+        unfinished.finish();
         match ran {
             Ok(result) if answer_bytes(&result.batches) > MAX_ANSWER_BYTES => {
                 let message = format!(

@@ -24,8 +24,18 @@ pub struct Session {
     pub csrf: String,
 }
 
+/// A cookie's name as sent: under TLS with the `__Host-` prefix, which browsers accept only from
+/// this host over TLS, for the whole site (so no sibling site or plaintext page can plant it).
+fn cookie_name(name: &str, secure: bool) -> String {
+    match secure {
+        true => format!("__Host-{name}"),
+        false => name.to_string(),
+    }
+}
+
 /// The value of cookie `name`.
-pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub fn cookie(headers: &HeaderMap, name: &str, secure: bool) -> Option<String> {
+    let name = cookie_name(name, secure);
     headers
         .get_all(COOKIE)
         .iter()
@@ -39,11 +49,26 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 
 /// A `Set-Cookie` value (`max_age` 0 deletes it).
 pub fn set_cookie(name: &str, value: &str, secure: bool, max_age: u64) -> HeaderValue {
+    let name = cookie_name(name, secure);
     let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
     ))
     .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Whether a form was sent from another site: its `Origin` (or the browser's `Sec-Fetch-Site`)
+/// says so. Forms are refused then, whatever cookies came with them.
+pub fn cross_site(headers: &HeaderMap) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if text("sec-fetch-site").is_some_and(|site| site == "cross-site" || site == "same-site") {
+        return true;
+    }
+    match (text("origin"), text("host")) {
+        (Some(origin), Some(host)) => origin.split_once("://").map(|(_, h)| h) != Some(host),
+        (Some(_), None) => true,
+        _ => false,
+    }
 }
 
 /// The form token of a session (or of a sign-in nonce).

@@ -64,7 +64,7 @@ pub(super) async fn chart_csv(State(app): State<App>, headers: HeaderMap, Query(
             }
         })
         .collect();
-    let header = |text: String| HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""));
+    let header = |text: String| HeaderValue::from_str(&ascii(&text)).unwrap_or_else(|_| HeaderValue::from_static(""));
     let mut response = bytes.into_response();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
@@ -75,4 +75,20 @@ pub(super) async fn chart_csv(State(app): State<App>, headers: HeaderMap, Query(
     headers.insert("x-tessera-provenance", header(provenance));
     headers.insert("x-tessera-disclosure", header(disclosure));
     response
+}
+
+/// `text` in the ASCII a header carries reliably (`±` as `+/-`; other marks as `?`).
+fn ascii(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '±' => "+/-".to_string(),
+            '–' | '—' => "-".to_string(),
+            '…' => "...".to_string(),
+            '≤' => "<=".to_string(),
+            '≥' => ">=".to_string(),
+            '£' => "GBP ".to_string(),
+            c if c.is_ascii() && !c.is_ascii_control() => c.to_string(),
+            _ => "?".to_string(),
+        })
+        .collect()
 }

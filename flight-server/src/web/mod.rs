@@ -97,7 +97,8 @@ async fn protect(mut response: Response) -> Response {
                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
     headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(policy));
     headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
-    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    // `same-origin`, not `no-referrer`: with no referrer, browsers send `Origin: null` on our own forms.
+    headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
     headers
         .entry(CACHE_CONTROL)
@@ -111,7 +112,7 @@ fn asset(kind: &'static str, body: &'static str) -> Response {
 
 /// The signed-in browser, if it is one.
 fn session(app: &App, headers: &HeaderMap) -> Option<Session> {
-    let token = auth::cookie(headers, SESSION)?;
+    let token = auth::cookie(headers, SESSION, app.secure)?;
     let caller = app.service.access.session_caller(&token).ok()?;
     Some(Session {
         caller,

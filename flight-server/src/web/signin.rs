@@ -25,8 +25,8 @@ pub(super) async fn sign_in(
     headers: HeaderMap,
     Form(form): Form<SignInForm>,
 ) -> Response {
-    let nonce = auth::cookie(&headers, NONCE);
-    if !nonce.is_some_and(|n| form_token_matches(&n, &form.csrf)) {
+    let nonce = auth::cookie(&headers, NONCE, app.secure);
+    if auth::cross_site(&headers) || !nonce.is_some_and(|n| form_token_matches(&n, &form.csrf)) {
         let message = "the sign-in form had expired; please sign in again";
         return auth::sign_in_page(app.secure, Some(message), StatusCode::BAD_REQUEST);
     }
@@ -63,7 +63,7 @@ pub(super) async fn sign_out(State(app): State<App>, headers: HeaderMap, Form(fo
     let Some(session) = session(&app, &headers) else {
         return see_other("/signin");
     };
-    if !form_token_matches(&session.token, &form.csrf) {
+    if auth::cross_site(&headers) || !form_token_matches(&session.token, &form.csrf) {
         return error_page(StatusCode::BAD_REQUEST, "the form had expired; please try again");
     }
     app.service.access.end_session(&session.token);

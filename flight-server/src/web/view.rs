@@ -96,7 +96,7 @@ pub(super) async fn ad_hoc(State(app): State<App>, headers: HeaderMap, Form(form
     let Some(session) = session(&app, &headers) else {
         return see_other("/signin");
     };
-    if !form_token_matches(&session.token, &form.csrf) {
+    if auth::cross_site(&headers) || !form_token_matches(&session.token, &form.csrf) {
         return error_page(StatusCode::BAD_REQUEST, "the form had expired; please try again");
     }
     render(&app, &session, &form.view, Some(form.sql)).await

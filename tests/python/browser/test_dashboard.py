@@ -75,7 +75,7 @@ def test_a_wrong_password_is_refused_and_the_right_one_opens_the_dashboard(page,
     sign_in(page, service)
     expect(page.locator("h1")).to_have_text("NHS productivity")
     expect(page.locator("strong.user")).to_have_text("alice")
-    cookie = next(c for c in page.context.cookies() if c["name"] == "tessera_session")
+    cookie = next(c for c in page.context.cookies() if c["name"] == "__Host-tessera_session")
     assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
 
 
@@ -168,7 +168,14 @@ def test_forms_without_their_token_are_refused_and_nothing_runs(page, service):
         response = page.request.post(service["web"] + path, form=form, max_redirects=0)
         assert response.status == 400, (path, response.status)
         assert "the form had expired" in response.text()
+    # Even with the right token, a form posted from another origin is refused.
+    token = page.locator("form.ad-hoc input[name=csrf]").get_attribute("value")
+    form = {"sql": "SELECT count(*) FROM apc_episodes", "csrf": token}
+    response = page.request.post(service["web"] + "/query", form=form, headers={"Origin": "https://evil.example"})
+    assert response.status == 400, response.status
     assert len(service["audit"].read_text().splitlines()) == audit_lines, "a question ran"
+    response = page.request.post(service["web"] + "/query", form=form, headers={"Origin": service["web"]})
+    assert response.status == 200 and "section" in response.text()
     # Still signed in: the sign-out did not happen either.
     page.goto(service["web"] + "/dashboard")
     expect(page.locator("strong.user")).to_have_text("alice")
