@@ -109,6 +109,60 @@ async fn main() {
         );
     }
 
+    // The service: the same protected pipeline behind Flight SQL over TLS, signed in.
+    let users = dir.path().join("service-users.toml");
+    tessera_node::access::users::UsersFile {
+        users: vec![tessera_node::access::users::User {
+            name: "bench".into(),
+            argon2id: tessera_node::access::users::hash_password("a bench password").expect("hash"),
+            projects: vec!["bench".into()],
+        }],
+    }
+    .save(&users)
+    .expect("users file");
+    let mut served = federation.clone();
+    served.disclosure = DisclosureConfig {
+        release_budget: 0,
+        ..DisclosureConfig::default()
+    };
+    let mut server = tessera_coordinator::ServerSection::new("127.0.0.1:0", &users);
+    server.state = dir.path().join("service");
+    server.tls = Some(tessera_coordinator::ServerTls {
+        cert: certs.coordinator.cert.clone(),
+        key: certs.coordinator.key.clone(),
+    });
+    served.server = Some(server);
+    let service = tessera_node::serve::Service::start(served, &dir.path().join("federation.toml"), catalog.clone())
+        .expect("service starts")
+        .spawn("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .expect("service binds");
+    let ca = tessera_support::anonymous_tls(certs.ca.parent().expect("a folder"));
+    let client = tessera_protocol::service_client::ServiceClient::sign_in(
+        &service.url(),
+        Some(&ca),
+        "bench",
+        "a bench password",
+        None,
+    )
+    .await
+    .expect("sign-in");
+    println!("\n## Through the service (Flight SQL over TLS, signed in) vs the coordinator in process (both with disclosure control; p50 ms)\n");
+    println!("| # | service | in process | service / in process |");
+    println!("|---:|---:|---:|---:|");
+    for (i, (_, sql)) in TOUR.iter().enumerate() {
+        client.query(sql).await.expect("service answer");
+        let (mut remote, mut local) = (Vec::new(), Vec::new());
+        for _ in 0..args.iterations {
+            remote.push(time(|| async { client.query(sql).await.map(|_| ()).expect("service answer") }).await);
+            local.push(time(|| async { protected.query(sql).await.map(|_| ()).expect("federated answer") }).await);
+        }
+        let (r50, _) = summarise(remote);
+        let (l50, _) = summarise(local);
+        println!("| {} | {r50:.1} | {l50:.1} | {:.2} |", i + 1, r50 / l50);
+    }
+    service.stop().await;
+
     // What protection does to the answers: rows withheld, values withheld, how far values move.
     println!("\n## Utility: the tour's answers with disclosure control on vs off\n");
     println!("| # | rows (exact) | rows withheld | values compared | values withheld | mean relative change |");

@@ -171,6 +171,9 @@ impl Service {
         call: &str,
     ) -> Result<Arc<Schema>, Status> {
         let context = self.context(caller, project);
+        if let Some(too_long) = too_long(sql) {
+            return Err(self.refuse(&context, caller, call, sql, too_long).await);
+        }
         let coordinator = self.coordinator(&context, caller, call, sql).await?;
         if Coordinator::is_explain(sql) {
             return Ok(plan_schema());
@@ -200,14 +203,8 @@ impl Service {
     /// audits it.
     pub(crate) async fn answer(&self, caller: &Caller, project: &str, sql: &str, call: &str) -> Result<Answer, Status> {
         let context = self.context(caller, project);
-        if sql.len() > MAX_SQL_BYTES {
-            let message = format!(
-                "refused: the question is {} bytes; the service reads at most {MAX_SQL_BYTES}",
-                sql.len()
-            );
-            return Err(self
-                .refuse(&context, caller, call, sql, QueryError::query(message))
-                .await);
+        if let Some(too_long) = too_long(sql) {
+            return Err(self.refuse(&context, caller, call, sql, too_long).await);
         }
         let Some(_running) = self.running.start(&caller.name) else {
             let message = format!(
@@ -300,6 +297,16 @@ impl Service {
             }
         }
     }
+}
+
+/// The refusal of SQL longer than the service reads.
+fn too_long(sql: &str) -> Option<QueryError> {
+    (sql.len() > MAX_SQL_BYTES).then(|| {
+        QueryError::query(format!(
+            "refused: the question is {} bytes; the service reads at most {MAX_SQL_BYTES}",
+            sql.len()
+        ))
+    })
 }
 
 /// The memory an answer's batches take.
