@@ -162,3 +162,35 @@ async fn a_long_chain_of_operators_is_refused_before_planning() {
         .await
         .is_ok());
 }
+
+/// Idle sockets from one address cannot use up a node's (or the service's) connections: past
+/// `MAX_PER_ADDRESS`, that address's new connections are closed at once, and everyone else is
+/// still answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_more_than_its_share_of_connections() {
+    use tokio::io::AsyncReadExt;
+    let data = TestData::generate(&["RRK"], 300, 21);
+    let node = TestNode::start(&data.node_config("RRK", |_| {})).await;
+    let flooder: std::net::SocketAddr = "127.0.0.2:0".parse().unwrap();
+    let connect = || async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(flooder).unwrap();
+        socket.connect(node.running.addr).await.unwrap()
+    };
+    let mut held = Vec::new();
+    for _ in 0..tessera_node::listener::MAX_PER_ADDRESS {
+        held.push(connect().await);
+    }
+    // Give the accept loop time to count them.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut one_more = connect().await;
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), one_more.read(&mut byte)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the connection over the share stayed open: {read:?}"
+    );
+    // The coordinator, from another address, is answered as ever.
+    assert!(node.ask("SELECT count(*) AS n FROM apc_episodes").await.is_ok());
+    drop(held);
+}

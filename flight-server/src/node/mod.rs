@@ -20,7 +20,6 @@ use tessera_protocol::tls::read_pem;
 use tessera_schemas::{Catalog, Contract};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::access::Access;
@@ -150,12 +149,23 @@ impl TrustNode {
             shutdown.await;
             health.set_not_serving::<FlightServiceServer<Gate<TrustNode>>>().await;
         };
-        tonic::transport::Server::builder()
+        let router = tonic::transport::Server::builder()
             .tls_config(tls)?
             .add_service(health_service)
-            .add_service(service)
-            .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
-            .await
+            .add_service(service);
+        // Connections capped in all and per address, and closed when idle, below tonic's TLS
+        // (which the node keeps, for the coordinator's client certificate).
+        match crate::listener::bounded(listener, None) {
+            Ok(incoming) => {
+                router
+                    .serve_with_incoming_shutdown(incoming.into_stream(), shutdown)
+                    .await
+            }
+            Err(e) => {
+                tracing::error!("the node cannot listen: {e}");
+                Ok(())
+            }
+        }
     }
 
     /// Starts serving on `addr` in the background (port 0 picks a free port).
