@@ -156,6 +156,45 @@ impl<S: Door> FlightService for Gate<S> {
     }
 }
 
+/// Most bytes of one gRPC message a server accepts.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+impl<S: Door> Gate<S> {
+    /// Serves the gated service and gRPC health (SERVING until `shutdown` starts, then
+    /// NOT_SERVING while the calls in flight finish) with `builder`, on `listener` through the
+    /// bounded listener (which does TLS with `tls` when given; else `builder` may).
+    pub async fn serve(
+        self,
+        mut builder: tonic::transport::Server,
+        listener: tokio::net::TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), tonic::transport::Error> {
+        use arrow_flight::flight_service_server::FlightServiceServer;
+        let service = FlightServiceServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(64 * 1024 * 1024);
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<FlightServiceServer<Gate<S>>>().await;
+        let shutdown = async move {
+            shutdown.await;
+            health.set_not_serving::<FlightServiceServer<Gate<S>>>().await;
+        };
+        let router = builder.add_service(health_service).add_service(service);
+        match crate::listener::bounded(listener, tls) {
+            Ok(incoming) => {
+                router
+                    .serve_with_incoming_shutdown(incoming.into_stream(), shutdown)
+                    .await
+            }
+            Err(e) => {
+                tracing::error!("cannot listen: {e}");
+                Ok(())
+            }
+        }
+    }
+}
+
 impl<S> From<S> for Gate<S> {
     fn from(service: S) -> Gate<S> {
         Gate(Arc::new(service))

@@ -68,13 +68,11 @@ pub fn check_nesting(sql: &str) -> std::result::Result<(), String> {
 
     struct Depth {
         now: usize,
-        deepest: usize,
         backslash: bool,
     }
     impl Depth {
         fn enter(&mut self) -> ControlFlow<()> {
             self.now += 1;
-            self.deepest = self.deepest.max(self.now);
             match self.now > MAX_NESTING {
                 true => ControlFlow::Break(()),
                 false => ControlFlow::Continue(()),
@@ -111,7 +109,6 @@ pub fn check_nesting(sql: &str) -> std::result::Result<(), String> {
     };
     let mut depth = Depth {
         now: 0,
-        deepest: 0,
         backslash: false,
     };
     for statement in &statements {

@@ -11,7 +11,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow_flight::flight_service_server::FlightServiceServer;
 use arrow_flight::sql::metadata::SqlInfoData;
 use datafusion::prelude::SessionContext;
 use tessera_disclosure::Top2;
@@ -30,9 +29,6 @@ use analysts::Analysts;
 
 pub use analysts::PROTECTED_FRAGMENT;
 pub use query::{Unanswered, CANCELLED, MAX_AUDITED_SQL_CHARS, MAX_SQL_BYTES};
-
-/// Most bytes of one gRPC message a node accepts.
-const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// What answers queries: the trust's tables, policy and audit log.
 pub struct Core {
@@ -137,35 +133,10 @@ impl TrustNode {
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), tonic::transport::Error> {
-        let tls = self.tls.clone();
-        let service = FlightServiceServer::new(Gate::from(self))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(64 * 1024 * 1024);
-        // gRPC health (grpc.health.v1): SERVING until shutdown starts, then NOT_SERVING while
-        // the queries in flight finish.
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_serving::<FlightServiceServer<Gate<TrustNode>>>().await;
-        let shutdown = async move {
-            shutdown.await;
-            health.set_not_serving::<FlightServiceServer<Gate<TrustNode>>>().await;
-        };
-        let router = tonic::transport::Server::builder()
-            .tls_config(tls)?
-            .add_service(health_service)
-            .add_service(service);
         // Connections capped in all and per address, and closed when idle, below tonic's TLS
         // (which the node keeps, for the coordinator's client certificate).
-        match crate::listener::bounded(listener, None) {
-            Ok(incoming) => {
-                router
-                    .serve_with_incoming_shutdown(incoming.into_stream(), shutdown)
-                    .await
-            }
-            Err(e) => {
-                tracing::error!("the node cannot listen: {e}");
-                Ok(())
-            }
-        }
+        let builder = tonic::transport::Server::builder().tls_config(self.tls.clone())?;
+        Gate::from(self).serve(builder, listener, None, shutdown).await
     }
 
     /// Starts serving on `addr` in the background (port 0 picks a free port).

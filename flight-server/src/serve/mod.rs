@@ -15,7 +15,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow_flight::flight_service_server::FlightServiceServer;
 use arrow_flight::sql::metadata::SqlInfoData;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -45,9 +44,6 @@ const WAIT_FOR_SLOT: Duration = Duration::from_secs(30);
 
 /// How much longer than the trusts' deadline a question may run (merging, disclosure control).
 const GRACE: Duration = Duration::from_secs(5);
-
-/// Most bytes of one gRPC message the service accepts (parameters, SQL).
-const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// An answer waiting for its `DoGet`: its schema carries the provenance and disclosure lines.
 #[derive(Clone)]
@@ -171,32 +167,12 @@ impl Service {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), tonic::transport::Error> {
         let tls = self.tls.clone();
-        let service = FlightServiceServer::new(Gate(self))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(64 * 1024 * 1024);
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_serving::<FlightServiceServer<Gate<Service>>>().await;
-        let shutdown = async move {
-            shutdown.await;
-            health.set_not_serving::<FlightServiceServer<Gate<Service>>>().await;
-        };
-        let mut builder = tonic::transport::Server::builder()
+        let builder = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .timeout(Duration::from_secs(3600));
-        let router = builder.add_service(health_service).add_service(service);
         // TLS is done by the bounded listener (handshakes with a deadline, connections capped).
-        match crate::listener::bounded(listener, tls) {
-            Ok(incoming) => {
-                router
-                    .serve_with_incoming_shutdown(incoming.into_stream(), shutdown)
-                    .await
-            }
-            Err(e) => {
-                tracing::error!("the service cannot listen: {e}");
-                Ok(())
-            }
-        }
+        Gate(self).serve(builder, listener, tls, shutdown).await
     }
 
     /// Starts serving Flight SQL on `addr`, and the dashboard on `http` when given, in the

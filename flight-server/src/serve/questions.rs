@@ -263,18 +263,10 @@ impl Service {
         };
         unfinished.finish();
         match ran {
-            Ok(result) if answer_bytes(&result.batches) > MAX_ANSWER_BYTES => {
-                let message = format!(
-                    "refused: the answer would be {} MiB; the service returns at most {} MiB (ask for fewer rows or \
-                     shorter values)",
-                    answer_bytes(&result.batches) / (1024 * 1024),
-                    MAX_ANSWER_BYTES / (1024 * 1024)
-                );
-                Err(self
-                    .refuse(&context, caller, call, sql, QueryError::query(message))
-                    .await)
-            }
             Ok(result) => {
+                if let Some(refusal) = too_large(&result.batches) {
+                    return Err(self.refuse(&context, caller, call, sql, refusal).await);
+                }
                 let note = format!("{}; {}", result.provenance.summary(), result.disclosure);
                 let rows = result.num_rows() as u64;
                 let record = self.record(&context, caller, call, sql, Decision::Allowed, Some(note), rows);
@@ -309,9 +301,17 @@ fn too_long(sql: &str) -> Option<QueryError> {
     })
 }
 
-/// The memory an answer's batches take.
-fn answer_bytes(batches: &[RecordBatch]) -> usize {
-    batches.iter().map(RecordBatch::get_array_memory_size).sum()
+/// The refusal of an answer larger than the service keeps for a client.
+fn too_large(batches: &[RecordBatch]) -> Option<QueryError> {
+    let bytes: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+    (bytes > MAX_ANSWER_BYTES).then(|| {
+        QueryError::query(format!(
+            "refused: the answer would be {} MiB; the service returns at most {} MiB (ask for fewer rows or \
+             shorter values)",
+            bytes / (1024 * 1024),
+            MAX_ANSWER_BYTES / (1024 * 1024)
+        ))
+    })
 }
 
 /// The one-column answer of an `EXPLAIN`.

@@ -9,8 +9,8 @@ pub mod chart;
 mod csv;
 pub mod dashboards;
 mod page;
+mod peer;
 mod signin;
-mod tls;
 mod view;
 
 use std::sync::Arc;
@@ -58,7 +58,7 @@ pub async fn serve(
         service,
         secure: tls.is_some(),
     };
-    let router = router(app).into_make_service_with_connect_info::<tls::Peer>();
+    let router = router(app).into_make_service_with_connect_info::<peer::Peer>();
     axum::serve(crate::listener::bounded(listener, tls)?, router)
         .with_graceful_shutdown(shutdown)
         .await
@@ -119,6 +119,33 @@ fn session(app: &App, headers: &HeaderMap) -> Option<Session> {
         csrf: auth::form_token(&token),
         token,
     })
+}
+
+/// Why a posted form was not taken.
+enum NotTaken {
+    /// No live session: sign in.
+    SignedOut,
+    /// The form's token is wrong, or the browser says it came from another site.
+    Expired,
+}
+
+impl IntoResponse for NotTaken {
+    fn into_response(self) -> Response {
+        match self {
+            NotTaken::SignedOut => see_other("/signin"),
+            NotTaken::Expired => error_page(StatusCode::BAD_REQUEST, "the form had expired; please try again"),
+        }
+    }
+}
+
+/// The session a form was posted in, if the form carries that session's token and the browser
+/// does not say it came from another site.
+fn posted(app: &App, headers: &HeaderMap, csrf: &str) -> Result<Session, NotTaken> {
+    let session = session(app, headers).ok_or(NotTaken::SignedOut)?;
+    match auth::cross_site(headers) || !form_token_matches(&session.token, csrf) {
+        true => Err(NotTaken::Expired),
+        false => Ok(session),
+    }
 }
 
 fn error_page(status: StatusCode, message: &str) -> Response {

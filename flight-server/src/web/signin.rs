@@ -21,7 +21,7 @@ pub(super) struct SignInForm {
 
 pub(super) async fn sign_in(
     State(app): State<App>,
-    ConnectInfo(tls::Peer(from)): ConnectInfo<tls::Peer>,
+    ConnectInfo(peer::Peer(from)): ConnectInfo<peer::Peer>,
     headers: HeaderMap,
     Form(form): Form<SignInForm>,
 ) -> Response {
@@ -60,12 +60,10 @@ pub(super) struct SignOutForm {
 }
 
 pub(super) async fn sign_out(State(app): State<App>, headers: HeaderMap, Form(form): Form<SignOutForm>) -> Response {
-    let Some(session) = session(&app, &headers) else {
-        return see_other("/signin");
+    let session = match posted(&app, &headers, &form.csrf) {
+        Ok(session) => session,
+        Err(not_taken) => return not_taken.into_response(),
     };
-    if auth::cross_site(&headers) || !form_token_matches(&session.token, &form.csrf) {
-        return error_page(StatusCode::BAD_REQUEST, "the form had expired; please try again");
-    }
     app.service.access.end_session(&session.token);
     let mut response = see_other("/signin");
     response

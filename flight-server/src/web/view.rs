@@ -93,12 +93,10 @@ pub(super) struct AdHocForm {
 }
 
 pub(super) async fn ad_hoc(State(app): State<App>, headers: HeaderMap, Form(form): Form<AdHocForm>) -> Response {
-    let Some(session) = session(&app, &headers) else {
-        return see_other("/signin");
+    let session = match posted(&app, &headers, &form.csrf) {
+        Ok(session) => session,
+        Err(not_taken) => return not_taken.into_response(),
     };
-    if auth::cross_site(&headers) || !form_token_matches(&session.token, &form.csrf) {
-        return error_page(StatusCode::BAD_REQUEST, "the form had expired; please try again");
-    }
     render(&app, &session, &form.view, Some(form.sql)).await
 }
 
