@@ -60,6 +60,9 @@ pub struct NodeConfig {
     /// Disclosure control on analysts' answers (the same rules a coordinator applies; never off).
     #[serde(default)]
     pub disclosure: DisclosureConfig,
+    /// Differential privacy at this trust (`mode = "dp"`), or exact partials to the coordinator.
+    #[serde(default)]
+    pub privacy: crate::node::dp::PrivacyConfig,
     /// Folder the config file is in; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -341,6 +344,7 @@ impl NodeConfig {
             policy: NodePolicy::default(),
             tls: None,
             disclosure: DisclosureConfig::default(),
+            privacy: crate::node::dp::PrivacyConfig::default(),
             access: AccessSection {
                 record_key_secret: Some(tessera_disclosure::RecordKeySecret::generate_hex()),
                 ..AccessSection::default()

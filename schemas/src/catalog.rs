@@ -230,6 +230,11 @@ impl Catalog {
         self.domains.get(name)
     }
 
+    /// Every domain, by name.
+    pub fn domains(&self) -> impl Iterator<Item = (&String, &Domain)> {
+        self.domains.iter()
+    }
+
     /// The domain of a dimension column, if it has one.
     pub fn column_domain(&self, column: &Column) -> Option<&Domain> {
         column.domain.as_deref().and_then(|d| self.domains.get(d))

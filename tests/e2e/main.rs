@@ -18,6 +18,7 @@ mod node_battery;
 mod node_startup;
 mod operations;
 mod perturbation;
+mod privacy;
 mod serve;
 mod statements;
 mod units;

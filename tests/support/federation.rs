@@ -37,6 +37,38 @@ impl Federation {
         Federation::launch(providers, rows, seed, true, |_| {}).await
     }
 
+    /// Nodes answering with differential privacy (`[privacy] mode = "dp"`, `edit` applied to
+    /// each), and a coordinator in `dp` mode over them.
+    pub async fn start_private(
+        providers: &[&str],
+        rows: u64,
+        seed: u64,
+        edit: impl Fn(&mut tessera_node::node::dp::PrivacyConfig),
+    ) -> Federation {
+        let data = TestData::generate(providers, rows, seed);
+        let mut nodes = Vec::new();
+        for p in providers {
+            let config = data.node_config(p, |c| {
+                c.privacy.mode = tessera_node::node::dp::PrivacyMode::Dp;
+                edit(&mut c.privacy);
+            });
+            nodes.push(TestNode::start(&config).await);
+        }
+        let disclosure = tessera_disclosure::DisclosureConfig {
+            mode: tessera_disclosure::Mode::Dp,
+            ..Default::default()
+        };
+        let coordinator = coordinator_over(&data, &nodes, disclosure, |_| {});
+        let dirs = data.trusts.iter().map(|t| t.dir.clone()).collect::<Vec<_>>();
+        let reference = crate::reference::union_session(&dirs, &Catalog::builtin()).expect("reference session");
+        Federation {
+            data,
+            nodes,
+            coordinator,
+            reference,
+        }
+    }
+
     async fn launch(
         providers: &[&str],
         rows: u64,

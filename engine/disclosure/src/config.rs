@@ -12,6 +12,9 @@ pub enum Mode {
     On,
     /// Exact answers, small cells included: only with `allow_unsafe_output = true`.
     Off,
+    /// Differential privacy: every trust adds noise to what it sends and keeps the budget; the
+    /// coordinator merges the noisy partials exactly and applies no rule of its own.
+    Dp,
 }
 
 /// What a zero count is.
@@ -115,6 +118,9 @@ impl DisclosureConfig {
 
     /// Checks the values; an unsafe setting must be confirmed.
     pub fn check(&self) -> Result<(), String> {
+        if self.mode == Mode::Dp {
+            return Ok(());
+        }
         if self.mode == Mode::Off {
             if !self.allow_unsafe_output {
                 return Err("[disclosure] mode = \"off\" releases exact small counts; set allow_unsafe_output = true to confirm".into());
@@ -168,9 +174,19 @@ impl DisclosureConfig {
         self.is_on() && self.perturbation == Perturbation::CellKey
     }
 
-    /// Whether rules run.
+    /// Whether the coordinator's rules (thresholds, cell keys, dominance) run.
     pub fn is_on(&self) -> bool {
         self.mode == Mode::On
+    }
+
+    /// Whether the trusts answer with differential privacy (the coordinator adds nothing).
+    pub fn is_dp(&self) -> bool {
+        self.mode == Mode::Dp
+    }
+
+    /// Whether what researchers see is protected, by either method.
+    pub fn protects(&self) -> bool {
+        self.is_on() || self.is_dp()
     }
 
     /// Whether a dominance rule (NK or p-percent) is in force.

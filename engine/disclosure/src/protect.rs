@@ -34,6 +34,9 @@ impl Ledger {
     /// records withheld; …`. It never counts what was withheld: a count of withheld rows or
     /// cells, or their reasons, would tell an empty cell from a small one.
     pub fn summary(&self, config: &DisclosureConfig) -> String {
+        if config.is_dp() {
+            return "differential privacy: every value carries noise added at each trust, within the project's budget there".into();
+        }
         if !config.is_on() {
             return "WARNING: disclosure control is OFF (allow_unsafe_output): exact counts, small cells included"
                 .into();

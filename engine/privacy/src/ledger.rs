@@ -53,6 +53,15 @@ pub struct Account {
     pub questions: u64,
 }
 
+/// A reservation made, or found made before under the same query id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reserved {
+    /// The spend charged for the question.
+    pub rho: Rho,
+    /// `false` when the query id was charged before (nothing was charged now).
+    pub new: bool,
+}
+
 /// Why a spend was not reserved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LedgerError {
@@ -148,11 +157,14 @@ impl BudgetLedger {
         requester: &str,
         rho: Rho,
         budget: Rho,
-    ) -> Result<Rho, LedgerError> {
+    ) -> Result<Reserved, LedgerError> {
         let mut state = self.lock();
         let key = (project.to_string(), query_id.to_string());
         if let Some(charged) = state.reserved.get(&key) {
-            return Ok(*charged);
+            return Ok(Reserved {
+                rho: *charged,
+                new: false,
+            });
         }
         let account = state.accounts.get(project).copied().unwrap_or_default();
         let after = account.spent.plus(rho);
@@ -175,7 +187,7 @@ impl BudgetLedger {
         };
         self.append(&entry)?;
         state.apply(&entry);
-        Ok(rho)
+        Ok(Reserved { rho, new: true })
     }
 
     /// Gives back the reservation of `query_id`, whose question never ran. No-op if none.
@@ -300,8 +312,22 @@ mod tests {
     #[test]
     fn the_same_question_is_charged_once() {
         let (_dir, ledger) = ledger();
-        assert_eq!(ledger.reserve("p", "q", "ana", Rho(300_000), BUDGET), Ok(Rho(300_000)));
-        assert_eq!(ledger.reserve("p", "q", "ana", Rho(300_000), BUDGET), Ok(Rho(300_000)));
+        let first = ledger.reserve("p", "q", "ana", Rho(300_000), BUDGET);
+        assert_eq!(
+            first,
+            Ok(Reserved {
+                rho: Rho(300_000),
+                new: true
+            })
+        );
+        let again = ledger.reserve("p", "q", "ana", Rho(300_000), BUDGET);
+        assert_eq!(
+            again,
+            Ok(Reserved {
+                rho: Rho(300_000),
+                new: false
+            })
+        );
         assert_eq!(ledger.account("p").spent, Rho(300_000));
         // The same id in another project is another question.
         ledger.reserve("p2", "q", "ana", Rho(300_000), BUDGET).unwrap();

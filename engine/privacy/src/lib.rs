@@ -12,4 +12,4 @@ pub mod ledger;
 pub mod sampler;
 
 pub use accounting::{Calibration, NoiseError, Rho, REPORTED_DELTA};
-pub use ledger::{Account, BudgetLedger, LedgerError};
+pub use ledger::{Account, BudgetLedger, LedgerError, Reserved};

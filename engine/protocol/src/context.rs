@@ -29,6 +29,10 @@ pub struct RequestContext {
     /// this (or its own limit, whichever is sooner).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// The privacy loss the researcher chose for this question at each trust, in millionths
+    /// of ρ (trusts in differential privacy mode cap it; absent: each trust's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy_spend: Option<u64>,
 }
 
 impl RequestContext {

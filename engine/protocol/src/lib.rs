@@ -20,9 +20,11 @@ pub mod credentials;
 pub mod dev_certs;
 pub mod fragment;
 pub mod names;
+pub mod privacy;
 pub mod service_client;
 pub mod tls;
 
 pub use client::{ClientError, NodeAnswer, NodeClient};
 pub use context::RequestContext;
 pub use fragment::{FragmentRequest, PROTOCOL_VERSION};
+pub use privacy::PrivacyNote;

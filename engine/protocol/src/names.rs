@@ -29,3 +29,9 @@ pub const STATUS_METADATA: &str = "tessera.status";
 
 /// Schema metadata key of a node's answer: the as-at date of the trust's data (`YYYY-MM-DD`).
 pub const AS_AT_METADATA: &str = "tessera.as_at";
+
+/// Schema metadata key of a node's differentially private answer: a [`crate::PrivacyNote`] as JSON.
+pub const PRIVACY_METADATA: &str = "tessera.privacy";
+
+/// Field metadata key: the standard deviation of the noise in every value of a column.
+pub const NOISE_SD_METADATA: &str = "tessera.noise_sd";

@@ -82,6 +82,10 @@ impl Analysts {
         let project = format!("{}-analysts", config.node.name);
         let mut federation = FederationConfig::new("", &project, [(config.node.name.clone(), String::new())]);
         federation.disclosure = config.disclosure.clone();
+        if config.privacy.mode == super::dp::PrivacyMode::Dp {
+            // The node noises every answer itself; the pipeline merges and adds nothing.
+            federation.disclosure.mode = tessera_disclosure::Mode::Dp;
+        }
         federation.disclosure.release_log = Some(config.analyst_release_log());
         federation.federation.node_timeout_secs = config.node.query_timeout_secs;
         let link = TrustLink {

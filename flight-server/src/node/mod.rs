@@ -2,6 +2,7 @@
 //! runs what is allowed, and audits everything.
 
 mod analysts;
+pub mod dp;
 mod query;
 mod service;
 
@@ -45,6 +46,8 @@ pub struct Core {
     /// The secret that fixes each question's group limit (see [`Core::group_limit`]).
     limit_key: [u8; 32],
     next_query: AtomicU64,
+    /// Differential privacy, when `[privacy] mode = "dp"`.
+    private: Option<dp::Private>,
 }
 
 /// A node that is ready to answer: tables registered, policy resolved, audit log open, TLS and
@@ -106,6 +109,7 @@ impl TrustNode {
             as_at: config.data_as_at(),
             limit_key: limit_key(config),
             next_query: AtomicU64::new(1),
+            private: private(config, catalog)?,
         });
         let analysts = Analysts::new(core.clone(), config, catalog)?;
         Ok(TrustNode {
@@ -115,6 +119,11 @@ impl TrustNode {
             tls,
             sql_info: crate::sql_info::build(&format!("Tessera trust node {}", config.node.name)),
         })
+    }
+
+    /// The trust's privacy ledger, when it answers with differential privacy.
+    pub fn privacy_ledger(&self) -> Option<&tessera_privacy::BudgetLedger> {
+        self.core.private.as_ref().map(|p| p.ledger())
     }
 
     /// The trust's ODS code.
@@ -290,4 +299,29 @@ fn resolve_policy(
         }
     }
     Ok(policy)
+}
+
+/// The node's differential privacy from `[privacy]` (none in `sdc` mode).
+fn private(config: &NodeConfig, catalog: &Catalog) -> Result<Option<dp::Private>, StartError> {
+    if config.privacy.mode != dp::PrivacyMode::Dp {
+        return Ok(None);
+    }
+    let file = config.source.display();
+    let settings = config
+        .privacy
+        .settings()
+        .map_err(|e| StartError(format!("{file}: {e}")))?;
+    let domains = catalog
+        .domains()
+        .map(|(name, domain)| (name.clone(), domain.codes().map(str::to_string).collect()))
+        .collect();
+    let witnesses = dp::Witnesses {
+        domains,
+        period: settings.period,
+        trust: config.node.name.clone(),
+    };
+    let ledger = config.resolve(&config.privacy.ledger);
+    dp::Private::open(settings, &ledger, witnesses)
+        .map(Some)
+        .map_err(|e| StartError(format!("{file}: [privacy] {e}")))
 }

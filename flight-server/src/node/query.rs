@@ -66,6 +66,7 @@ impl Unanswered {
 }
 
 /// A finished answer.
+#[derive(Clone)]
 pub struct Answer {
     pub schema: SchemaRef,
     pub batches: Vec<RecordBatch>,
@@ -143,7 +144,7 @@ impl Core {
     }
 
     /// Runs a checked plan, refusing answers with more groups than [`Core::group_limit`].
-    async fn execute(&self, sql: &str, plan: LogicalPlan, timeout: Duration) -> Result<Answer, Unanswered> {
+    pub(super) async fn execute(&self, sql: &str, plan: LogicalPlan, timeout: Duration) -> Result<Answer, Unanswered> {
         let max_groups = self.group_limit(sql);
         let run = async {
             let state = self.ctx.state();
@@ -186,7 +187,7 @@ impl Core {
     }
 
     /// `schema` with this trust's as-at date in its metadata.
-    fn with_as_at(&self, schema: &SchemaRef) -> SchemaRef {
+    pub(super) fn with_as_at(&self, schema: &SchemaRef) -> SchemaRef {
         let mut metadata = schema.metadata().clone();
         metadata.insert(AS_AT_METADATA.to_string(), self.as_at.clone());
         Arc::new(schema.as_ref().clone().with_metadata(metadata))
@@ -230,7 +231,10 @@ impl Core {
         };
         let started = std::time::Instant::now();
         let outcome = match self.plan_checked(&request.sql, request.from_coordinator).await {
-            Ok(plan) => self.execute(&request.sql, plan, timeout).await,
+            Ok(plan) => match &self.private {
+                Some(private) => self.execute_private(private, request, plan, timeout).await,
+                None => self.execute(&request.sql, plan, timeout).await,
+            },
             Err(e) => Err(e),
         };
         crate::operations::time(caller.role.audit_name(), started.elapsed());

@@ -103,7 +103,7 @@ impl Service {
                 "{file}: [tls] is missing: the service asks the trusts as their coordinator, over mutual TLS"
             )));
         }
-        if !config.disclosure.is_on() {
+        if !config.disclosure.protects() {
             return Err(StartError(format!(
                 "{file}: [disclosure] mode: the service never answers without disclosure control"
             )));

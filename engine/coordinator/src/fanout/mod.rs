@@ -33,7 +33,8 @@ pub mod links;
 
 use crate::config::OnNodeFailure;
 use links::{NodeSet, TrustError};
-use tessera_protocol::names::AS_AT_METADATA;
+use tessera_protocol::names::{AS_AT_METADATA, PRIVACY_METADATA};
+use tessera_protocol::PrivacyNote;
 use tessera_protocol::{FragmentRequest, RequestContext};
 
 /// What one trust did for one fragment.
@@ -45,6 +46,8 @@ pub enum NodeOutcome {
         elapsed: Duration,
         /// The as-at date of the trust's data, as its node reported it.
         as_at: Option<String>,
+        /// What the answer cost, when the trust answered with differential privacy.
+        privacy: Option<PrivacyNote>,
     },
     /// Did not answer; the reason reads as `<trust> <reason>`.
     Failed(String),
@@ -254,7 +257,7 @@ impl ExecutionPlan for FederatedScanExec {
             let opened = tokio::time::timeout_at(deadline, node.service.stream(&request)).await;
             let failure = match opened {
                 Ok(Ok(flight)) => {
-                    let state = (flight, 0u64, None::<String>, record, false);
+                    let state = (flight, 0u64, (None::<String>, None::<PrivacyNote>), record, false);
                     let batches = stream::unfold(state, move |(mut flight, rows, as_at, record, done)| {
                         let (trust, schema) = (node.name.clone(), schema.clone());
                         async move {
@@ -264,7 +267,10 @@ impl ExecutionPlan for FederatedScanExec {
                             match tokio::time::timeout_at(deadline, flight.next()).await {
                                 Ok(Some(Ok(batch))) => {
                                     let rows = rows + batch.num_rows() as u64;
-                                    let as_at = as_at.or_else(|| as_at_of(&batch));
+                                    let as_at = (
+                                        as_at.0.or_else(|| as_at_of(&batch)),
+                                        as_at.1.or_else(|| privacy_of(&batch)),
+                                    );
                                     let batch = conform(batch, &schema, &trust);
                                     Some((batch, (flight, rows, as_at, record, false)))
                                 }
@@ -280,7 +286,8 @@ impl ExecutionPlan for FederatedScanExec {
                                     record(NodeOutcome::Answered {
                                         groups: rows,
                                         elapsed: started.elapsed(),
-                                        as_at,
+                                        as_at: as_at.0,
+                                        privacy: as_at.1,
                                     });
                                     None
                                 }
@@ -321,6 +328,11 @@ fn as_at_of(batch: &RecordBatch) -> Option<String> {
     let text = batch.schema_ref().metadata().get(AS_AT_METADATA)?.clone();
     chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d").ok()?;
     Some(text)
+}
+
+/// The privacy note a node sent with its answer, when it is one.
+fn privacy_of(batch: &RecordBatch) -> Option<PrivacyNote> {
+    PrivacyNote::decode(batch.schema_ref().metadata().get(PRIVACY_METADATA)?)
 }
 
 /// Whether a node's column type may stand for the expected one without losing anything: the

@@ -5,6 +5,9 @@ use std::sync::Arc;
 
 use datafusion::physical_plan::ExecutionPlan;
 
+use tessera_protocol::privacy::rho_text;
+use tessera_protocol::PrivacyNote;
+
 use crate::fanout::{federated_scans, NodeOutcome};
 
 /// How a trust left unasked is described: the query stopped before it was needed.
@@ -19,6 +22,8 @@ pub struct Provenance {
     pub fragments: Vec<String>,
     /// Trust name → the as-at date of its data, as its node reported it.
     pub as_at: BTreeMap<String, String>,
+    /// Trust name → what its answers cost the project (differential privacy), summed over fragments.
+    pub privacy: BTreeMap<String, PrivacyNote>,
 }
 
 impl Provenance {
@@ -46,9 +51,18 @@ impl Provenance {
         for (trust, outcome) in outcomes {
             let entry = self.trusts.entry(trust.clone()).or_insert(None);
             match outcome {
-                Some(NodeOutcome::Answered { as_at, .. }) => {
+                Some(NodeOutcome::Answered { as_at, privacy, .. }) => {
                     if let Some(date) = as_at {
                         self.as_at.insert(trust.clone(), date);
+                    }
+                    if let Some(note) = privacy {
+                        let kept = self.privacy.entry(trust.clone()).or_insert(PrivacyNote {
+                            spent: 0,
+                            ..note.clone()
+                        });
+                        kept.spent = kept.spent.saturating_add(note.spent);
+                        kept.project_spent = kept.project_spent.max(note.project_spent);
+                        kept.cached &= note.cached;
                     }
                 }
                 Some(NodeOutcome::Failed(reason)) => {
@@ -98,6 +112,42 @@ impl Provenance {
                 line.push_str(&format!("; data as at {}", each.join(", ")));
             }
         }
+        if let Some(spend) = self.privacy_summary() {
+            line.push_str("; ");
+            line.push_str(&spend);
+        }
         line
+    }
+
+    /// What a differentially private answer cost at each trust, e.g. `privacy spent: ρ = 0.05
+    /// at each trust (project: ρ = 0.15 of 1 at RRK, …; ε = 0.9 at δ = 1e-9 per trust)`.
+    pub fn privacy_summary(&self) -> Option<String> {
+        if self.privacy.is_empty() {
+            return None;
+        }
+        if self.privacy.values().all(|n| n.cached) {
+            return Some(
+                "privacy spent: none (the same question was answered before; the same answer is given again)".into(),
+            );
+        }
+        let each = self
+            .privacy
+            .iter()
+            .map(|(t, n)| {
+                format!(
+                    "{t} ρ = {} (project {} of {})",
+                    rho_text(n.spent),
+                    rho_text(n.project_spent),
+                    rho_text(n.budget)
+                )
+            })
+            .collect::<Vec<_>>();
+        let most = self.privacy.values().map(|n| n.spent).max().unwrap_or(0);
+        let epsilon = tessera_privacy::Rho(most).epsilon(tessera_privacy::REPORTED_DELTA);
+        Some(format!(
+            "privacy spent: {} (ε = {epsilon:.2} at δ = 1e-9, per trust's patients); each person's records capped at {} per question",
+            each.join(", "),
+            self.privacy.values().map(|n| n.records_per_person).max().unwrap_or(0)
+        ))
     }
 }

@@ -30,7 +30,7 @@ use datafusion::common::Column;
 use datafusion::logical_expr::{Aggregate, Expr, Operator};
 use tessera_schemas::{Contract, Role};
 
-pub use lineage::{lineage, Lineage};
+pub use lineage::{lineage, resolve, Lineage};
 pub use statistics::{StatisticKind, StatisticShape};
 
 use crate::expr_util::strip_alias;

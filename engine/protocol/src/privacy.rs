@@ -1,0 +1,41 @@
+//! What a trust says about the differential privacy of one answer (schema metadata
+//! [`crate::names::PRIVACY_METADATA`]). It comes from the network: a reader checks it.
+
+use serde::{Deserialize, Serialize};
+
+/// A trust's account of one private answer. Privacy losses are in millionths of ρ (zCDP).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyNote {
+    /// What this answer cost the project at this trust (0 when it was a cached answer).
+    pub spent: u64,
+    /// The project's spend at this trust so far, this answer included.
+    pub project_spent: u64,
+    /// The project's budget at this trust.
+    pub budget: u64,
+    /// Records of one person the question could read, at most.
+    pub records_per_person: u64,
+    /// Whether this is the answer given before to the same question (no new noise, no cost).
+    pub cached: bool,
+}
+
+impl PrivacyNote {
+    /// Encodes the note for schema metadata.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("a privacy note always serialises")
+    }
+
+    /// Decodes a note a node sent; `None` if it is not one.
+    pub fn decode(text: &str) -> Option<PrivacyNote> {
+        if text.len() > 1024 {
+            return None;
+        }
+        serde_json::from_str(text).ok()
+    }
+}
+
+/// `millionths` of ρ as a short number (`0.05`).
+pub fn rho_text(millionths: u64) -> String {
+    let text = format!("{:.6}", millionths as f64 / 1e6);
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}

@@ -1,0 +1,257 @@
+//! The grid of cells a private answer releases: every combination of its group keys' public
+//! values, whether or not any record falls in it. Which cells exist is decided from the
+//! contracts alone, never from the data, so a released row tells nothing by being there.
+//!
+//! Each key is a function of one contract column (the cell model enforces it); its possible
+//! values come from evaluating it on that column's public *witnesses*: a dimension's domain,
+//! a date's months in the federation's public period, a measure's bounds and band edges (a
+//! band's value changes only at an edge). Conditions on a key's own column narrow its values.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{Datelike, NaiveDate};
+use datafusion::arrow::array::{ArrayRef, Date32Array, Float64Array, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::{Column, DFSchema, ScalarValue};
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::Expr;
+use datafusion::prelude::SessionContext;
+use tessera_policy::Refusal;
+use tessera_schemas::{Contract, Role};
+
+use super::plan::PrivatePlan;
+
+/// The public values a grid is made from, beyond the contracts.
+#[derive(Debug, Clone)]
+pub struct Witnesses {
+    /// Domain name → its codes.
+    pub domains: BTreeMap<String, Vec<String>>,
+    /// The first day of the first and of the last month of the federation's public period.
+    pub period: (NaiveDate, NaiveDate),
+    /// This trust's own ODS code: its records' `provider_code`.
+    pub trust: String,
+}
+
+/// A contract column: its table and name.
+type BaseColumn = (String, String);
+
+/// One row per cell: the group keys' values, typed as the aggregate outputs them.
+pub async fn grid(
+    plan: &PrivatePlan,
+    contracts: &BTreeMap<String, Contract>,
+    witnesses: &Witnesses,
+    max_cells: u64,
+) -> Result<Vec<Vec<ScalarValue>>, Refusal> {
+    let schema = plan.input.schema();
+    let mut by_column: BTreeMap<Option<BaseColumn>, Vec<(usize, Expr)>> = BTreeMap::new();
+    for (i, group) in plan.groups.iter().enumerate() {
+        let key = tessera_policy::cells::resolve(group, schema, &plan.lineage.defs)?;
+        let column = single_column(&key)?;
+        by_column.entry(column).or_default().push((i, key));
+    }
+    let output = plan.aggregate.schema();
+    let mut rows: Vec<Vec<(usize, ScalarValue)>> = vec![Vec::new()];
+    for (column, keys) in by_column {
+        let values = key_values(column.as_ref(), &keys, plan, contracts, witnesses, output).await?;
+        let cells = rows.len() as u64 * values.len() as u64;
+        if cells > max_cells {
+            return Err(Refusal::new(format!(
+                "the question's grid has more than {max_cells} cells (every combination of its group keys' public values is released, with noise); group by fewer or coarser keys, or narrow them with conditions on their own columns"
+            )));
+        }
+        rows = rows
+            .into_iter()
+            .flat_map(|row| {
+                values.iter().map(move |v| {
+                    let mut row = row.clone();
+                    row.extend(v.iter().cloned());
+                    row
+                })
+            })
+            .collect();
+    }
+    Ok(rows
+        .into_iter()
+        .map(|mut row| {
+            row.sort_by_key(|(i, _)| *i);
+            row.into_iter().map(|(_, v)| v).collect()
+        })
+        .collect())
+}
+
+/// The base column a key reads (`None` for a constant key).
+fn single_column(key: &Expr) -> Result<Option<(String, String)>, Refusal> {
+    let columns = key.column_refs();
+    match columns.into_iter().collect::<Vec<_>>().as_slice() {
+        [] => Ok(None),
+        [Column {
+            relation: Some(table),
+            name,
+            ..
+        }] => Ok(Some((table.table().to_string(), name.clone()))),
+        _ => Err(Refusal::new(format!("group key {key} must read exactly one column"))),
+    }
+}
+
+/// The distinct values of the keys on one column, each tagged with its group position.
+async fn key_values(
+    column: Option<&(String, String)>,
+    keys: &[(usize, Expr)],
+    plan: &PrivatePlan,
+    contracts: &BTreeMap<String, Contract>,
+    witnesses: &Witnesses,
+    output: &DFSchema,
+) -> Result<Vec<Vec<(usize, ScalarValue)>>, Refusal> {
+    let fail = |e: datafusion::error::DataFusionError| {
+        Refusal::new(format!(
+            "cannot list the public values of a group key: {}",
+            e.strip_backtrace()
+        ))
+    };
+    let ctx = SessionContext::new();
+    let (table, frame) = match column {
+        None => {
+            let schema = Arc::new(Schema::new(vec![Field::new("one", DataType::Utf8, true)]));
+            let batch = RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec![Some("1")]))])
+                .map_err(|e| fail(e.into()))?;
+            ("__one".to_string(), batch)
+        }
+        Some((table, name)) => {
+            let contract = contracts
+                .get(table)
+                .ok_or_else(|| Refusal::new(format!("table {table} is not served by this trust")))?;
+            let info = contract
+                .column(name)
+                .ok_or_else(|| Refusal::new(format!("{table} has no column {name}")))?;
+            let values = witness_values(contract, info, witnesses)?;
+            let values = cast(&values, &info.data_type).map_err(|e| fail(e.into()))?;
+            let schema = Arc::new(Schema::new(vec![Field::new(name, info.data_type.clone(), true)]));
+            let batch = RecordBatch::try_new(schema, vec![values]).map_err(|e| fail(e.into()))?;
+            (table.clone(), batch)
+        }
+    };
+    ctx.register_batch(&table, frame).map_err(fail)?;
+    let mut frame = ctx.table(&table).await.map_err(fail)?;
+    if let Some((_, name)) = column {
+        let own = plan
+            .lineage
+            .conditions
+            .iter()
+            .filter(|c| {
+                let refs = c.column_refs();
+                !refs.is_empty()
+                    && refs
+                        .iter()
+                        .all(|r| &r.name == name && r.relation.as_ref().map(|t| t.table()) == Some(&table))
+            })
+            .cloned()
+            .collect::<Vec<_>>();
+        if let Some(condition) = conjunction(own) {
+            frame = frame.filter(condition).map_err(fail)?;
+        }
+    }
+    let selected = keys
+        .iter()
+        .map(|(i, key)| key.clone().alias(format!("k{i}")))
+        .collect::<Vec<_>>();
+    let batches = frame
+        .select(selected)
+        .map_err(fail)?
+        .distinct()
+        .map_err(fail)?
+        .collect()
+        .await
+        .map_err(fail)?;
+    let mut rows = Vec::new();
+    for batch in batches {
+        let columns = keys
+            .iter()
+            .enumerate()
+            .map(|(j, (i, _))| cast(batch.column(j), output.field(*i).data_type()).map_err(|e| fail(e.into())))
+            .collect::<Result<Vec<ArrayRef>, _>>()?;
+        for row in 0..batch.num_rows() {
+            let values = keys
+                .iter()
+                .zip(&columns)
+                .map(|((i, _), array)| ScalarValue::try_from_array(array, row).map(|v| (*i, v)))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(fail)?;
+            rows.push(values);
+        }
+    }
+    rows.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    Ok(rows)
+}
+
+/// The public values a column can take, as text, dates or numbers (cast to its type after).
+fn witness_values(
+    contract: &Contract,
+    column: &tessera_schemas::Column,
+    witnesses: &Witnesses,
+) -> Result<ArrayRef, Refusal> {
+    let nulls = usize::from(column.nullable);
+    let refused = || {
+        Refusal::new(format!(
+            "{}.{} has no public list of values, so it cannot be a group key with differential privacy",
+            contract.name, column.name
+        ))
+    };
+    match column.role {
+        Role::Dimension if column.name == "provider_code" => {
+            Ok(Arc::new(StringArray::from(vec![Some(witnesses.trust.clone())])))
+        }
+        Role::Dimension => {
+            let domain = column
+                .domain
+                .as_ref()
+                .and_then(|d| witnesses.domains.get(d))
+                .ok_or_else(refused)?;
+            let values = domain
+                .iter()
+                .map(|c| Some(c.clone()))
+                .chain(std::iter::repeat_n(None, nulls))
+                .collect::<Vec<_>>();
+            Ok(Arc::new(StringArray::from(values)))
+        }
+        Role::Date => {
+            let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date");
+            let (mut month, last) = witnesses.period;
+            let mut days = Vec::new();
+            while month <= last {
+                days.push(Some((month - epoch).num_days() as i32));
+                month = next_month(month);
+            }
+            days.extend(std::iter::repeat_n(None, nulls));
+            Ok(Arc::new(Date32Array::from(days)))
+        }
+        Role::Measure => {
+            let (low, high) = column.bounds.ok_or_else(refused)?;
+            let mut points = vec![low, high];
+            for edge in &column.bands {
+                for delta in [-1.0, -0.5, 0.0, 0.5, 1.0] {
+                    points.push((edge + delta).clamp(low, high));
+                }
+            }
+            let values = points
+                .into_iter()
+                .map(Some)
+                .chain(std::iter::repeat_n(None, nulls))
+                .collect::<Vec<_>>();
+            Ok(Arc::new(Float64Array::from(values)))
+        }
+        Role::Identifier => Err(refused()),
+    }
+}
+
+/// The first day of the month after `day`'s.
+pub fn next_month(day: NaiveDate) -> NaiveDate {
+    let (year, month) = if day.month() == 12 {
+        (day.year() + 1, 1)
+    } else {
+        (day.year(), day.month() + 1)
+    };
+    NaiveDate::from_ymd_opt(year, month, 1).expect("a first day of a month")
+}

@@ -1,0 +1,106 @@
+//! Filling the grid with the exact statistics (zero where no record falls) and adding each
+//! statistic's discrete Gaussian noise: the only numbers that leave the trust.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, Float64Array, Int64Array};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use rand::RngCore;
+use tessera_privacy::sampler::discrete_gaussian;
+use tessera_privacy::Calibration;
+use tessera_protocol::names::NOISE_SD_METADATA;
+
+/// What the exact aggregate output means, column by column.
+pub struct Layout<'a> {
+    /// Number of group key columns (first in the aggregate's output).
+    pub keys: usize,
+    /// Per statistic, its noise.
+    pub noise: &'a [Calibration],
+    /// Per answer column: the aggregate column it is, and its name.
+    pub output: &'a [(usize, String)],
+    /// The aggregate's output types (a statistic keeps its type; its values are whole numbers).
+    pub types: &'a [DataType],
+}
+
+/// The released batch: one row per grid cell.
+pub fn release(
+    exact: &[RecordBatch],
+    grid: &[Vec<ScalarValue>],
+    layout: &Layout,
+    rng: &mut dyn RngCore,
+) -> Result<RecordBatch, String> {
+    let statistics = layout.noise.len();
+    let mut cells: HashMap<Vec<ScalarValue>, Vec<i128>> = HashMap::new();
+    for batch in exact {
+        let values = (0..statistics)
+            .map(|s| cast(batch.column(layout.keys + s), &DataType::Float64).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let values = values
+            .iter()
+            .map(|a| {
+                a.as_any()
+                    .downcast_ref::<Float64Array>()
+                    .cloned()
+                    .ok_or("a statistic is not numeric")
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for row in 0..batch.num_rows() {
+            let key = (0..layout.keys)
+                .map(|k| ScalarValue::try_from_array(batch.column(k), row))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            // Sums are of whole units (each record was rounded); an empty sum is zero.
+            let stats = values
+                .iter()
+                .map(|a| {
+                    if a.is_null(row) {
+                        0
+                    } else {
+                        a.value(row).round() as i128
+                    }
+                })
+                .collect();
+            cells.insert(key, stats);
+        }
+    }
+    let zeros = vec![0i128; statistics];
+    let mut noisy: Vec<Vec<i64>> = vec![Vec::with_capacity(grid.len()); statistics];
+    for cell in grid {
+        let exact = cells.get(cell).unwrap_or(&zeros);
+        for (s, value) in exact.iter().enumerate() {
+            let noise = discrete_gaussian(rng, layout.noise[s].sigma2);
+            noisy[s].push(i64::try_from(value + noise).map_err(|_| "a noisy value is out of range".to_string())?);
+        }
+    }
+    let mut columns = Vec::new();
+    let mut fields = Vec::new();
+    for (index, name) in layout.output {
+        if *index < layout.keys {
+            let values = grid.iter().map(|cell| cell[*index].clone());
+            let array = if grid.is_empty() {
+                return Err("the grid has no cells".into());
+            } else {
+                ScalarValue::iter_to_array(values).map_err(|e| e.to_string())?
+            };
+            fields.push(Field::new(name, array.data_type().clone(), true));
+            columns.push(array);
+        } else {
+            let s = index - layout.keys;
+            let array: ArrayRef = match layout.types[*index] {
+                DataType::Float16 | DataType::Float32 | DataType::Float64 => {
+                    Arc::new(Float64Array::from_iter_values(noisy[s].iter().map(|&v| v as f64)))
+                }
+                _ => Arc::new(Int64Array::from(noisy[s].clone())),
+            };
+            let sd = HashMap::from([(NOISE_SD_METADATA.to_string(), format!("{}", layout.noise[s].sd()))]);
+            fields.push(Field::new(name, array.data_type().clone(), true).with_metadata(sd));
+            columns.push(array);
+        }
+    }
+    let schema: SchemaRef = Arc::new(Schema::new(fields));
+    RecordBatch::try_new(schema, columns).map_err(|e| e.to_string())
+}
