@@ -297,3 +297,20 @@ async fn nothing_is_withheld_so_subsets_tell_nothing_by_their_absence() {
         assert_eq!(result.num_rows(), domain_size("sex"), "{sql}");
     }
 }
+
+/// The node's `max_groups` refusal counted the groups that hold records: with a grid of 24
+/// months and a limit near 20, whether a question was refused told how many months had
+/// records. With differential privacy only the grid (public) bounds an answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whether_a_question_is_refused_does_not_depend_on_which_cells_hold_records() {
+    let data = tessera_support::nodes::TestData::generate(&TRUSTS[..1], 3_000, 5);
+    let config = data.node_config("RRK", |c| {
+        c.privacy.mode = tessera_node::node::dp::PrivacyMode::Dp;
+        c.privacy.project_budget = 100.0;
+        c.policy.max_groups = 20;
+    });
+    let node = tessera_support::nodes::TestNode::start(&config).await;
+    let by_month = "SELECT date_trunc('month', apc_episodes.admission_date) AS g0, count(1) AS p0 FROM apc_episodes GROUP BY date_trunc('month', apc_episodes.admission_date)";
+    let answer = node.ask(by_month).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(answer.num_rows(), 24);
+}

@@ -145,7 +145,17 @@ impl Core {
 
     /// Runs a checked plan, refusing answers with more groups than [`Core::group_limit`].
     pub(super) async fn execute(&self, sql: &str, plan: LogicalPlan, timeout: Duration) -> Result<Answer, Unanswered> {
-        let max_groups = self.group_limit(sql);
+        self.run(plan, timeout, self.group_limit(sql)).await
+    }
+
+    /// Runs a checked plan, refusing answers with more than `max_groups` groups (`u64::MAX`:
+    /// none, for exact answers that never leave the node).
+    pub(super) async fn run(
+        &self,
+        plan: LogicalPlan,
+        timeout: Duration,
+        max_groups: u64,
+    ) -> Result<Answer, Unanswered> {
         let run = async {
             let state = self.ctx.state();
             let physical = state.create_physical_plan(&plan).await?;
