@@ -58,15 +58,7 @@ impl Federation {
             mode: tessera_disclosure::Mode::Dp,
             ..Default::default()
         };
-        let coordinator = coordinator_over(&data, &nodes, disclosure, |_| {});
-        let dirs = data.trusts.iter().map(|t| t.dir.clone()).collect::<Vec<_>>();
-        let reference = crate::reference::union_session(&dirs, &Catalog::builtin()).expect("reference session");
-        Federation {
-            data,
-            nodes,
-            coordinator,
-            reference,
-        }
+        Federation::assemble(data, nodes, disclosure, |_| {})
     }
 
     async fn launch(
@@ -93,6 +85,16 @@ impl Federation {
             true => tessera_disclosure::DisclosureConfig::default(),
             false => tessera_disclosure::DisclosureConfig::off(),
         };
+        Federation::assemble(data, nodes, disclosure, edit)
+    }
+
+    /// The coordinator over `nodes` and the reference session over the same files.
+    fn assemble(
+        data: TestData,
+        nodes: Vec<TestNode>,
+        disclosure: tessera_disclosure::DisclosureConfig,
+        edit: impl FnOnce(&mut tessera_coordinator::FederationConfig),
+    ) -> Federation {
         let coordinator = coordinator_over(&data, &nodes, disclosure, edit);
         let dirs = data.trusts.iter().map(|t| t.dir.clone()).collect::<Vec<_>>();
         let reference = crate::reference::union_session(&dirs, &Catalog::builtin()).expect("reference session");

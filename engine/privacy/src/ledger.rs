@@ -34,6 +34,20 @@ pub struct Entry {
     pub rho: Rho,
 }
 
+impl Entry {
+    /// A line stamped with the current time.
+    fn now(project: &str, query_id: &str, requester: &str, event: Event, rho: Rho) -> Entry {
+        Entry {
+            time: chrono::Utc::now().to_rfc3339(),
+            project: project.to_string(),
+            query_id: query_id.to_string(),
+            requester: requester.to_string(),
+            event,
+            rho,
+        }
+    }
+}
+
 /// What a ledger line records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -177,16 +191,10 @@ impl BudgetLedger {
                 left: budget.minus(account.spent),
             });
         }
-        let entry = Entry {
-            time: chrono::Utc::now().to_rfc3339(),
-            project: project.to_string(),
-            query_id: query_id.to_string(),
-            requester: requester.to_string(),
-            event: Event::Reserve,
-            rho,
-        };
-        self.append(&entry)?;
-        state.apply(&entry);
+        self.write(
+            &mut state,
+            Entry::now(project, query_id, requester, Event::Reserve, rho),
+        )?;
         Ok(Reserved { rho, new: true })
     }
 
@@ -200,17 +208,7 @@ impl BudgetLedger {
         else {
             return Ok(());
         };
-        let entry = Entry {
-            time: chrono::Utc::now().to_rfc3339(),
-            project: project.to_string(),
-            query_id: query_id.to_string(),
-            requester: requester.to_string(),
-            event: Event::Refund,
-            rho,
-        };
-        self.append(&entry)?;
-        state.apply(&entry);
-        Ok(())
+        self.write(&mut state, Entry::now(project, query_id, requester, Event::Refund, rho))
     }
 
     /// Every line, for `tessera audit` and tests.
@@ -228,6 +226,13 @@ impl BudgetLedger {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Appends `entry` durably, then counts it (under the caller's lock).
+    fn write(&self, state: &mut State, entry: Entry) -> Result<(), LedgerError> {
+        self.append(&entry)?;
+        state.apply(&entry);
+        Ok(())
     }
 
     fn append(&self, entry: &Entry) -> Result<(), LedgerError> {

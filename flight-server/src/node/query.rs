@@ -198,9 +198,7 @@ impl Core {
 
     /// `schema` with this trust's as-at date in its metadata.
     pub(super) fn with_as_at(&self, schema: &SchemaRef) -> SchemaRef {
-        let mut metadata = schema.metadata().clone();
-        metadata.insert(AS_AT_METADATA.to_string(), self.as_at.clone());
-        Arc::new(schema.as_ref().clone().with_metadata(metadata))
+        with_metadata(schema, AS_AT_METADATA, self.as_at.clone())
     }
 
     /// A task context for one query: with a memory limit, a pool of its own, so that a query
@@ -335,6 +333,13 @@ impl Core {
         crate::operations::count(&record);
         self.audit.record(record).await
     }
+}
+
+/// `schema` with `key` set to `value` in its metadata.
+pub(super) fn with_metadata(schema: &SchemaRef, key: &str, value: String) -> SchemaRef {
+    let mut metadata = schema.metadata().clone();
+    metadata.insert(key.to_string(), value);
+    Arc::new(schema.as_ref().clone().with_metadata(metadata))
 }
 
 /// Longest SQL a node plans, in bytes.

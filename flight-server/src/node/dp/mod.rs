@@ -19,10 +19,11 @@ mod grid;
 mod plan;
 mod release;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::logical_expr::LogicalPlan;
 use rand::SeedableRng;
 use sha2::Digest;
@@ -31,7 +32,7 @@ use tessera_privacy::{BudgetLedger, Calibration, Rho};
 use tessera_protocol::names::PRIVACY_METADATA;
 use tessera_protocol::{FragmentRequest, PrivacyNote};
 
-use super::query::{Answer, Unanswered};
+use super::query::{with_metadata, Answer, Unanswered};
 use super::Core;
 pub use config::{PrivacyConfig, PrivacyMode, Settings};
 pub use grid::Witnesses;
@@ -72,6 +73,18 @@ impl Private {
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, answer.clone());
     }
+
+    /// `schema` with this trust's privacy note on an answer that cost `spent`.
+    fn with_note(&self, schema: &SchemaRef, spent: u64, project_spent: u64, cached: bool) -> SchemaRef {
+        let note = PrivacyNote {
+            spent,
+            project_spent,
+            budget: self.settings.project_budget.0,
+            records_per_person: self.settings.records_per_person,
+            cached,
+        };
+        with_metadata(schema, PRIVACY_METADATA, note.encode())
+    }
 }
 
 impl Core {
@@ -97,7 +110,7 @@ impl Core {
         let key = answer_key(&context.project, &request.sql, spend, &self.as_at);
         if let Some(mut answer) = private.cached(&key) {
             let account = private.ledger.account(&context.project);
-            answer.schema = self.with_note(&answer.schema, private, 0, account.spent.0, true);
+            answer.schema = private.with_note(&answer.schema, 0, account.spent.0, true);
             return Ok(answer);
         }
         let cells = grid::grid(&private_plan, &self.tables, &private.witnesses, settings.max_cells)
@@ -153,13 +166,7 @@ impl Core {
         let mut rng = rand_chacha::ChaCha20Rng::from_os_rng();
         let batch = release::release(&exact.batches, &cells, &layout, &mut rng).map_err(Unanswered::Internal)?;
         let account = private.ledger.account(&context.project);
-        let schema = self.with_note(
-            &self.with_as_at(&batch.schema()),
-            private,
-            spend.0,
-            account.spent.0,
-            false,
-        );
+        let schema = private.with_note(&self.with_as_at(&batch.schema()), spend.0, account.spent.0, false);
         let batch = batch
             .with_schema(schema.clone())
             .map_err(|e| Unanswered::Internal(e.to_string()))?;
@@ -170,27 +177,6 @@ impl Core {
         };
         private.keep(key, &answer);
         Ok(answer)
-    }
-
-    /// `schema` with the trust's privacy note.
-    fn with_note(
-        &self,
-        schema: &datafusion::arrow::datatypes::SchemaRef,
-        private: &Private,
-        spent: u64,
-        project_spent: u64,
-        cached: bool,
-    ) -> datafusion::arrow::datatypes::SchemaRef {
-        let note = PrivacyNote {
-            spent,
-            project_spent,
-            budget: private.settings.project_budget.0,
-            records_per_person: private.settings.records_per_person,
-            cached,
-        };
-        let mut metadata: BTreeMap<String, String> = schema.metadata().clone().into_iter().collect();
-        metadata.insert(PRIVACY_METADATA.to_string(), note.encode());
-        Arc::new(schema.as_ref().clone().with_metadata(metadata.into_iter().collect()))
     }
 }
 

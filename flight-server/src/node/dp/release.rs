@@ -33,6 +33,9 @@ pub fn release(
     layout: &Layout,
     rng: &mut dyn RngCore,
 ) -> Result<RecordBatch, String> {
+    if grid.is_empty() {
+        return Err("the grid has no cells".into());
+    }
     let statistics = layout.noise.len();
     let mut cells: HashMap<Vec<ScalarValue>, Vec<i128>> = HashMap::new();
     for batch in exact {
@@ -81,11 +84,7 @@ pub fn release(
     for (index, name) in layout.output {
         if *index < layout.keys {
             let values = grid.iter().map(|cell| cell[*index].clone());
-            let array = if grid.is_empty() {
-                return Err("the grid has no cells".into());
-            } else {
-                ScalarValue::iter_to_array(values).map_err(|e| e.to_string())?
-            };
+            let array = ScalarValue::iter_to_array(values).map_err(|e| e.to_string())?;
             fields.push(Field::new(name, array.data_type().clone(), true));
             columns.push(array);
         } else {
