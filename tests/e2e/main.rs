@@ -19,6 +19,11 @@ mod node_startup;
 mod operations;
 mod perturbation;
 mod privacy;
+mod private_statistics;
 mod serve;
 mod statements;
 mod units;
+
+/// The demo's tour, from the file the demo asks it from.
+#[path = "../../cli/src/commands/demo/tour.rs"]
+mod tour;

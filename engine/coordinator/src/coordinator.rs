@@ -165,6 +165,7 @@ impl Coordinator {
                 (true, true) => Dominance::On,
                 (true, false) => Dominance::NoCredentials,
             },
+            private: disclosure.is_dp(),
         };
         Ok(rewriter.federate(plan)?)
     }

@@ -111,6 +111,8 @@ pub struct Context<'a> {
     pub key_columns: Option<Vec<Expr>>,
     /// The aggregate's input schema (for the nullability of arguments).
     pub input_schema: &'a DFSchema,
+    /// Trusts answer with differential privacy: statistics are built from noisy sums.
+    pub private: bool,
 }
 
 fn column(name: String) -> Expr {
@@ -122,19 +124,19 @@ fn unsupported(message: impl Into<String>) -> DataFusionError {
 }
 
 impl Context<'_> {
-    fn call(&self, name: &str, args: Vec<Expr>, distinct: bool, filter: Option<Box<Expr>>) -> Result<Expr> {
+    pub(crate) fn call(&self, name: &str, args: Vec<Expr>, distinct: bool, filter: Option<Box<Expr>>) -> Result<Expr> {
         aggregate_call(self.state, name, args, distinct, filter)
     }
 }
 
 impl Decomposition {
     /// Column `p{k}` computing `expr` at each trust (shared when two aggregates need the same partial).
-    fn partial(&mut self, expr: Expr) -> Expr {
+    pub(crate) fn partial(&mut self, expr: Expr) -> Expr {
         column(format!("p{}", position_or_push(&mut self.partials, expr)))
     }
 
     /// Column `m{k}` of the central merge (shared likewise).
-    fn merge(&mut self, expr: Expr) -> Expr {
+    pub(crate) fn merge(&mut self, expr: Expr) -> Expr {
         column(format!("m{}", position_or_push(&mut self.merges, expr)))
     }
 
@@ -258,6 +260,7 @@ impl Decomposition {
                         "{other}(DISTINCT …) is not supported over federated data"
                     )))
                 }
+                Some(statistic) if ctx.private => self.noisy_moments(ctx, statistic, args, filter)?,
                 Some(statistic) => self.moments(ctx, statistic, args, filter)?,
                 None => return Err(refusal_for(other)),
             },

@@ -16,6 +16,7 @@ pub struct PolicyChecker<'a> {
     policy: &'a NodePolicy,
     tables: &'a BTreeMap<String, Contract>,
     coordinator: bool,
+    noised: bool,
 }
 
 impl<'a> PolicyChecker<'a> {
@@ -25,7 +26,14 @@ impl<'a> PolicyChecker<'a> {
             policy,
             tables,
             coordinator: false,
+            noised: false,
         }
+    }
+
+    /// Checks for a trust that noises every statistic (see [`CellRules::noised`]).
+    pub fn noised(mut self, noised: bool) -> Self {
+        self.noised = noised;
+        self
     }
 
     /// Checks requests that proved they come from this trust's coordinator (its pinned client certificate).
@@ -87,7 +95,9 @@ impl<'a> PolicyChecker<'a> {
                     columns.push(Taint::Plain);
                 }
                 if self.policy.profile == Profile::Default {
-                    CellRules::new(self.tables, Origin::Fragment).check(a)?;
+                    CellRules::new(self.tables, Origin::Fragment)
+                        .noised(self.noised)
+                        .check(a)?;
                 }
                 same_width(columns, a.schema.fields().len())
             }
@@ -219,7 +229,9 @@ impl<'a> PolicyChecker<'a> {
                         .collect();
                     let aggregate = datafusion::logical_expr::Aggregate::try_new(input.clone(), groups, Vec::new())
                         .map_err(|e| Refusal::new(format!("cannot check SELECT DISTINCT: {e}")))?;
-                    CellRules::new(self.tables, Origin::Fragment).check(&aggregate)?;
+                    CellRules::new(self.tables, Origin::Fragment)
+                        .noised(self.noised)
+                        .check(&aggregate)?;
                 }
                 Ok(info)
             }

@@ -108,6 +108,7 @@ impl Core {
             .map_err(|e| self.planning_error(e))?;
         PolicyChecker::new(&self.policy, &self.tables)
             .for_coordinator(from_coordinator)
+            .noised(self.private.is_some())
             .check(&plan)
             .map_err(Unanswered::Refused)?;
         check_in_lists(&plan)?;

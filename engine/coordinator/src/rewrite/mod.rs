@@ -54,6 +54,8 @@ pub struct Rewriter<'a> {
     pub disclosure: Option<(&'a DisclosureConfig, Arc<Ledger>)>,
     /// Whether trusts will send contributions and cell keys.
     pub dominance: Dominance,
+    /// Trusts answer with differential privacy (noisy sums only).
+    pub private: bool,
 }
 
 /// What the rewrite needs to know about the contracts' tables and columns.
@@ -202,6 +204,7 @@ impl Rewriter<'_> {
             dominance_rules: self.disclosure.as_ref().is_some_and(|(c, _)| c.checks_dominance()),
             key_columns,
             input_schema: aggregate.input.schema(),
+            private: self.private,
         };
         let mut parts = Decomposition::default();
         if cells.is_some() {

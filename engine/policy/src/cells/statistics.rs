@@ -78,6 +78,25 @@ fn refuse(message: impl Into<String>) -> Refusal {
 
 impl CellRules<'_> {
     /// Classifies one aggregate expression of an aggregate whose input has `schema`.
+    /// A statistic a noising trust computes: its arguments and FILTER never fail on a record
+    /// (which statistics it noises, and how, is the trust's privacy mode's decision).
+    pub(super) fn check_noised(
+        &self,
+        expr: &Expr,
+        resolve: &dyn Fn(&Expr) -> Result<Expr, Refusal>,
+    ) -> Result<(), Refusal> {
+        let Expr::AggregateFunction(f) = strip_alias(expr) else {
+            return Err(refuse(format!("`{expr}` is not an aggregate Tessera can protect")));
+        };
+        if let Some(filter) = &f.params.filter {
+            self.check_box(&resolve(filter)?)?;
+        }
+        for arg in &f.params.args {
+            self.check_total(&resolve(arg)?)?;
+        }
+        Ok(())
+    }
+
     pub(super) fn statistic(
         &self,
         expr: &Expr,

@@ -14,6 +14,7 @@
 //! 5. keeps the answer: the same question on the same data gets the same answer, at no cost,
 //!    so asking again cannot average the noise away.
 
+mod bounds;
 pub mod config;
 mod grid;
 mod plan;
@@ -154,6 +155,7 @@ impl Core {
         let layout = release::Layout {
             keys: private_plan.groups.len(),
             noise: &noise,
+            units: &private_plan.statistics.iter().map(|s| s.unit()).collect::<Vec<_>>(),
             output: &private_plan.output,
             types: &private_plan
                 .aggregate

@@ -14,7 +14,9 @@ use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
     cast, col, lit, when, Aggregate, Expr, ExprFunctionExt, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Projection,
 };
-use tessera_policy::cells::{lineage, Lineage};
+use tessera_policy::cells::{base_column, lineage, Lineage};
+
+use super::bounds;
 use tessera_policy::Refusal;
 use tessera_schemas::{Contract, Role};
 
@@ -26,26 +28,40 @@ const ROW_NUMBER: &str = "__tessera_record_of_person";
 pub enum Statistic {
     /// A number of records (`count(*)`, `count(x)`, with or without FILTER).
     Count,
-    /// A sum of a measure clamped to `[low, high]` and rounded to whole units.
-    Sum { measure: String, low: f64, high: f64 },
+    /// A sum of an expression each record's value is clamped to `[low, high]` and rounded to
+    /// whole multiples of `unit` (a power of ten, 1 unless the values are too large for the
+    /// sampler's integers, as sums of squares of costs are).
+    Sum { of: String, low: f64, high: f64, unit: i64 },
 }
+
+/// Largest magnitude, in units, a record adds to a sum: the unit grows by tens beyond it.
+const MAX_UNITS_PER_RECORD: f64 = 1e6;
 
 impl Statistic {
     /// How much one person (at most `records` records) can change this statistic over the
-    /// whole grid, in L2 norm: each record moves one cell by at most its largest value.
+    /// whole grid, in L2 norm and in the statistic's units: each record moves one cell by at
+    /// most its largest value.
     pub fn sensitivity(&self, records: u64) -> f64 {
         let per_record = match self {
             Statistic::Count => 1.0,
-            Statistic::Sum { low, high, .. } => low.abs().max(high.abs()).max(1.0),
+            Statistic::Sum { low, high, unit, .. } => (low.abs().max(high.abs()) / *unit as f64).ceil().max(1.0),
         };
         records as f64 * per_record
     }
 
-    /// For the answer's footer, e.g. `sum(cost_gbp) clamped to [0, 250000]`.
+    /// What one unit of the released statistic is worth.
+    pub fn unit(&self) -> i64 {
+        match self {
+            Statistic::Count => 1,
+            Statistic::Sum { unit, .. } => *unit,
+        }
+    }
+
+    /// For refusals, e.g. `a sum of apc_episodes.cost_gbp clamped to [0, 250000]`.
     pub fn describe(&self) -> String {
         match self {
             Statistic::Count => "a count".to_string(),
-            Statistic::Sum { measure, low, high } => format!("a sum of {measure} clamped to [{low}, {high}]"),
+            Statistic::Sum { of, low, high, .. } => format!("a sum of {of} clamped to [{low}, {high}]"),
         }
     }
 }
@@ -166,46 +182,40 @@ fn statistic(
     match (name, f.params.args.as_slice()) {
         ("count", _) => Ok((Statistic::Count, expr.clone())),
         ("sum", [arg]) => {
-            let (table, column) = measure_of(&resolve(arg)?).ok_or_else(|| refused(&format!("sum({arg})")))?;
-            let contract = contracts.get(&table).ok_or_else(|| refused(&format!("sum({arg})")))?;
-            let info = contract
-                .column(&column)
-                .filter(|c| c.role == Role::Measure)
-                .ok_or_else(|| refused(&format!("sum({arg})")))?;
-            let (low, high) = info.bounds.ok_or_else(|| {
-                Refusal::new(format!(
-                    "{column} has no public bounds in its contract, so its sum cannot be given calibrated noise"
+            let resolved = resolve(arg)?;
+            let measure = |table: &str, column: &str| {
+                let info = contracts.get(table)?.column(column)?;
+                (info.role == Role::Measure).then_some(info.bounds).flatten()
+            };
+            let range = bounds::interval(&resolved, &measure).ok_or_else(|| {
+                refused(&format!(
+                    "sum({arg}) (a sum needs public bounds for each record's value: measures with contract bounds, \
+                     constants, casts, + − ×, CASE, least/greatest)"
                 ))
             })?;
-            // The clamped value keeps the measure's type, so the sum keeps the type the
+            let (low, high) = (range.low.floor(), range.high.ceil());
+            let magnitude = low.abs().max(high.abs()).max(1.0);
+            let unit = 10f64.powf((magnitude / MAX_UNITS_PER_RECORD).log10().ceil().max(0.0));
+            // The clamped value keeps the argument's type, so the sum keeps the type the
             // coordinator expects.
             let data_type = arg
                 .get_type(schema)
                 .map_err(|e| Refusal::new(format!("cannot type sum({arg}): {e}")))?;
+            let mut value = clamp(arg.clone(), low, high);
+            if unit > 1.0 {
+                value = datafusion::functions::math::expr_fn::round(vec![value / lit(unit)]);
+            }
             let mut call = f.clone();
-            call.params.args = vec![cast(clamp(arg.clone(), low, high), data_type)];
+            call.params.args = vec![cast(value, data_type)];
             let statistic = Statistic::Sum {
-                measure: column,
+                of: resolved.to_string(),
                 low,
                 high,
+                unit: unit as i64,
             };
             Ok((statistic, Expr::AggregateFunction(AggregateFunction { ..call })))
         }
         _ => Err(refused(&format!("{name}(…)"))),
-    }
-}
-
-/// The base column a statistic's argument is, through casts only.
-fn measure_of(expr: &Expr) -> Option<(String, String)> {
-    match expr {
-        Expr::Cast(c) => measure_of(&c.expr),
-        Expr::TryCast(c) => measure_of(&c.expr),
-        Expr::Column(Column {
-            relation: Some(table),
-            name,
-            ..
-        }) => Some((table.table().to_string(), name.clone())),
-        _ => None,
     }
 }
 
@@ -219,44 +229,76 @@ fn clamp(arg: Expr, low: f64, high: f64) -> Expr {
     datafusion::functions::math::expr_fn::round(vec![clamped])
 }
 
-/// Keeps at most `records` records of each person in every scan of a table of people,
-/// before any condition: adding or removing one person then changes at most `records` records
-/// the question reads, whatever it asks.
+/// Keeps at most `records` records of each person among the rows the aggregate reads, after
+/// the question's conditions and joins: adding or removing one person then changes at most
+/// `records` of them, whatever the question asks (a join cannot multiply a person's rows past
+/// the bound, and people who have many records lose none that the question does not read).
 fn bound_contributions(
     input: LogicalPlan,
     contracts: &BTreeMap<String, Contract>,
     records: u64,
 ) -> Result<LogicalPlan, Refusal> {
-    let fail = |e: datafusion::error::DataFusionError| Refusal::new(format!("cannot bound contributions: {e}"));
-    input
-        .transform_up(|node| {
-            let LogicalPlan::TableScan(scan) = &node else {
-                return Ok(Transformed::no(node));
-            };
-            let Some(person) = contracts
-                .get(scan.table_name.table())
-                .and_then(|c| c.identifiers().next())
-            else {
-                return Ok(Transformed::no(node));
-            };
-            let qualifier = scan.table_name.clone();
-            let columns = scan
-                .projected_schema
-                .fields()
-                .iter()
-                .map(|f| Expr::Column(Column::new(Some(qualifier.clone()), f.name())))
-                .collect::<Vec<_>>();
-            let number = row_number()
-                .partition_by(vec![Expr::Column(Column::new(Some(qualifier.clone()), &person.name))])
-                .build()?
-                .alias(ROW_NUMBER);
-            let bounded = LogicalPlanBuilder::from(node)
-                .window(vec![number])?
-                .filter(col(ROW_NUMBER).lt_eq(lit(ScalarValue::UInt64(Some(records)))))?
-                .project(columns)?
-                .build()?;
-            Ok(Transformed::yes(bounded))
+    let people = lineage(&input)?
+        .scanned
+        .into_iter()
+        .filter_map(|t| {
+            let person = contracts.get(&t)?.identifiers().next()?.name.clone();
+            Some((t, person))
         })
-        .map(|t| t.data)
-        .map_err(fail)
+        .collect::<Vec<_>>();
+    let [(table, person)] = people.as_slice() else {
+        return Err(Refusal::new(
+            "with differential privacy a question reads one table of people, once (a table of people joined with \
+             another, or with itself, would let one person's records multiply); ask each table separately",
+        ));
+    };
+    bound_where_people_are(input, &base_column(table, person), table, records)
+}
+
+/// Bounds the rows at the highest node of `node` that still carries each row's person: the
+/// column whose definition is the people table's identifier itself (a renamed copy is found, a
+/// lookalike is not).
+fn bound_where_people_are(node: LogicalPlan, person: &Expr, table: &str, records: u64) -> Result<LogicalPlan, Refusal> {
+    let fail = |e: datafusion::error::DataFusionError| Refusal::new(format!("cannot bound contributions: {e}"));
+    let found = lineage(&node)?;
+    if !found.scanned.iter().any(|t| t == table) {
+        return Ok(node);
+    }
+    if let Some(i) = found.defs.iter().position(|d| d == person) {
+        let schema = node.schema().clone();
+        let columns = schema.columns().into_iter().map(Expr::Column).collect::<Vec<_>>();
+        let number = row_number()
+            .partition_by(vec![Expr::Column(Column::from(schema.qualified_field(i)))])
+            .build()
+            .map_err(fail)?
+            .alias(ROW_NUMBER);
+        return LogicalPlanBuilder::from(node)
+            .window(vec![number])
+            .and_then(|b| b.filter(col(ROW_NUMBER).lt_eq(lit(ScalarValue::UInt64(Some(records))))))
+            .and_then(|b| b.project(columns))
+            .and_then(|b| b.build())
+            .map_err(fail);
+    }
+    if matches!(node, LogicalPlan::Join(_)) {
+        return Err(Refusal::new(format!(
+            "with differential privacy a join must keep {table}'s person identifier in its rows (join the table \
+             itself, not a sub-query that leaves the identifier out), so each person's records can be bounded"
+        )));
+    }
+    let mut refused = None;
+    let bounded = node
+        .map_children(
+            |child| match bound_where_people_are(child.clone(), person, table, records) {
+                Ok(plan) => Ok(Transformed::yes(plan)),
+                Err(refusal) => {
+                    refused = Some(refusal);
+                    Ok(Transformed::no(child))
+                }
+            },
+        )
+        .map_err(fail)?;
+    match refused {
+        Some(refusal) => Err(refusal),
+        None => Ok(bounded.data),
+    }
 }

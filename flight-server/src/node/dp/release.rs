@@ -20,6 +20,8 @@ pub struct Layout<'a> {
     pub keys: usize,
     /// Per statistic, its noise.
     pub noise: &'a [Calibration],
+    /// Per statistic, what one of its units is worth (the noisy value is scaled by it).
+    pub units: &'a [i64],
     /// Per answer column: the aggregate column it is, and its name.
     pub output: &'a [(usize, String)],
     /// The aggregate's output types (a statistic keeps its type; its values are whole numbers).
@@ -76,7 +78,12 @@ pub fn release(
         let exact = cells.get(cell).unwrap_or(&zeros);
         for (s, value) in exact.iter().enumerate() {
             let noise = discrete_gaussian(rng, layout.noise[s].sigma2);
-            noisy[s].push(i64::try_from(value + noise).map_err(|_| "a noisy value is out of range".to_string())?);
+            let scaled = (value + noise).checked_mul(i128::from(layout.units[s]));
+            noisy[s].push(
+                scaled
+                    .and_then(|v| i64::try_from(v).ok())
+                    .ok_or_else(|| "a noisy value is out of range".to_string())?,
+            );
         }
     }
     let mut columns = Vec::new();
@@ -95,7 +102,10 @@ pub fn release(
                 }
                 _ => Arc::new(Int64Array::from(noisy[s].clone())),
             };
-            let sd = HashMap::from([(NOISE_SD_METADATA.to_string(), format!("{}", layout.noise[s].sd()))]);
+            let sd = HashMap::from([(
+                NOISE_SD_METADATA.to_string(),
+                format!("{}", layout.noise[s].sd() * layout.units[s] as f64),
+            )]);
             fields.push(Field::new(name, array.data_type().clone(), true).with_metadata(sd));
             columns.push(array);
         }
