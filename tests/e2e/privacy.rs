@@ -12,7 +12,7 @@ use tessera_support::{rows_of, Cell, Federation};
 const TRUSTS: [&str; 3] = ["RRK", "RTH", "RJ1"];
 
 async fn private_federation(budget: f64) -> Federation {
-    Federation::start_private(&TRUSTS, 6_000, 11, |p| p.project_budget = budget).await
+    Federation::start_private(&TRUSTS, 6_000, 11, |_, p| p.project_budget = budget).await
 }
 
 fn text(cell: &Cell) -> String {
@@ -194,6 +194,30 @@ async fn a_project_cannot_spend_past_its_budget_at_any_trust() {
     for trust in TRUSTS {
         let account = ledger(&f, trust).account("exactness");
         assert_eq!(account.spent, Rho(100_000), "{trust}");
+    }
+}
+
+/// A question one trust cannot afford is refused before any trust answers: every trust reserves
+/// first, and the others give their reservations back, so nothing is released or charged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_question_one_trust_cannot_afford_costs_the_others_nothing() {
+    let f = Federation::start_private(&TRUSTS, 6_000, 11, |trust, p| {
+        p.project_budget = if trust == "RJ1" { 0.07 } else { 1.0 };
+    })
+    .await;
+    let question = |band: &str| format!("SELECT count(*) AS n FROM apc_episodes WHERE age_band = '{band}'");
+    f.coordinator.query(&question("0-4")).await.unwrap();
+    let refused = refusal(&f.coordinator, &question("5-17")).await;
+    assert!(
+        refused.contains("RJ1") && refused.contains("would be overspent"),
+        "{refused}"
+    );
+    for trust in ["RRK", "RTH"] {
+        assert_eq!(
+            ledger(&f, trust).account("exactness").spent,
+            Rho(50_000),
+            "{trust} was charged for a question another trust refused"
+        );
     }
 }
 

@@ -14,7 +14,7 @@ const TRUSTS: [&str; 3] = ["RRK", "RTH", "RJ1"];
 /// A federation whose questions spend ρ = 150 each with up to 50 records a person: noise of a
 /// count has σ ≈ 3, and bounding drops next to nothing.
 async fn nearly_exact() -> Federation {
-    Federation::start_private(&TRUSTS, 6_000, 5, |p| {
+    Federation::start_private(&TRUSTS, 6_000, 5, |_, p| {
         p.records_per_person = 50;
         p.project_budget = 1000.0;
         p.question_spend = 150.0;
@@ -145,7 +145,7 @@ async fn one_person_cannot_be_multiplied_by_a_join() {
 /// people admitted as emergencies (someone whose first episode was elective still counts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bounding_happens_after_the_question_s_conditions() {
-    let f = Federation::start_private(&TRUSTS, 6_000, 5, |p| {
+    let f = Federation::start_private(&TRUSTS, 6_000, 5, |_, p| {
         p.records_per_person = 1;
         p.project_budget = 1000.0;
         p.question_spend = 150.0;
@@ -188,7 +188,7 @@ async fn bounding_happens_after_the_question_s_conditions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_question_of_the_tour_is_answered_at_the_default_spend() {
-    let f = Federation::start_private(&TRUSTS, 6_000, 5, |p| p.project_budget = 100.0).await;
+    let f = Federation::start_private(&TRUSTS, 6_000, 5, |_, p| p.project_budget = 100.0).await;
     for (title, sql) in TOUR {
         let result = f
             .coordinator

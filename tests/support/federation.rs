@@ -43,14 +43,14 @@ impl Federation {
         providers: &[&str],
         rows: u64,
         seed: u64,
-        edit: impl Fn(&mut tessera_node::node::dp::PrivacyConfig),
+        edit: impl Fn(&str, &mut tessera_node::node::dp::PrivacyConfig),
     ) -> Federation {
         let data = TestData::generate(providers, rows, seed);
         let mut nodes = Vec::new();
         for p in providers {
             let config = data.node_config(p, |c| {
                 c.privacy.mode = tessera_node::node::dp::PrivacyMode::Dp;
-                edit(&mut c.privacy);
+                edit(p, &mut c.privacy);
             });
             nodes.push(TestNode::start(&config).await);
         }

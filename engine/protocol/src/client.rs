@@ -8,7 +8,7 @@ use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::sql::{ProstMessageExt, TicketStatementQuery};
-use arrow_flight::Ticket;
+use arrow_flight::{Action, Ticket};
 use futures::TryStreamExt;
 use prost::Message;
 use tonic::transport::{Channel, Endpoint};
@@ -117,7 +117,35 @@ impl NodeClient {
         let ticket = Ticket {
             ticket: ticket.as_any().encode_to_vec().into(),
         };
-        let mut request = tonic::Request::new(ticket);
+        let request = self.authorised(ticket)?;
+        let mut client = self.inner.clone();
+        let response = client.do_get(request).await.map_err(ClientError::Status)?;
+        Ok(FlightRecordBatchStream::new_from_flight_data(
+            response.into_inner().map_err(FlightError::from),
+        ))
+    }
+
+    /// Runs Flight action `kind` (e.g. [`crate::names::RESERVE_ACTION`]) about one fragment; its
+    /// results are drained and ignored (success is the answer).
+    pub async fn act(&self, kind: &str, request: &FragmentRequest) -> Result<(), ClientError> {
+        let action = Action {
+            r#type: kind.to_string(),
+            body: request.encode().into(),
+        };
+        let request = self.authorised(action)?;
+        let mut client = self.inner.clone();
+        let mut results = client
+            .do_action(request)
+            .await
+            .map_err(ClientError::Status)?
+            .into_inner();
+        while results.message().await.map_err(ClientError::Status)?.is_some() {}
+        Ok(())
+    }
+
+    /// `message` with this client's credentials, which go only over TLS.
+    fn authorised<T>(&self, message: T) -> Result<tonic::Request<T>, ClientError> {
+        let mut request = tonic::Request::new(message);
         if let Some(credentials) = &self.credentials {
             if !self.url.starts_with("https://") {
                 return Err(ClientError::Connect {
@@ -131,11 +159,7 @@ impl NodeClient {
                 .map_err(|_| ClientError::Decode("the credentials are not a valid header value".into()))?;
             request.metadata_mut().insert(AUTHORIZATION, value);
         }
-        let mut client = self.inner.clone();
-        let response = client.do_get(request).await.map_err(ClientError::Status)?;
-        Ok(FlightRecordBatchStream::new_from_flight_data(
-            response.into_inner().map_err(FlightError::from),
-        ))
+        Ok(request)
     }
 
     /// Sends one fragment and collects the answer.

@@ -33,5 +33,13 @@ pub const AS_AT_METADATA: &str = "tessera.as_at";
 /// Schema metadata key of a node's differentially private answer: a [`crate::PrivacyNote`] as JSON.
 pub const PRIVACY_METADATA: &str = "tessera.privacy";
 
+/// Flight action: reserve a fragment's privacy spend at a trust before any trust answers (the
+/// body is the [`crate::FragmentRequest`]; nothing is read and nothing is answered).
+pub const RESERVE_ACTION: &str = "tessera.privacy.reserve";
+
+/// Flight action: give back a reservation of [`RESERVE_ACTION`] for a fragment that will not be
+/// asked after all (another trust refused). A trust gives back only what it has not answered.
+pub const CANCEL_ACTION: &str = "tessera.privacy.cancel";
+
 /// Field metadata key: the standard deviation of the noise in every value of a column.
 pub const NOISE_SD_METADATA: &str = "tessera.noise_sd";

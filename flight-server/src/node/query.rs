@@ -258,6 +258,28 @@ impl Core {
         }
     }
 
+    /// The coordinator's first phase for a private fragment: reserve its spend (`reserve`) or
+    /// give an unanswered reservation back. A node without differential privacy keeps no budget
+    /// and has nothing to do. Each is audited.
+    pub async fn reserve(&self, request: &FragmentRequest, caller: &Caller, reserve: bool) -> Result<(), Status> {
+        let call = if reserve { "DoAction reserve" } else { "DoAction cancel" };
+        let outcome = match (&self.private, reserve) {
+            (None, _) => Ok(()),
+            (Some(private), true) => match self.plan_checked(&request.sql, request.from_coordinator).await {
+                Ok(plan) => self.reserve_private(private, request, plan).await,
+                Err(e) => Err(e),
+            },
+            (Some(private), false) => self.cancel_private(private, request),
+        };
+        match outcome {
+            Ok(()) => {
+                self.record(self.audit_record(request, caller, call, Decision::Allowed, None, 0))
+                    .await
+            }
+            Err(e) => Err(self.record_failure(request, caller, call, e).await),
+        }
+    }
+
     /// Audits an unanswered request and gives the status the caller sees.
     pub async fn record_failure(
         &self,

@@ -20,7 +20,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use tessera_coordinator::QueryResult;
-use tessera_protocol::names::{PROJECT_HEADER, REQUESTER_HEADER};
+use tessera_protocol::names::{CANCEL_ACTION, PROJECT_HEADER, REQUESTER_HEADER, RESERVE_ACTION};
 use tessera_protocol::{FragmentRequest, RequestContext};
 
 use super::{TrustNode, Unanswered};
@@ -255,6 +255,31 @@ impl FlightSqlService for TrustNode {
                 Err(self.core.record_failure(&request, &caller, "DoGet", unknown).await)
             }
         }
+    }
+
+    /// The coordinator's reservation of a private fragment's spend, before any trust answers
+    /// ([`RESERVE_ACTION`]), and its cancellation ([`CANCEL_ACTION`]).
+    async fn do_action_fallback(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<<Self as arrow_flight::flight_service_server::FlightService>::DoActionStream>, Status> {
+        let kind = request.get_ref().r#type.clone();
+        let caller = self.caller(&request, "DoAction", &kind).await?;
+        let reserve = match kind.as_str() {
+            RESERVE_ACTION => true,
+            CANCEL_ACTION => false,
+            _ => return Err(Status::invalid_argument(format!("this node has no action {kind:?}"))),
+        };
+        if caller.role != Role::Coordinator {
+            return Err(Status::permission_denied(
+                "only the federation's coordinator reserves privacy spend; an analyst's question reserves its own",
+            ));
+        }
+        let fragment = self.decode_handle(&request.get_ref().body, &caller, "DoAction").await?;
+        let fragment = self.core.with_defaults(fragment);
+        self.approved(&fragment, &caller, "DoAction").await?;
+        self.core.reserve(&fragment, &caller, reserve).await?;
+        Ok(Response::new(Box::pin(futures::stream::empty())))
     }
 
     async fn do_action_create_prepared_statement(

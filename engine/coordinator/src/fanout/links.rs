@@ -23,6 +23,12 @@ pub type FragmentStream = BoxStream<'static, std::result::Result<RecordBatch, Cl
 pub trait FragmentService: Send + Sync {
     /// Sends one fragment; the answer arrives as a stream.
     async fn stream(&self, request: &FragmentRequest) -> std::result::Result<FragmentStream, ClientError>;
+
+    /// Runs a Flight action about one fragment (see [`tessera_protocol::names::RESERVE_ACTION`]);
+    /// a link that keeps no budget has nothing to do.
+    async fn act(&self, _kind: &str, _request: &FragmentRequest) -> std::result::Result<(), ClientError> {
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -30,6 +36,10 @@ impl FragmentService for NodeClient {
     async fn stream(&self, request: &FragmentRequest) -> std::result::Result<FragmentStream, ClientError> {
         let flight = NodeClient::stream(self, request).await?;
         Ok(flight.map_err(ClientError::from).boxed())
+    }
+
+    async fn act(&self, kind: &str, request: &FragmentRequest) -> std::result::Result<(), ClientError> {
+        NodeClient::act(self, kind, request).await
     }
 }
 

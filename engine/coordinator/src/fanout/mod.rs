@@ -30,6 +30,8 @@ use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, Phy
 use futures::{stream, StreamExt, TryStreamExt};
 
 pub mod links;
+mod reserve;
+pub use reserve::reserve_everywhere;
 
 use crate::config::OnNodeFailure;
 use links::{NodeSet, TrustError};

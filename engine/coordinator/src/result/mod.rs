@@ -67,6 +67,9 @@ impl PreparedQuery {
 
     /// Asks every trust, merges, and reports who answered. Dropping the future cancels the fragments.
     pub async fn run(self) -> Result<QueryResult, QueryError> {
+        if self.disclosure.is_dp() {
+            crate::fanout::reserve_everywhere(&self.physical).await?;
+        }
         let batches = collect(self.physical.clone(), self.task).await;
         let provenance = Provenance::of(&self.physical);
         let batches = batches?;

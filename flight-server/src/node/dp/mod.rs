@@ -20,7 +20,7 @@ mod grid;
 mod plan;
 mod release;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -45,6 +45,9 @@ pub struct Private {
     witnesses: Witnesses,
     /// Answers given, by (project, SQL, spend, data version).
     answers: Mutex<HashMap<String, Answer>>,
+    /// Reservations made ahead of their question (by the coordinator's first phase), not yet
+    /// answered or cancelled. Lost on a restart: the question is then refused, never re-noised.
+    pending: Mutex<HashSet<String>>,
 }
 
 impl Private {
@@ -56,12 +59,17 @@ impl Private {
             ledger,
             witnesses,
             answers: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashSet::new()),
         })
     }
 
     /// The ledger (for `tessera audit` and tests).
     pub fn ledger(&self) -> &BudgetLedger {
         &self.ledger
+    }
+
+    fn pending_lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn cached(&self, key: &str) -> Option<Answer> {
@@ -88,6 +96,26 @@ impl Private {
     }
 }
 
+/// A private fragment made ready to run: its spend reserved, its grid and noise known.
+struct Ready {
+    plan: plan::PrivatePlan,
+    key: String,
+    spend: Rho,
+    cells: Vec<Vec<datafusion::common::ScalarValue>>,
+    noise: Vec<Calibration>,
+    reservation: String,
+}
+
+/// How a private fragment will be answered.
+enum Prepared {
+    /// It reads no person data: organisational tables are answered exactly.
+    Exact,
+    /// The same question was answered before: the kept answer, at no cost.
+    Kept(Answer),
+    /// Its spend is reserved.
+    Reserved(Box<Ready>),
+}
+
 impl Core {
     /// Answers a checked plan with differential privacy (see the module's steps).
     pub(super) async fn execute_private(
@@ -97,22 +125,91 @@ impl Core {
         plan: LogicalPlan,
         timeout: Duration,
     ) -> Result<Answer, Unanswered> {
+        let ready = match self.prepare_private(private, request, &plan).await? {
+            Prepared::Exact => return self.execute(&request.sql, plan, timeout).await,
+            Prepared::Kept(answer) => return Ok(answer),
+            Prepared::Reserved(ready) => ready,
+        };
+        // No group limit on the exact answer: how many cells hold records would tell through a
+        // refusal. What is released is bounded by the grid, from public values (`max_cells`).
+        let exact = self.run(ready.plan.aggregate.clone(), timeout, u64::MAX).await?;
+        let layout = release::Layout {
+            keys: ready.plan.groups.len(),
+            noise: &ready.noise,
+            units: &ready.plan.statistics.iter().map(|s| s.unit()).collect::<Vec<_>>(),
+            output: &ready.plan.output,
+            types: &ready
+                .plan
+                .aggregate
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.data_type().clone())
+                .collect::<Vec<_>>(),
+        };
+        let mut rng = rand_chacha::ChaCha20Rng::from_os_rng();
+        let batch = release::release(&exact.batches, &ready.cells, &layout, &mut rng).map_err(Unanswered::Internal)?;
+        let account = private.ledger.account(&request.context.project);
+        let schema = private.with_note(&self.with_as_at(&batch.schema()), ready.spend.0, account.spent.0, false);
+        let batch = batch
+            .with_schema(schema.clone())
+            .map_err(|e| Unanswered::Internal(e.to_string()))?;
+        let answer = Answer {
+            schema,
+            rows: batch.num_rows() as u64,
+            batches: vec![batch],
+        };
+        private.keep(ready.key, &answer);
+        Ok(answer)
+    }
+
+    /// Reserves a fragment's spend before any trust answers (the coordinator's first phase): the
+    /// question is checked and its spend written to the ledger exactly as when it runs, and the
+    /// reservation waits for the fragment's `DoGet` or its cancellation.
+    pub(super) async fn reserve_private(
+        &self,
+        private: &Private,
+        request: &FragmentRequest,
+        plan: LogicalPlan,
+    ) -> Result<(), Unanswered> {
+        if let Prepared::Reserved(ready) = self.prepare_private(private, request, &plan).await? {
+            private.pending_lock().insert(ready.reservation);
+        }
+        Ok(())
+    }
+
+    /// Gives back a reservation that was never answered (another trust refused the question).
+    pub(super) fn cancel_private(&self, private: &Private, request: &FragmentRequest) -> Result<(), Unanswered> {
+        let (_, _, reservation) = reservation_of(private, request, &self.as_at)?;
+        if private.pending_lock().remove(&reservation) {
+            let context = &request.context;
+            private
+                .ledger
+                .refund(&context.project, &reservation, &context.requester)
+                .map_err(|e| Unanswered::Internal(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Steps 1–3 of the module: the plan, the grid, the noise, and the spend reserved.
+    async fn prepare_private(
+        &self,
+        private: &Private,
+        request: &FragmentRequest,
+        plan: &LogicalPlan,
+    ) -> Result<Prepared, Unanswered> {
         let settings = &private.settings;
         let Some(private_plan) =
-            plan::private_plan(&plan, &self.tables, settings.records_per_person).map_err(Unanswered::Refused)?
+            plan::private_plan(plan, &self.tables, settings.records_per_person).map_err(Unanswered::Refused)?
         else {
-            // Organisational data (no person in it) is answered exactly.
-            return self.execute(&request.sql, plan, timeout).await;
+            return Ok(Prepared::Exact);
         };
         let context = &request.context;
-        let spend = settings
-            .spend(context.privacy_spend.map(|r| Rho(r).as_f64()))
-            .map_err(|e| Unanswered::Refused(Refusal::new(e)))?;
-        let key = answer_key(&context.project, &request.sql, spend, &self.as_at);
+        let (key, spend, reservation) = reservation_of(private, request, &self.as_at)?;
         if let Some(mut answer) = private.cached(&key) {
             let account = private.ledger.account(&context.project);
             answer.schema = private.with_note(&answer.schema, 0, account.spent.0, true);
-            return Ok(answer);
+            return Ok(Prepared::Kept(answer));
         }
         let cells = grid::grid(&private_plan, &self.tables, &private.witnesses, settings.max_cells)
             .await
@@ -126,8 +223,6 @@ impl Core {
                     .map_err(|e| Unanswered::Refused(Refusal::new(format!("{}: {e}", s.describe()))))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        // One reservation per fragment: a question of two fragments pays for both.
-        let reservation = format!("{}#{}", context.query_id, &key[..16]);
         let reserved = private
             .ledger
             .reserve(
@@ -141,45 +236,40 @@ impl Core {
                 tessera_privacy::LedgerError::Io(m) => Unanswered::Internal(m),
                 overspend => Unanswered::Refused(Refusal::new(overspend.to_string())),
             })?;
-        if !reserved.new {
-            // Charged before (a retry after a lost reply or a restart) but not kept: fresh noise
-            // would be a second release for one charge.
+        // Charged before and not reserved for this run (a retry after a lost reply or a
+        // restart): fresh noise would be a second release for one charge.
+        if !reserved.new && !private.pending_lock().remove(&reservation) {
             return Err(Unanswered::Refused(Refusal::new(format!(
                 "question {} was answered before under this id; ask it under a new id",
                 context.query_id
             ))));
         }
-        // No group limit on the exact answer: how many cells hold records would tell through a
-        // refusal. What is released is bounded by the grid, from public values (`max_cells`).
-        let exact = self.run(private_plan.aggregate.clone(), timeout, u64::MAX).await?;
-        let layout = release::Layout {
-            keys: private_plan.groups.len(),
-            noise: &noise,
-            units: &private_plan.statistics.iter().map(|s| s.unit()).collect::<Vec<_>>(),
-            output: &private_plan.output,
-            types: &private_plan
-                .aggregate
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.data_type().clone())
-                .collect::<Vec<_>>(),
-        };
-        let mut rng = rand_chacha::ChaCha20Rng::from_os_rng();
-        let batch = release::release(&exact.batches, &cells, &layout, &mut rng).map_err(Unanswered::Internal)?;
-        let account = private.ledger.account(&context.project);
-        let schema = private.with_note(&self.with_as_at(&batch.schema()), spend.0, account.spent.0, false);
-        let batch = batch
-            .with_schema(schema.clone())
-            .map_err(|e| Unanswered::Internal(e.to_string()))?;
-        let answer = Answer {
-            schema,
-            rows: batch.num_rows() as u64,
-            batches: vec![batch],
-        };
-        private.keep(key, &answer);
-        Ok(answer)
+        Ok(Prepared::Reserved(Box::new(Ready {
+            plan: private_plan,
+            key,
+            spend,
+            cells,
+            noise,
+            reservation,
+        })))
     }
+}
+
+/// A fragment's answer key, spend and reservation id: one reservation per fragment, so a
+/// question of two fragments pays for both.
+fn reservation_of(
+    private: &Private,
+    request: &FragmentRequest,
+    as_at: &str,
+) -> Result<(String, Rho, String), Unanswered> {
+    let context = &request.context;
+    let spend = private
+        .settings
+        .spend(context.privacy_spend.map(|r| Rho(r).as_f64()))
+        .map_err(|e| Unanswered::Refused(Refusal::new(e)))?;
+    let key = answer_key(&context.project, &request.sql, spend, as_at);
+    let reservation = format!("{}#{}", context.query_id, &key[..16]);
+    Ok((key, spend, reservation))
 }
 
 /// The identity of an answer: who it was given to, what was asked, at what spend, of which data.
