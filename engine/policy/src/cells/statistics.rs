@@ -77,7 +77,6 @@ fn refuse(message: impl Into<String>) -> Refusal {
 }
 
 impl CellRules<'_> {
-    /// Classifies one aggregate expression of an aggregate whose input has `schema`.
     /// A statistic a noising trust computes: its arguments and FILTER never fail on a record
     /// (which statistics it noises, and how, is the trust's privacy mode's decision).
     pub(super) fn check_noised(
@@ -97,6 +96,7 @@ impl CellRules<'_> {
         Ok(())
     }
 
+    /// Classifies one aggregate expression of an aggregate whose input has `schema`.
     pub(super) fn statistic(
         &self,
         expr: &Expr,

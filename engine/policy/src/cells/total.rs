@@ -41,9 +41,6 @@ const TOTAL_FUNCTIONS: &[&str] = &[
     "ends_with",
 ];
 
-/// Functions of numbers that cannot fail (allowed where statistics are noised).
-const NUMERIC_FUNCTIONS: &[&str] = &["least", "greatest", "abs", "round", "floor", "ceil", "trunc"];
-
 /// Date parts `date_part`/`date_trunc` accept (any other unit fails).
 const UNITS: &[&str] = &[
     "year", "quarter", "month", "week", "day", "dow", "doy", "hour", "minute", "second",
@@ -154,9 +151,24 @@ impl CellRules<'_> {
                         .all(|a| number(a).is_some_and(|n| n >= 0.0 && n.fract() == 0.0)),
                     _ => true,
                 };
-                // A noising trust bounds statistics with these; on numbers they cannot fail.
-                let numeric =
-                    self.noised && NUMERIC_FUNCTIONS.contains(&name) && f.args.iter().all(|a| self.is_number(a));
+                // A noising trust bounds statistics with these. least and greatest cannot fail
+                // on numbers; abs and rounding overflow on integers, so only floating point, and
+                // rounding only to a literal number of places (10^places overflows to NaN).
+                let numeric = self.noised
+                    && match name {
+                        "least" | "greatest" => f.args.iter().all(|a| self.is_number(a)),
+                        "abs" | "floor" | "ceil" => {
+                            f.args.len() == 1 && self.data_type_of(&f.args[0]) == Some(DataType::Float64)
+                        }
+                        "round" | "trunc" => {
+                            f.args.first().and_then(|a| self.data_type_of(a)) == Some(DataType::Float64)
+                                && f.args
+                                    .iter()
+                                    .skip(1)
+                                    .all(|a| number(a).is_some_and(|n| (0.0..=15.0).contains(&n) && n.fract() == 0.0))
+                        }
+                        _ => false,
+                    };
                 match (TOTAL_FUNCTIONS.contains(&name) && literals_ok) || numeric {
                     true => Ok(()),
                     false => Err(failing(format!("`{e}`"))),
@@ -193,8 +205,9 @@ impl CellRules<'_> {
                 }
                 "coalesce" => f.args.first().and_then(|a| self.data_type_of(a)),
                 "starts_with" | "ends_with" => Some(DataType::Boolean),
+                "abs" | "floor" | "ceil" | "round" | "trunc" => f.args.first().and_then(|a| self.data_type_of(a)),
                 // The widest type the arguments could be coerced to.
-                name if NUMERIC_FUNCTIONS.contains(&name) => {
+                "least" | "greatest" => {
                     let types = f
                         .args
                         .iter()

@@ -121,8 +121,22 @@ pub fn interval(expr: &Expr, measure: MeasureBounds) -> Option<Interval> {
             range
         }
         Expr::ScalarFunction(f) => {
-            let args = f.args.iter().map(bound).collect::<Option<Vec<_>>>()?;
-            let first = *args.first()?;
+            // least and greatest ignore NULLs, so a NULL argument bounds nothing.
+            let ignores_nulls = matches!(f.name(), "least" | "greatest");
+            let args = f
+                .args
+                .iter()
+                .filter(|a| !(ignores_nulls && matches!(a, Expr::Literal(v, _) if v.is_null())))
+                .map(bound)
+                .collect::<Option<Vec<_>>>()?;
+            let first = match args.first() {
+                Some(first) => *first,
+                None if ignores_nulls => Interval::point(0.0),
+                None => return None,
+            };
+            let whole_places = f.args.iter().skip(1).all(|a| {
+                matches!(a, Expr::Literal(v, _) if number(v).is_some_and(|n| (0.0..=15.0).contains(&n) && n.fract() == 0.0))
+            });
             match f.name() {
                 "least" => args
                     .iter()
@@ -139,7 +153,9 @@ pub fn interval(expr: &Expr, measure: MeasureBounds) -> Option<Interval> {
                     };
                     Interval::of(low, first.magnitude())
                 }
-                "round" | "floor" | "ceil" | "trunc" => first.whole(),
+                // Rounding to whole places or finer stays between floor and ceiling.
+                "round" | "trunc" if whole_places => first.whole(),
+                "floor" | "ceil" if args.len() == 1 => first.whole(),
                 _ => return None,
             }
         }
@@ -170,7 +186,7 @@ fn number(value: &ScalarValue) -> Option<f64> {
 mod tests {
     use super::*;
     use datafusion::functions::expr_fn::{coalesce, greatest, least};
-    use datafusion::functions::math::expr_fn::abs;
+    use datafusion::functions::math::expr_fn::{abs, round};
     use datafusion::logical_expr::{cast, col, lit, when};
 
     fn measure(table: &str, name: &str) -> Option<(f64, f64)> {
@@ -224,6 +240,18 @@ mod tests {
             ("a floor", greatest(vec![col("t.delta"), lit(0)]), Some((0.0, 20.0))),
             ("abs", abs(col("t.delta")), Some((0.0, 20.0))),
             ("coalesce", coalesce(vec![col("t.delta"), lit(50)]), Some((-10.0, 50.0))),
+            (
+                "a least that ignores NULL",
+                least(vec![los(), lit(ScalarValue::Int64(None))]),
+                Some((0.0, 365.0)),
+            ),
+            (
+                "rounding to places",
+                round(vec![col("t.delta"), lit(2)]),
+                Some((-10.0, 20.0)),
+            ),
+            ("rounding to hundreds", round(vec![los(), lit(-2)]), None),
+            ("rounding to a column's places", round(vec![lit(1.0), los()]), None),
             ("a column without bounds", col("t.person"), None),
             ("a division by a column", los() / los(), None),
             ("text", lit("x"), None),

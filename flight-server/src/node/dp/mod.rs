@@ -138,14 +138,7 @@ impl Core {
             noise: &ready.noise,
             units: &ready.plan.statistics.iter().map(|s| s.unit()).collect::<Vec<_>>(),
             output: &ready.plan.output,
-            types: &ready
-                .plan
-                .aggregate
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.data_type().clone())
-                .collect::<Vec<_>>(),
+            types: &ready.plan.types,
         };
         let mut rng = rand_chacha::ChaCha20Rng::from_os_rng();
         let batch = release::release(&exact.batches, &ready.cells, &layout, &mut rng).map_err(Unanswered::Internal)?;

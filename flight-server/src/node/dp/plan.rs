@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, DFSchema, ScalarValue};
+use datafusion::common::{Column, ScalarValue};
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
-    cast, col, lit, when, Aggregate, Expr, ExprFunctionExt, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Projection,
+    cast, col, lit, when, Aggregate, Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, Projection,
 };
 use tessera_policy::cells::{base_column, lineage, Lineage};
 
@@ -36,6 +36,9 @@ pub enum Statistic {
 
 /// Largest magnitude, in units, a record adds to a sum: the unit grows by tens beyond it.
 const MAX_UNITS_PER_RECORD: f64 = 1e6;
+
+/// The coarsest unit is 10^12: a record's value beyond 10^18 is refused (clamp it).
+const MAX_UNIT_EXPONENT: f64 = 12.0;
 
 impl Statistic {
     /// How much one person (at most `records` records) can change this statistic over the
@@ -78,6 +81,8 @@ pub struct PrivatePlan {
     /// The aggregate's input schema (group expressions refer to it).
     pub input: LogicalPlan,
     pub statistics: Vec<Statistic>,
+    /// The fragment's aggregate output types, which the released values take.
+    pub types: Vec<DataType>,
     /// For each answer column, the aggregate output column it is (the fragment's renames).
     pub output: Vec<(usize, String)>,
 }
@@ -102,7 +107,7 @@ pub fn private_plan(
     for expr in &aggregate.aggr_expr {
         let saved = preserver.save(expr);
         let resolve = |e: &Expr| tessera_policy::cells::resolve(e, &schema, &lineage.defs);
-        let (statistic, rewritten) = statistic(expr, &resolve, &schema, contracts)?;
+        let (statistic, rewritten) = statistic(expr, &resolve, contracts)?;
         statistics.push(statistic);
         aggr_expr.push(saved.restore(rewritten));
     }
@@ -115,6 +120,12 @@ pub fn private_plan(
         lineage,
         input: aggregate.input.as_ref().clone(),
         statistics,
+        types: aggregate
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect(),
         output,
     }))
 }
@@ -164,7 +175,6 @@ fn split(plan: &LogicalPlan) -> Result<(&Aggregate, Renames), Refusal> {
 fn statistic(
     expr: &Expr,
     resolve: &dyn Fn(&Expr) -> Result<Expr, Refusal>,
-    schema: &DFSchema,
     contracts: &BTreeMap<String, Contract>,
 ) -> Result<(Statistic, Expr), Refusal> {
     let refused = |what: &str| {
@@ -195,23 +205,27 @@ fn statistic(
             })?;
             let (low, high) = (range.low.floor(), range.high.ceil());
             let magnitude = low.abs().max(high.abs()).max(1.0);
-            let unit = 10f64.powf((magnitude / MAX_UNITS_PER_RECORD).log10().ceil().max(0.0));
-            // The clamped value keeps the argument's type, so the sum keeps the type the
-            // coordinator expects.
-            let data_type = arg
-                .get_type(schema)
-                .map_err(|e| Refusal::new(format!("cannot type sum({arg}): {e}")))?;
+            let exponent = (magnitude / MAX_UNITS_PER_RECORD).log10().ceil().max(0.0);
+            if exponent > MAX_UNIT_EXPONENT {
+                return Err(Refusal::new(format!(
+                    "sum({arg}): one record's value may be as large as {magnitude:e}, too large to sum with calibrated \
+                     noise; clamp it (e.g. least(…, limit))"
+                )));
+            }
+            let unit = 10i64.pow(exponent as u32);
+            // Summed in Float64 whatever the argument's type (a cast back could fail on a
+            // record); the answer is given in the type the coordinator expects.
             let mut value = clamp(arg.clone(), low, high);
-            if unit > 1.0 {
-                value = datafusion::functions::math::expr_fn::round(vec![value / lit(unit)]);
+            if unit > 1 {
+                value = datafusion::functions::math::expr_fn::round(vec![value / lit(unit as f64)]);
             }
             let mut call = f.clone();
-            call.params.args = vec![cast(value, data_type)];
+            call.params.args = vec![value];
             let statistic = Statistic::Sum {
                 of: resolved.to_string(),
                 low,
                 high,
-                unit: unit as i64,
+                unit,
             };
             Ok((statistic, Expr::AggregateFunction(AggregateFunction { ..call })))
         }
@@ -219,13 +233,18 @@ fn statistic(
     }
 }
 
-/// `round(min(max(x, low), high))` in Float64 (NULL stays NULL: it is not summed).
+/// `round(min(max(x, low), high))` in Float64. NULL stays NULL (it is not summed), and so does
+/// NaN, which no comparison would clamp and which would make the whole sum NaN.
 fn clamp(arg: Expr, low: f64, high: f64) -> Expr {
     let x = cast(arg, DataType::Float64);
-    let clamped = when(x.clone().lt(lit(low)), lit(low))
-        .when(x.clone().gt(lit(high)), lit(high))
-        .otherwise(x)
-        .expect("a CASE with branches");
+    let clamped = when(
+        datafusion::functions::math::expr_fn::isnan(x.clone()),
+        lit(ScalarValue::Float64(None)),
+    )
+    .when(x.clone().lt(lit(low)), lit(low))
+    .when(x.clone().gt(lit(high)), lit(high))
+    .otherwise(x)
+    .expect("a CASE with branches");
     datafusion::functions::math::expr_fn::round(vec![clamped])
 }
 

@@ -61,29 +61,26 @@ pub fn release(
             // Sums are of whole units (each record was rounded); an empty sum is zero.
             let stats = values
                 .iter()
-                .map(|a| {
-                    if a.is_null(row) {
-                        0
-                    } else {
-                        a.value(row).round() as i128
-                    }
+                .map(|a| match a.is_null(row) {
+                    true => Ok(0),
+                    // Every record's value was clamped to finite bounds: anything else is a bug.
+                    false if a.value(row).is_finite() => Ok(a.value(row).round() as i128),
+                    false => Err("a statistic is not finite".to_string()),
                 })
-                .collect();
+                .collect::<Result<_, _>>()?;
             cells.insert(key, stats);
         }
     }
     let zeros = vec![0i128; statistics];
-    let mut noisy: Vec<Vec<i64>> = vec![Vec::with_capacity(grid.len()); statistics];
+    let mut noisy: Vec<Vec<i128>> = vec![Vec::with_capacity(grid.len()); statistics];
     for cell in grid {
         let exact = cells.get(cell).unwrap_or(&zeros);
         for (s, value) in exact.iter().enumerate() {
             let noise = discrete_gaussian(rng, layout.noise[s].sigma2);
-            let scaled = (value + noise).checked_mul(i128::from(layout.units[s]));
-            noisy[s].push(
-                scaled
-                    .and_then(|v| i64::try_from(v).ok())
-                    .ok_or_else(|| "a noisy value is out of range".to_string())?,
-            );
+            let scaled = (value + noise)
+                .checked_mul(i128::from(layout.units[s]))
+                .ok_or_else(|| "a noisy value is out of range".to_string())?;
+            noisy[s].push(scaled);
         }
     }
     let mut columns = Vec::new();
@@ -100,7 +97,12 @@ pub fn release(
                 DataType::Float16 | DataType::Float32 | DataType::Float64 => {
                     Arc::new(Float64Array::from_iter_values(noisy[s].iter().map(|&v| v as f64)))
                 }
-                _ => Arc::new(Int64Array::from(noisy[s].clone())),
+                _ => Arc::new(Int64Array::from(
+                    noisy[s]
+                        .iter()
+                        .map(|&v| i64::try_from(v).map_err(|_| "a noisy value is out of range".to_string()))
+                        .collect::<Result<Vec<_>, _>>()?,
+                )),
             };
             let sd = HashMap::from([(
                 NOISE_SD_METADATA.to_string(),
