@@ -338,3 +338,29 @@ async fn whether_a_question_is_refused_does_not_depend_on_which_cells_hold_recor
     let answer = node.ask(by_month).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(answer.num_rows(), 24);
 }
+
+/// A trust keeps its answers on disk: after a restart the same question gets the same answer
+/// at no cost, so restarting a node (or waiting for one to restart) cannot buy fresh noise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_answer_survives_a_restart_of_the_trust() {
+    let data = tessera_support::nodes::TestData::generate(&TRUSTS[..1], 3_000, 5);
+    let config = data.node_config("RRK", |c| c.privacy.mode = tessera_node::node::dp::PrivacyMode::Dp);
+    let sql = "SELECT apc_episodes.sex AS g0, count(1) AS p0 FROM apc_episodes GROUP BY apc_episodes.sex";
+    let first = {
+        let node = tessera_support::nodes::TestNode::start(&config).await;
+        node.ask(sql).await.unwrap_or_else(|e| panic!("{e}"))
+    };
+    let restarted = tessera_support::nodes::TestNode::start(&config).await;
+    let again = restarted.ask(sql).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        by_key(&again.batches),
+        by_key(&first.batches),
+        "a restart gave fresh noise"
+    );
+    let ledger = BudgetLedger::open(data.trust_dir("RRK").join("privacy-ledger.jsonl")).unwrap();
+    assert_eq!(
+        ledger.account("battery").spent,
+        Rho(50_000),
+        "the same question was charged twice"
+    );
+}

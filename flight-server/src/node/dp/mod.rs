@@ -17,10 +17,11 @@
 mod bounds;
 pub mod config;
 mod grid;
+mod kept;
 mod plan;
 mod release;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -44,7 +45,7 @@ pub struct Private {
     ledger: BudgetLedger,
     witnesses: Witnesses,
     /// Answers given, by (project, SQL, spend, data version).
-    answers: Mutex<HashMap<String, Answer>>,
+    kept: kept::Kept,
     /// Reservations made ahead of their question (by the coordinator's first phase), not yet
     /// answered or cancelled. Lost on a restart: the question is then refused, never re-noised.
     pending: Mutex<HashSet<String>>,
@@ -53,12 +54,13 @@ pub struct Private {
 impl Private {
     /// The privacy of a node with `settings`, its ledger at `ledger`.
     pub fn open(settings: Settings, ledger: &std::path::Path, witnesses: Witnesses) -> Result<Private, String> {
+        let kept = kept::Kept::open(ledger)?;
         let ledger = BudgetLedger::open(ledger).map_err(|e| e.to_string())?;
         Ok(Private {
             settings,
             ledger,
             witnesses,
-            answers: Mutex::new(HashMap::new()),
+            kept,
             pending: Mutex::new(HashSet::new()),
         })
     }
@@ -73,14 +75,7 @@ impl Private {
     }
 
     fn cached(&self, key: &str) -> Option<Answer> {
-        self.answers.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
-    }
-
-    fn keep(&self, key: String, answer: &Answer) {
-        self.answers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, answer.clone());
+        self.kept.get(key)
     }
 
     /// `schema` with this trust's privacy note on an answer that cost `spent`.
@@ -152,7 +147,8 @@ impl Core {
             rows: batch.num_rows() as u64,
             batches: vec![batch],
         };
-        private.keep(ready.key, &answer);
+        // Kept durably before it leaves: a retry after a crash gets this answer, not new noise.
+        private.kept.keep(&ready.key, &answer).map_err(Unanswered::Internal)?;
         Ok(answer)
     }
 
