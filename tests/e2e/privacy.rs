@@ -59,6 +59,11 @@ async fn refusal(c: &Coordinator, sql: &str) -> String {
     }
 }
 
+/// What the test project has spent at `trust`, from its ledger.
+fn spent(f: &Federation, trust: &str) -> Rho {
+    ledger(f, trust).account("exactness").spent
+}
+
 fn ledger(f: &Federation, trust: &str) -> BudgetLedger {
     BudgetLedger::open(f.data.trust_dir(trust).join("privacy-ledger.jsonl")).unwrap()
 }
@@ -164,8 +169,8 @@ async fn the_same_question_gets_the_same_answer_at_no_cost() {
     let f = private_federation(100.0).await;
     let sql = "SELECT sex, count(*) AS n FROM apc_episodes GROUP BY sex";
     let first = f.coordinator.query(sql).await.unwrap();
-    let spent = ledger(&f, "RRK").account("exactness").spent;
-    assert_eq!(spent, Rho(50_000));
+    let first_spend = spent(&f, "RRK");
+    assert_eq!(first_spend, Rho(50_000));
     for _ in 0..3 {
         let again = f.coordinator.query(sql).await.unwrap();
         assert_eq!(
@@ -179,7 +184,7 @@ async fn the_same_question_gets_the_same_answer_at_no_cost() {
             again.provenance.summary()
         );
     }
-    assert_eq!(ledger(&f, "RRK").account("exactness").spent, spent);
+    assert_eq!(spent(&f, "RRK"), first_spend);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,8 +197,7 @@ async fn a_project_cannot_spend_past_its_budget_at_any_trust() {
     assert!(refused.contains("would be overspent"), "{refused}");
     assert!(refused.contains("ρ = 0.02 is left"), "{refused}");
     for trust in TRUSTS {
-        let account = ledger(&f, trust).account("exactness");
-        assert_eq!(account.spent, Rho(100_000), "{trust}");
+        assert_eq!(spent(&f, trust), Rho(100_000), "{trust}");
     }
 }
 
@@ -214,7 +218,7 @@ async fn a_question_one_trust_cannot_afford_costs_the_others_nothing() {
     );
     for trust in ["RRK", "RTH"] {
         assert_eq!(
-            ledger(&f, trust).account("exactness").spent,
+            spent(&f, trust),
             Rho(50_000),
             "{trust} was charged for a question another trust refused"
         );
@@ -241,11 +245,7 @@ async fn statistics_outside_the_whitelist_are_refused() {
         assert!(message.contains(reason), "{sql}: {message}");
     }
     for trust in TRUSTS {
-        assert_eq!(
-            ledger(&f, trust).account("exactness").spent,
-            Rho(0),
-            "a refused question costs nothing"
-        );
+        assert_eq!(spent(&f, trust), Rho(0), "a refused question costs nothing");
     }
 }
 

@@ -21,7 +21,7 @@ mod kept;
 mod plan;
 mod release;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -48,7 +48,7 @@ pub struct Private {
     kept: kept::Kept,
     /// Reservations made ahead of their question (by the coordinator's first phase), not yet
     /// answered or cancelled. Lost on a restart: the question is then refused, never re-noised.
-    pending: Mutex<HashSet<String>>,
+    pending: Mutex<HashMap<String, Box<Ready>>>,
 }
 
 impl Private {
@@ -61,7 +61,7 @@ impl Private {
             ledger,
             witnesses,
             kept,
-            pending: Mutex::new(HashSet::new()),
+            pending: Mutex::new(HashMap::new()),
         })
     }
 
@@ -70,7 +70,7 @@ impl Private {
         &self.ledger
     }
 
-    fn pending_lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    fn pending_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Box<Ready>>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -162,7 +162,7 @@ impl Core {
         plan: LogicalPlan,
     ) -> Result<(), Unanswered> {
         if let Prepared::Reserved(ready) = self.prepare_private(private, request, &plan).await? {
-            private.pending_lock().insert(ready.reservation);
+            private.pending_lock().insert(ready.reservation.clone(), ready);
         }
         Ok(())
     }
@@ -170,7 +170,7 @@ impl Core {
     /// Gives back a reservation that was never answered (another trust refused the question).
     pub(super) fn cancel_private(&self, private: &Private, request: &FragmentRequest) -> Result<(), Unanswered> {
         let (_, _, reservation) = reservation_of(private, request, &self.as_at)?;
-        if private.pending_lock().remove(&reservation) {
+        if private.pending_lock().remove(&reservation).is_some() {
             let context = &request.context;
             private
                 .ledger
@@ -200,6 +200,10 @@ impl Core {
             answer.schema = private.with_note(&answer.schema, 0, account.spent.0, true);
             return Ok(Prepared::Kept(answer));
         }
+        // Reserved ahead by the coordinator's first phase: made ready then, charged once.
+        if let Some(ready) = private.pending_lock().remove(&reservation) {
+            return Ok(Prepared::Reserved(ready));
+        }
         let cells = grid::grid(&private_plan, &self.tables, &private.witnesses, settings.max_cells)
             .await
             .map_err(Unanswered::Refused)?;
@@ -227,7 +231,7 @@ impl Core {
             })?;
         // Charged before and not reserved for this run (a retry after a lost reply or a
         // restart): fresh noise would be a second release for one charge.
-        if !reserved.new && !private.pending_lock().remove(&reservation) {
+        if !reserved.new {
             return Err(Unanswered::Refused(Refusal::new(format!(
                 "question {} was answered before under this id; ask it under a new id",
                 context.query_id
