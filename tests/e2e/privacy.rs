@@ -161,7 +161,13 @@ async fn a_trust_answers_nothing_exact_even_to_its_coordinator() {
         .ask("SELECT count(1) AS p0, tessera_top2(apc_episodes.cost_gbp) AS p1 FROM apc_episodes")
         .await
         .unwrap_err();
-    assert!(refused.to_string().contains("counts and sums"), "{refused}");
+    // A coordinator left in sdc mode hears what to change.
+    assert!(
+        refused
+            .to_string()
+            .contains("its operator must set [disclosure] mode = \"dp\""),
+        "{refused}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,4 +369,20 @@ async fn a_kept_answer_survives_a_restart_of_the_trust() {
         Rho(50_000),
         "the same question was charged twice"
     );
+}
+
+/// A question whose conditions leave a trust no public cell (another trust's code) is answered
+/// there with no rows, at no cost: the contracts alone decide it, so it tells nothing. (It
+/// failed the whole question before.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trust_the_conditions_leave_no_cell_answers_nothing_and_is_charged_nothing() {
+    let f = private_federation(1.0).await;
+    let sql = "SELECT provider_code, count(*) AS n FROM apc_episodes WHERE provider_code IN ('RRK') GROUP BY 1";
+    let result = f.coordinator.query(sql).await.unwrap();
+    let rows = by_key(&result.batches);
+    assert_eq!(rows.keys().collect::<Vec<_>>(), ["RRK"]);
+    assert_eq!(spent(&f, "RRK"), Rho(50_000));
+    for other in ["RTH", "RJ1"] {
+        assert_eq!(spent(&f, other), Rho(0), "{other}");
+    }
 }

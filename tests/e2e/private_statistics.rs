@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use tessera_support::{rows_of, Cell, Federation};
 
-use crate::tour::TOUR;
+use crate::tour;
 
 const TRUSTS: [&str; 3] = ["RRK", "RTH", "RJ1"];
 
@@ -200,7 +200,7 @@ async fn bounding_happens_after_the_question_s_conditions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_question_of_the_tour_is_answered_at_the_default_spend() {
     let f = Federation::start_private(&TRUSTS, 6_000, 5, |_, p| p.project_budget = 100.0).await;
-    for (title, sql) in TOUR {
+    for (title, sql) in tour::questions(true) {
         let result = f
             .coordinator
             .query(sql)

@@ -30,13 +30,21 @@ def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 60.0) -
 
 
 @contextmanager
-def federation(out: Path, rows: int = 6000):
-    """Two trusts' nodes and the service, as `tessera gen` sets them up, with users alice and bob."""
+def federation(out: Path, rows: int = 6000, project_budget: float | None = None):
+    """Two trusts' nodes and the service, as `tessera gen` sets them up (differential privacy at
+    each trust), with users alice and bob; `project_budget` raises each trust's ρ per project
+    for suites that ask more new questions than one project's default allows."""
     subprocess.run(
         [TESSERA, "gen", "--out", str(out), "--providers", "RRK,RTH", "--rows", str(rows), "--seed", "11"],
         check=True,
         capture_output=True,
     )
+    if project_budget is not None:
+        for trust in ["RRK", "RTH"]:
+            config = out / trust / "node.toml"
+            text = config.read_text()
+            assert "project_budget = 1.0\n" in text
+            config.write_text(text.replace("project_budget = 1.0\n", f"project_budget = {project_budget}\n"))
     for user, projects in USERS.items():
         subprocess.run(
             [TESSERA, "user", "add", "--file", str(out / "users.toml"), user, "--projects", ",".join(projects), "--password-stdin"],

@@ -1,4 +1,6 @@
-"""A Python researcher's view of a trust node, through the standard ADBC Flight SQL driver."""
+"""A Python researcher's view of a trust node, through the standard ADBC Flight SQL driver: a
+trust in `sdc` mode (exact partials to its coordinator, analysts protected by the cell key
+method), and a trust in differential privacy mode (nothing exact to anyone)."""
 
 import json
 import os
@@ -47,11 +49,9 @@ def connect(node, present: str | None = None, user: str | None = None, password:
     return flight_sql.connect(node["uri"], db_kwargs=options, autocommit=True)
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory):
-    out = tmp_path_factory.mktemp("data")
+def start_node(out: Path, privacy: str):
     subprocess.run(
-        [TESSERA, "gen", "--out", str(out), "--providers", "RRK", "--rows", "3000", "--seed", "7"],
+        [TESSERA, "gen", "--out", str(out), "--providers", "RRK", "--rows", "3000", "--seed", "7", "--privacy", privacy],
         check=True,
         capture_output=True,
     )
@@ -71,6 +71,16 @@ def node(tmp_path_factory):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    yield from start_node(tmp_path_factory.mktemp("data"), "sdc")
+
+
+@pytest.fixture(scope="module")
+def private_node(tmp_path_factory):
+    yield from start_node(tmp_path_factory.mktemp("private"), "dp")
 
 
 def exact_counts_by_sex(node) -> dict:
@@ -181,3 +191,30 @@ def test_every_request_is_in_the_audit_log_and_the_chain_verifies(node):
     assert ("unauthenticated", "certificate CN=RRK, O=Tessera development") in principals
     # Identity comes from the TLS session and the password check, never from the client's claims.
     assert all(e["requester"] == "alice" for e in entries if e["role"] == "analyst")
+
+
+def noisy_counts_by_sex(node, **how):
+    with connect(node, **how) as conn, conn.cursor() as cur:
+        # One aggregate, as a coordinator's fragment is: ordering is the coordinator's work.
+        cur.execute("SELECT sex, count(*) AS episodes FROM apc_episodes GROUP BY sex")
+        table = cur.fetch_arrow_table()
+    return table, dict(zip(table.column("sex").to_pylist(), table.column("episodes").to_pylist()))
+
+
+# A count of 10 records a person at ρ = 0.05: σ = 10 / √(2 · 0.05) ≈ 31.6.
+SIGMA = 10 / (2 * 0.05) ** 0.5
+
+
+@pytest.mark.parametrize("how", [{"present": "coordinator"}, {"user": "alice"}])
+def test_a_private_trust_sends_no_exact_count_even_to_its_coordinator(private_node, how):
+    exact = exact_counts_by_sex(private_node)
+    table, released = noisy_counts_by_sex(private_node, **how)
+    assert released.keys() == exact.keys()
+    assert all(abs(released[k] - exact[k]) <= 5 * SIGMA for k in exact), (released, exact)
+    assert released != exact, "noise was added"
+    if "user" in how:
+        metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+        assert "differential privacy" in metadata["tessera.disclosure"], metadata
+    # Asked again: the same answer (averaging cannot remove the noise).
+    _, again = noisy_counts_by_sex(private_node, **how)
+    assert again == released

@@ -13,7 +13,6 @@ use tessera_coordinator::{Coordinator, FederationConfig};
 use tessera_disclosure::DisclosureConfig;
 use tessera_protocol::dev_certs::write_dev_certs;
 use tessera_support::reference::union_session;
-use tour::TOUR;
 
 /// The demo's tour is the benchmark's workload: the same questions, from the same file.
 #[path = "../../../cli/src/commands/demo/tour.rs"]
@@ -88,7 +87,8 @@ async fn main() {
     println!("Disclosure control on: the cell model, thresholds, dominance and cell-key perturbation.\n");
     println!("| # | question | federated, disclosure on | federated, off | single-node | on / off | off / single |");
     println!("|---:|---|---:|---:|---:|---:|---:|");
-    for (i, (title, sql)) in TOUR.iter().enumerate() {
+    let tour = tour::questions(false);
+    for (i, (title, sql)) in tour.iter().enumerate() {
         protected.query(sql).await.expect("federated answer");
         exact.query(sql).await.expect("federated answer");
         single.sql(sql).await.unwrap().collect().await.unwrap();
@@ -150,7 +150,7 @@ async fn main() {
     println!("\n## Through the service (Flight SQL over TLS, signed in) vs the coordinator in process (both with disclosure control; p50 ms)\n");
     println!("| # | service | in process | service / in process |");
     println!("|---:|---:|---:|---:|");
-    for (i, (_, sql)) in TOUR.iter().enumerate() {
+    for (i, (_, sql)) in tour.iter().enumerate() {
         client.query(sql).await.expect("service answer");
         let (mut remote, mut local) = (Vec::new(), Vec::new());
         for _ in 0..args.iterations {
@@ -167,7 +167,7 @@ async fn main() {
     println!("\n## Utility: the tour's answers with disclosure control on vs off\n");
     println!("| # | rows (exact) | rows withheld | values compared | values withheld | mean relative change |");
     println!("|---:|---:|---:|---:|---:|---:|");
-    for (i, (_, sql)) in TOUR.iter().enumerate() {
+    for (i, (_, sql)) in tour.iter().enumerate() {
         let on = protected.query(sql).await.expect("protected answer");
         let off = exact.query(sql).await.expect("exact answer");
         let u = utility(&off.batches, &on.batches);

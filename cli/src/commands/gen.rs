@@ -11,6 +11,7 @@ use tessera_coordinator::{FederationConfig, ServerSection, ServerTls, TlsSection
 use tessera_node::access::projects::ProjectsFile;
 use tessera_node::access::users::UsersFile;
 use tessera_node::config::NodeTls;
+use tessera_node::node::dp::PrivacyMode;
 use tessera_node::NodeConfig;
 use tessera_protocol::dev_certs::{write_dev_certs, DevCerts};
 use tessera_schemas::gen::{generate, GenConfig, GeneratedTrust};
@@ -35,6 +36,37 @@ pub struct GenArgs {
     /// First port for the generated node.toml files (default: free ports chosen now).
     #[arg(long)]
     pub base_port: Option<u16>,
+    /// How the trusts protect what they send: `dp` (differential privacy: noise and budget at
+    /// each trust) or `sdc` (exact partials to the coordinator, which applies the cell key method).
+    #[arg(long, value_enum, default_value_t = Privacy::Dp)]
+    pub privacy: Privacy,
+}
+
+/// The protection `tessera gen` configures at the trusts and the coordinator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Privacy {
+    /// Differential privacy at each trust (the default).
+    Dp,
+    /// Statistical disclosure control at the coordinator (cell key method); see README for its residual leaks.
+    Sdc,
+}
+
+impl Privacy {
+    /// `[privacy] mode` of each node.
+    fn node_mode(self) -> PrivacyMode {
+        match self {
+            Privacy::Dp => PrivacyMode::Dp,
+            Privacy::Sdc => PrivacyMode::Sdc,
+        }
+    }
+
+    /// `[disclosure] mode` of the coordinator.
+    pub fn coordinator_mode(self) -> tessera_disclosure::Mode {
+        match self {
+            Privacy::Dp => tessera_disclosure::Mode::Dp,
+            Privacy::Sdc => tessera_disclosure::Mode::On,
+        }
+    }
 }
 
 pub fn run(args: GenArgs) -> Outcome {
@@ -112,7 +144,7 @@ pub fn generate_with_configs(args: &GenArgs) -> Result<Generated, Failure> {
     let names = trusts.iter().map(|t| t.provider.clone()).collect::<Vec<_>>();
     let certs = write_dev_certs(&args.out.join(CERTS_DIR), &names).map_err(Failure::query)?;
     for (trust, port) in trusts.iter().zip(&ports) {
-        write_node_config(trust, *port, &certs.coordinator_subject)?;
+        write_node_config(trust, *port, &certs.coordinator_subject, args.privacy)?;
     }
     let nodes = trusts
         .iter()
@@ -125,6 +157,7 @@ pub fn generate_with_configs(args: &GenArgs) -> Result<Generated, Failure> {
         key: PathBuf::from(CERTS_DIR).join("coordinator-key.pem"),
     });
     federation.disclosure.release_log = Some(PathBuf::from(RELEASE_LOG_FILE));
+    federation.disclosure.mode = args.privacy.coordinator_mode();
     let mut server = ServerSection::new(&format!("127.0.0.1:{service_port}"), Path::new(USERS_FILE));
     server.http = Some(format!("127.0.0.1:{http_port}"));
     server.tls = Some(ServerTls {
@@ -155,9 +188,15 @@ pub fn generate_with_configs(args: &GenArgs) -> Result<Generated, Failure> {
     Ok(Generated { trusts, certs })
 }
 
-fn write_node_config(trust: &GeneratedTrust, port: u16, coordinator_subject: &str) -> Result<(), Failure> {
+fn write_node_config(
+    trust: &GeneratedTrust,
+    port: u16,
+    coordinator_subject: &str,
+    privacy: Privacy,
+) -> Result<(), Failure> {
     let tables = trust.tables.iter().map(|t| t.table.clone()).collect::<Vec<_>>();
     let mut config = NodeConfig::for_generated(&trust.provider, &format!("127.0.0.1:{port}"), &tables);
+    config.privacy.mode = privacy.node_mode();
     let certs = PathBuf::from("..").join(CERTS_DIR);
     config.tls = Some(NodeTls {
         cert: certs.join(format!("{}.pem", trust.provider)),

@@ -34,6 +34,10 @@ pub struct QueryArgs {
     /// Ask in this project of yours (default: your first).
     #[arg(long, env = "TESSERA_PROJECT", requires = "server")]
     pub project: Option<String>,
+    /// The privacy loss each question may cost at each trust, a ρ such as 0.1 (trusts in
+    /// differential privacy mode cap it; default: each trust's own). More spend, less noise.
+    #[arg(long, value_name = "RHO", value_parser = parse_spend)]
+    pub spend: Option<f64>,
     /// Run these SQL statements and exit.
     #[arg(short = 'c', long = "command", value_name = "SQL", conflicts_with = "file")]
     pub command: Option<String>,
@@ -76,7 +80,8 @@ pub fn run(args: QueryArgs) -> Outcome {
                 let config = FederationConfig::load(&config_path).map_err(Failure::connection)?;
                 let coordinator = Coordinator::new(config, &Catalog::builtin()).map_err(failure)?;
                 // Every statement of this session is asked as the configured requester, in its project.
-                let context = coordinator.context();
+                let mut context = coordinator.context();
+                context.privacy_spend = args.spend.and_then(tessera_privacy::Rho::from_f64).map(|r| r.0);
                 Backend::Embedded {
                     coordinator: Box::new(coordinator),
                     context,
@@ -102,6 +107,15 @@ pub fn run(args: QueryArgs) -> Outcome {
     })
 }
 
+/// `--spend`: a ρ above 0, at most 1000.
+fn parse_spend(text: &str) -> Result<f64, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| tessera_privacy::Rho::from_f64(*v).is_some())
+        .ok_or_else(|| format!("`{text}` is not a privacy spend: give a ρ above 0 and at most 1000, such as 0.1"))
+}
+
 /// Signs in to the service at `url`.
 async fn sign_in(url: &str, args: &QueryArgs) -> Result<Backend, Failure> {
     let user = match &args.user {
@@ -123,7 +137,8 @@ async fn sign_in(url: &str, args: &QueryArgs) -> Result<Backend, Failure> {
     };
     let client = ServiceClient::sign_in(url, tls.as_ref(), &user, &password, args.project.clone())
         .await
-        .map_err(|e| Failure::connection(format!("cannot sign in to {url}: {e}")))?;
+        .map_err(|e| Failure::connection(format!("cannot sign in to {url}: {e}")))?
+        .with_spend(args.spend);
     Ok(Backend::Service {
         client,
         url: url.to_string(),

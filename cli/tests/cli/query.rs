@@ -23,6 +23,10 @@ fn two_trusts() -> TwoTrusts {
         "2000",
         "--seed",
         "9",
+        // Exact answers for these tests: the trusts send exact partials, the coordinator runs with
+        // disclosure control off.
+        "--privacy",
+        "sdc",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let episodes = stdout(&out)

@@ -51,9 +51,26 @@ fn the_cli_signs_in_to_the_service_and_asks_with_the_usual_formats_messages_and_
     let text = stdout(&out);
     assert!(text.contains("| sex |") && text.contains("(2 rows)"), "{text}");
     assert!(text.contains("2 of 2 trusts answered (RJ1, RRK)"), "{text}");
+    assert!(text.contains("disclosure control: differential privacy"), "{text}");
+    assert!(text.contains("RRK ρ = 0.05 (project 0.05 of 1)"), "{text}");
+
+    // A researcher chooses the spend of a question, within each trust's cap.
+    let by_age = "SELECT age_band, count(*) AS n FROM apc_episodes GROUP BY age_band";
+    let out = query(&["--spend", "0.2", "-c", by_age], PASSWORD);
     assert!(
-        text.contains("disclosure control: groups of fewer than 10 records withheld"),
-        "{text}"
+        stdout(&out).contains("RRK ρ = 0.2 (project 0.25 of 1)"),
+        "{}",
+        stdout(&out)
+    );
+    assert_clean_error(
+        &query(&["--spend", "0.3", "-c", by_age], PASSWORD),
+        1,
+        "a question may spend at most ρ = 0.25 at this trust; it asked for ρ = 0.3",
+    );
+    assert_clean_error(
+        &query(&["--spend", "0", "-c", by_age], PASSWORD),
+        2,
+        "is not a privacy spend",
     );
 
     let out = query(&["--format", "csv", "-c", by_sex], PASSWORD);

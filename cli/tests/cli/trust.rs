@@ -128,7 +128,7 @@ fn a_node_answers_its_analysts_through_disclosure_control_turns_away_everyone_el
 /// Two trusts' nodes running as processes, and a federation file for them.
 
 #[test]
-fn the_federation_gen_writes_works_as_is_over_mutual_tls_with_its_release_log() {
+fn the_federation_gen_writes_works_as_is_over_mutual_tls_with_each_trust_s_privacy_ledger() {
     let dir = tempfile::tempdir().unwrap();
     assert!(gen(dir.path(), "5").status.success());
     let config = dir.path().join("federation.toml");
@@ -152,7 +152,7 @@ fn the_federation_gen_writes_works_as_is_over_mutual_tls_with_its_release_log() 
         nodes.push(start_node(&dir.path().join(trust).join("node.toml")).0);
     }
 
-    // A sensitive mean needs the dominance check, which the trusts answer for their coordinator.
+    // A mean of a sensitive measure, noised at each trust for the coordinator it pins.
     let sql =
         "SELECT sex, count(*) AS n, round(avg(cost_gbp)) AS mean_cost FROM apc_episodes GROUP BY sex ORDER BY sex";
     let query = |config: &Path| {
@@ -177,8 +177,15 @@ fn the_federation_gen_writes_works_as_is_over_mutual_tls_with_its_release_log() 
         "large cells are released: {csv}"
     );
     assert!(stderr(&out).contains("disclosure control: "), "{}", stderr(&out));
-    let log = std::fs::read_to_string(dir.path().join("release-log.jsonl")).unwrap();
-    assert!(log.contains("GROUP BY apc_episodes.sex"), "{log}");
+    assert!(stderr(&out).contains("privacy spent: RJ1 ρ = 0.05"), "{}", stderr(&out));
+    // Each trust keeps its own account of what the project spent there.
+    for trust in ["RRK", "RJ1"] {
+        let ledger = std::fs::read_to_string(dir.path().join(trust).join("privacy-ledger.jsonl")).unwrap();
+        assert!(
+            ledger.contains("\"project\":\"synthetic\"") && ledger.contains("\"event\":\"reserve\""),
+            "{ledger}"
+        );
+    }
 
     // A trust's node key, signed by the same CA, is not the coordinator's: the trusts turn it away.
     let forged = dir.path().join("forged.toml");

@@ -12,6 +12,10 @@ pub const REQUESTER_HEADER: &str = "x-tessera-requester";
 /// Request header a generic client may set to name its project in a node's audit log.
 pub const PROJECT_HEADER: &str = "x-tessera-project";
 
+/// Request header a researcher may set to choose a question's privacy spend at each trust (a ρ
+/// such as `0.1`; trusts in differential privacy mode cap it). Absent: each trust's default.
+pub const PRIVACY_SPEND_HEADER: &str = "x-tessera-privacy-spend";
+
 /// The per-record key sum a node answers only to its coordinator (the cell key method).
 pub const CELL_KEY: &str = "tessera_cell_key";
 

@@ -19,7 +19,7 @@ use tonic::Request;
 
 use crate::client::{endpoint, source_chain, ClientError};
 use crate::credentials::{Credentials, AUTHORIZATION};
-use crate::names::PROJECT_HEADER;
+use crate::names::{PRIVACY_SPEND_HEADER, PROJECT_HEADER};
 use crate::tls::ClientTls;
 
 /// A signed-in connection to the service.
@@ -28,6 +28,8 @@ pub struct ServiceClient {
     inner: FlightServiceClient<Channel>,
     token: String,
     project: Option<String>,
+    /// The privacy spend asked for each question, as a ρ in text (`None`: each trust's default).
+    spend: Option<String>,
 }
 
 /// The service's answer: its schema carries the provenance and disclosure lines.
@@ -92,7 +94,18 @@ impl ServiceClient {
         let Some(Credentials::Bearer(token)) = token else {
             return Err(ClientError::Decode("the service gave no session token".into()));
         };
-        Ok(ServiceClient { inner, token, project })
+        Ok(ServiceClient {
+            inner,
+            token,
+            project,
+            spend: None,
+        })
+    }
+
+    /// The same session asking every question at privacy spend `rho` at each trust.
+    pub fn with_spend(mut self, rho: Option<f64>) -> ServiceClient {
+        self.spend = rho.map(|r| r.to_string());
+        self
     }
 
     /// `message` with the session token and the project.
@@ -107,6 +120,12 @@ impl ServiceClient {
             request
                 .metadata_mut()
                 .insert(PROJECT_HEADER, MetadataValue::try_from(project.as_str()).map_err(bad)?);
+        }
+        if let Some(spend) = &self.spend {
+            request.metadata_mut().insert(
+                PRIVACY_SPEND_HEADER,
+                MetadataValue::try_from(spend.as_str()).map_err(bad)?,
+            );
         }
         Ok(request)
     }

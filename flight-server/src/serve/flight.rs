@@ -25,7 +25,7 @@ use prost::Message;
 use tessera_protocol::RequestContext;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{parameters, Service, Statement};
+use super::{parameters, Asked, Service, Statement};
 use crate::access::Caller;
 use crate::audit::Decision;
 use crate::responses::{flight_info, one_batch, stream_batches, DoGetStream};
@@ -40,7 +40,7 @@ impl Service {
     }
 
     /// Audits a request the service does not answer, and refuses it.
-    async fn unanswered(&self, caller: &Caller, call: &str, why: String) -> Status {
+    pub(super) async fn unanswered(&self, caller: &Caller, call: &str, why: String) -> Status {
         let record = self.record(
             &RequestContext::new(caller.name.clone(), ""),
             caller,
@@ -60,11 +60,11 @@ impl Service {
     async fn run_for_info(
         &self,
         sql: &str,
-        project: &str,
+        asked: &Asked,
         caller: &Caller,
         descriptor: FlightDescriptor,
     ) -> Result<Response<FlightInfo>, Status> {
-        let answer = self.answer(caller, project, sql, "GetFlightInfo").await?;
+        let answer = self.answer(caller, asked, sql, "GetFlightInfo").await?;
         let schema = answer.schema.clone();
         let handle = self.answers.insert(&caller.name, answer);
         let ticket = TicketStatementQuery {
@@ -131,8 +131,8 @@ impl FlightSqlService for Service {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let caller = self.caller(&request, "GetFlightInfo").await?;
-        let project = self.project_of(&caller, request.metadata(), "GetFlightInfo").await?;
-        self.run_for_info(&query.query, &project, &caller, request.into_inner())
+        let asked = self.asked_by(&caller, request.metadata(), "GetFlightInfo").await?;
+        self.run_for_info(&query.query, &asked, &caller, request.into_inner())
             .await
     }
 
@@ -171,14 +171,14 @@ impl FlightSqlService for Service {
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         const CALL: &str = "CreatePreparedStatement";
         let caller = self.caller(&request, CALL).await?;
-        let project = self.project_of(&caller, request.metadata(), CALL).await?;
+        let asked = self.asked_by(&caller, request.metadata(), CALL).await?;
         let parameters = match parameters::count(&query.query) {
             Ok(n) => n,
             Err(why) => return Err(self.unanswered(&caller, CALL, why).await),
         };
         // Without parameters the statement is planned (and refused) now; with them, when bound.
         let schema = match parameters {
-            0 => Some(self.describe(&caller, &project, &query.query, CALL).await?),
+            0 => Some(self.describe(&caller, &asked, &query.query, CALL).await?),
             _ => None,
         };
         let dataset_schema = match &schema {
@@ -191,7 +191,7 @@ impl FlightSqlService for Service {
             None => Default::default(),
         };
         let statement = Statement {
-            project,
+            asked,
             sql: query.query,
             parameters,
             bound: None,
@@ -282,7 +282,7 @@ impl FlightSqlService for Service {
         };
         match sql {
             Ok(sql) => {
-                self.run_for_info(&sql, &statement.project, &caller, request.into_inner())
+                self.run_for_info(&sql, &statement.asked, &caller, request.into_inner())
                     .await
             }
             Err(why) => Err(self.unanswered(&caller, "GetFlightInfo", why).await),

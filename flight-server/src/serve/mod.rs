@@ -8,6 +8,7 @@
 mod flight;
 pub mod parameters;
 pub mod projects;
+pub use questions::Asked;
 mod questions;
 
 use std::net::SocketAddr;
@@ -52,10 +53,10 @@ pub struct Answer {
     pub batches: Vec<RecordBatch>,
 }
 
-/// A prepared statement: its project, its SQL and the parameters bound so far.
+/// A prepared statement: its project and spend, its SQL and the parameters bound so far.
 #[derive(Clone)]
 pub struct Statement {
-    pub project: String,
+    pub asked: Asked,
     pub sql: String,
     pub parameters: usize,
     pub bound: Option<Vec<ScalarValue>>,

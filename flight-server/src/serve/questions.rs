@@ -8,7 +8,7 @@ use datafusion::arrow::array::StringArray;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use tessera_coordinator::{Coordinator, ErrorKind, QueryError};
-use tessera_protocol::names::PROJECT_HEADER;
+use tessera_protocol::names::{PRIVACY_SPEND_HEADER, PROJECT_HEADER};
 use tessera_protocol::RequestContext;
 use tonic::metadata::MetadataMap;
 use tonic::Status;
@@ -30,23 +30,65 @@ pub const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
 /// The role of a service's users in its audit log.
 const ROLE: &str = "user";
 
+/// What a question is asked under: the user's project and the privacy spend they chose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asked {
+    pub project: String,
+    /// Millionths of ρ at each trust (`None`: each trust's default).
+    pub spend: Option<u64>,
+}
+
+impl Asked {
+    /// In `project`, at each trust's default spend.
+    pub fn project(project: &str) -> Asked {
+        Asked {
+            project: project.to_string(),
+            spend: None,
+        }
+    }
+}
+
+/// The spend a researcher chose in `x-tessera-privacy-spend`, or why it is not one.
+fn spend_of(metadata: &MetadataMap) -> Result<Option<u64>, String> {
+    let Some(value) = metadata.get(PRIVACY_SPEND_HEADER) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or("(not plain text)").trim();
+    text.parse::<f64>()
+        .ok()
+        .and_then(tessera_privacy::Rho::from_f64)
+        .map(|rho| Some(rho.0))
+        .ok_or_else(|| {
+            format!(
+                "{PRIVACY_SPEND_HEADER}: a question's privacy spend is a ρ above 0 such as 0.05, not `{}`",
+                text.chars().take(32).collect::<String>()
+            )
+        })
+}
+
 impl Service {
-    /// The context of a question of `caller`: who, which project, and a new query id that every
-    /// trust's audit line carries too.
-    pub(super) fn context(&self, caller: &Caller, project: &str) -> RequestContext {
+    /// The context of a question of `caller`: who, which project and spend, and a new query id
+    /// that every trust's audit line carries too.
+    pub(super) fn context(&self, caller: &Caller, asked: &Asked) -> RequestContext {
         let n = self.next_query.fetch_add(1, Ordering::Relaxed);
         let id = format!("serve-{}-{n}", chrono::Utc::now().timestamp_millis());
-        RequestContext::new(caller.name.clone(), project).with_query_id(id)
+        let mut context = RequestContext::new(caller.name.clone(), asked.project.clone()).with_query_id(id);
+        context.privacy_spend = asked.spend;
+        context
     }
 
-    /// The project `caller` asks for: the `x-tessera-project` header's, else their first. It must
-    /// be one of theirs (audited when it is not).
-    pub(super) async fn project_of(
-        &self,
-        caller: &Caller,
-        metadata: &MetadataMap,
-        call: &str,
-    ) -> Result<String, Status> {
+    /// What `caller` asks under: the project of the `x-tessera-project` header (else their
+    /// first; it must be one of theirs, audited when it is not) and the spend of
+    /// `x-tessera-privacy-spend`.
+    pub(super) async fn asked_by(&self, caller: &Caller, metadata: &MetadataMap, call: &str) -> Result<Asked, Status> {
+        let project = self.project_of(caller, metadata, call).await?;
+        match spend_of(metadata) {
+            Ok(spend) => Ok(Asked { project, spend }),
+            Err(why) => Err(self.unanswered(caller, call, why).await),
+        }
+    }
+
+    async fn project_of(&self, caller: &Caller, metadata: &MetadataMap, call: &str) -> Result<String, Status> {
         let theirs = self.access.projects_of(&caller.name);
         let asked = match metadata.get(PROJECT_HEADER).map(|v| v.to_str()) {
             Some(Err(_)) => Some("(not plain text)"),
@@ -162,15 +204,15 @@ impl Service {
         }
     }
 
-    /// Plans `sql` for `caller` in `project` without asking any trust: its answer's columns.
+    /// Plans `sql` for `caller` as `asked` without asking any trust: its answer's columns.
     pub(super) async fn describe(
         &self,
         caller: &Caller,
-        project: &str,
+        asked: &Asked,
         sql: &str,
         call: &str,
     ) -> Result<Arc<Schema>, Status> {
-        let context = self.context(caller, project);
+        let context = self.context(caller, asked);
         if let Some(too_long) = too_long(sql) {
             return Err(self.refuse(&context, caller, call, sql, too_long).await);
         }
@@ -199,10 +241,10 @@ impl Service {
         }
     }
 
-    /// Answers `sql` for `caller` in `project` through disclosure control, within the limits, and
+    /// Answers `sql` for `caller` as `asked` through disclosure control, within the limits, and
     /// audits it.
-    pub(crate) async fn answer(&self, caller: &Caller, project: &str, sql: &str, call: &str) -> Result<Answer, Status> {
-        let context = self.context(caller, project);
+    pub(crate) async fn answer(&self, caller: &Caller, asked: &Asked, sql: &str, call: &str) -> Result<Answer, Status> {
+        let context = self.context(caller, asked);
         if let Some(too_long) = too_long(sql) {
             return Err(self.refuse(&context, caller, call, sql, too_long).await);
         }

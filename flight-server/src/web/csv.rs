@@ -35,7 +35,7 @@ pub(super) async fn chart_csv(State(app): State<App>, headers: HeaderMap, Query(
     };
     let answer = match app
         .service
-        .answer(&session.caller, &project, &sql, "Dashboard CSV")
+        .answer(&session.caller, &Asked::project(&project), &sql, "Dashboard CSV")
         .await
     {
         Ok(answer) => answer,

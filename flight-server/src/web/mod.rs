@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 
 use crate::access::Caller;
 use crate::audit::Decision;
-use crate::serve::{Answer, Service};
+use crate::serve::{Answer, Asked, Service};
 use auth::{form_token_matches, see_other, set_cookie, Session, NONCE, SESSION};
 use dashboards::{parse_month, Filters};
 pub use dashboards::{Dashboard, Dashboards};

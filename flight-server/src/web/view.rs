@@ -127,7 +127,11 @@ async fn chart_figure(
             return figure;
         }
     };
-    match app.service.answer(caller, project, &sql, "Dashboard").await {
+    match app
+        .service
+        .answer(caller, &Asked::project(project), &sql, "Dashboard")
+        .await
+    {
         Ok(answer) => {
             (figure.provenance, figure.disclosure) = lines(&answer);
             let y_label = spec.y_label.clone().unwrap_or_else(|| spec.y.clone());
@@ -148,7 +152,11 @@ async fn ad_hoc_figure(app: &App, caller: &Caller, project: &str, sql: &str) -> 
         r#"<section class="ad-hoc-result" aria-live="polite"><h2>Your question</h2><pre class="sql">{}</pre>"#,
         escape(sql)
     );
-    match app.service.answer(caller, project, sql, "Dashboard (ad hoc)").await {
+    match app
+        .service
+        .answer(caller, &Asked::project(project), sql, "Dashboard (ad hoc)")
+        .await
+    {
         Ok(answer) => {
             let (provenance, disclosure) = lines(&answer);
             let body = match chart::automatic(&answer.batches) {

@@ -19,7 +19,9 @@ use tessera_protocol::tls::ClientTls;
 use tessera_protocol::FragmentRequest;
 use tessera_schemas::Catalog;
 
-use super::gen::{generate_with_configs, write_private, GenArgs, FEDERATION_FILE, GEN_PROJECT, RELEASE_LOG_FILE};
+use super::gen::{
+    generate_with_configs, write_private, GenArgs, Privacy, FEDERATION_FILE, GEN_PROJECT, RELEASE_LOG_FILE,
+};
 use crate::exit::{runtime, Failure, Outcome};
 use crate::runner::failure;
 
@@ -39,6 +41,9 @@ pub struct DemoArgs {
     /// Leave the nodes running after the tour (Ctrl-C stops them).
     #[arg(long)]
     pub keep_running: bool,
+    /// How the trusts protect what they send (see `tessera gen --help`).
+    #[arg(long, value_enum, default_value_t = Privacy::Dp)]
+    pub privacy: Privacy,
 }
 
 /// A question no trust will answer: it asks for patient rows.
@@ -65,6 +70,7 @@ pub fn run(args: DemoArgs) -> Outcome {
         rows: args.rows,
         seed: args.seed,
         base_port: None,
+        privacy: args.privacy,
     })?;
     let trusts = &generated.trusts;
     println!("  done in {:.1} s\n", started.elapsed().as_secs_f64());
@@ -91,8 +97,10 @@ pub fn run(args: DemoArgs) -> Outcome {
             key: generated.certs.coordinator.key.clone(),
         });
         federation.disclosure.release_log = Some(out.join(RELEASE_LOG_FILE));
+        federation.disclosure.mode = args.privacy.coordinator_mode();
         let coordinator = Coordinator::new(federation.clone(), &catalog).map_err(failure)?;
-        for (i, (title, sql)) in tour::TOUR.iter().enumerate() {
+        let private = args.privacy == Privacy::Dp;
+        for (i, (title, sql)) in tour::questions(private).into_iter().enumerate() {
             let sql = sql.split_whitespace().collect::<Vec<_>>().join(" ");
             println!("\n== {}. {title}\n{sql}\n", i + 1);
             let result = coordinator.query(&sql).await.map_err(failure)?;

@@ -1,5 +1,31 @@
 //! The questions Tessera must answer (design §4), as the demo asks them; also the benchmark's workload.
 
+/// The tour as asked of trusts in differential privacy mode (`private`) or not: with privacy,
+/// length of stay is capped at 30 days before it is averaged, so that one long stay moves the
+/// sum (and so the noise it needs) by 30 days, not the contract's 365. The cell key method
+/// takes the measure as it is.
+pub fn questions(private: bool) -> Vec<(&'static str, &'static str)> {
+    TOUR.iter()
+        .map(
+            |&(title, sql)| match (private, PRIVATE_VARIANTS.iter().find(|(t, _, _)| *t == title)) {
+                (true, Some(&(_, title, sql))) => (title, sql),
+                _ => (title, sql),
+            },
+        )
+        .collect()
+}
+
+/// (title in [`TOUR`], title and SQL under differential privacy).
+const PRIVATE_VARIANTS: &[(&str, &str, &str)] = &[(
+    MEAN_LOS,
+    "Mean and standard deviation of length of stay, stays capped at 30 days, by specialty (emergency admissions)",
+    "SELECT treatment_specialty, count(*) AS spells, round(avg(least(los_days, 30)), 2) AS mean_los, \
+     round(stddev(least(los_days, 30)), 2) AS sd_los FROM apc_episodes WHERE admission_method LIKE '2%' \
+     GROUP BY 1 HAVING count(*) >= 100 ORDER BY spells DESC LIMIT 6",
+)];
+
+const MEAN_LOS: &str = "Mean and standard deviation of length of stay by specialty (emergency admissions)";
+
 /// The questions of the tour: a title and the SQL a researcher types.
 pub const TOUR: &[(&str, &str)] = &[
     (
@@ -9,7 +35,7 @@ pub const TOUR: &[(&str, &str)] = &[
          GROUP BY 1, 2 ORDER BY 1, 2",
     ),
     (
-        "Mean and standard deviation of length of stay by specialty (emergency admissions)",
+        MEAN_LOS,
         "SELECT treatment_specialty, count(*) AS spells, round(avg(los_days), 2) AS mean_los, \
          round(stddev(los_days), 2) AS sd_los FROM apc_episodes WHERE admission_method LIKE '2%' \
          GROUP BY 1 HAVING count(*) >= 100 ORDER BY mean_los DESC LIMIT 6",

@@ -74,17 +74,36 @@ pub type MeasureBounds<'a> = &'a dyn Fn(&str, &str) -> Option<(f64, f64)>;
 
 /// The range of `expr` (over base columns) for one record, or `None` when it cannot be bounded.
 pub fn interval(expr: &Expr, measure: MeasureBounds) -> Option<Interval> {
+    within(expr, measure, &[])
+}
+
+/// What a `CASE` branch knows of a column's value: the range its conditions leave it.
+type Known = (Column, Interval);
+
+/// The range of `expr` where each column of `known` lies in its range (when not NULL).
+fn within(expr: &Expr, measure: MeasureBounds, known: &[Known]) -> Option<Interval> {
     let finite = |i: Interval| (i.low.is_finite() && i.high.is_finite()).then_some(i);
-    let bound = |e: &Expr| interval(e, measure);
+    let bound = |e: &Expr| within(e, measure, known);
     let result = match expr {
         Expr::Alias(a) => bound(&a.expr)?,
-        Expr::Column(Column {
-            relation: Some(table),
-            name,
-            ..
-        }) => {
+        Expr::Column(
+            column @ Column {
+                relation: Some(table),
+                name,
+                ..
+            },
+        ) => {
             let (low, high) = measure(table.table(), name)?;
-            Interval::of(low, high)
+            let contract = Interval::of(low, high);
+            known
+                .iter()
+                .filter(|(c, _)| c == column)
+                .try_fold(contract, |range, (_, k)| {
+                    let (low, high) = (range.low.max(k.low), range.high.min(k.high));
+                    (low <= high).then(|| Interval::of(low, high))
+                })
+                // Conditions no value meets: the branch is never taken; the contract's range stands.
+                .unwrap_or(contract)
         }
         // NULL is not summed: it adds nothing.
         Expr::Literal(value, _) if value.is_null() => Interval::point(0.0),
@@ -111,14 +130,21 @@ pub fn interval(expr: &Expr, measure: MeasureBounds) -> Option<Interval> {
             else_expr,
             ..
         }) => {
-            let mut range = match else_expr {
-                Some(e) => bound(e)?,
+            // Each branch is taken when its condition is true and no earlier one was.
+            let mut known = known.to_vec();
+            let mut range: Option<Interval> = None;
+            for (condition, then) in when_then_expr {
+                let mut taken = known.clone();
+                facts(condition, true, &mut taken);
+                let branch = within(then, measure, &taken)?;
+                range = Some(range.map_or(branch, |r| r.union(branch)));
+                facts(condition, false, &mut known);
+            }
+            let otherwise = match else_expr {
+                Some(e) => within(e, measure, &known)?,
                 None => Interval::point(0.0),
             };
-            for (_, then) in when_then_expr {
-                range = range.union(bound(then)?);
-            }
-            range
+            range.map_or(otherwise, |r| r.union(otherwise))
         }
         Expr::ScalarFunction(f) => {
             // least and greatest ignore NULLs, so a NULL argument bounds nothing.
@@ -162,6 +188,54 @@ pub fn interval(expr: &Expr, measure: MeasureBounds) -> Option<Interval> {
         _ => return None,
     };
     finite(result)
+}
+
+/// Adds to `known` the ranges `condition` leaves columns in when it is true (`holds`), or when
+/// it is not true (false or NULL: a column that is not NULL then meets the negation). Only
+/// comparisons of a column with a number, and their conjunctions (disjunctions when not true),
+/// tell anything. A range learnt wrongly would only bias a sum: every value is clamped to the
+/// range found, so the noise stays calibrated.
+fn facts(condition: &Expr, holds: bool, known: &mut Vec<Known>) {
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = condition else {
+        return;
+    };
+    match (op, holds) {
+        (Operator::And, true) | (Operator::Or, false) => {
+            facts(left, holds, known);
+            facts(right, holds, known);
+            return;
+        }
+        _ => {}
+    }
+    let (column, op, value) = match (uncast(left), uncast(right)) {
+        (Expr::Column(c), Expr::Literal(v, _)) => (c, *op, v),
+        (Expr::Literal(v, _), Expr::Column(c)) => match op.swap() {
+            Some(swapped) => (c, swapped, v),
+            None => return,
+        },
+        _ => return,
+    };
+    let Some(v) = number(value) else {
+        return;
+    };
+    let op = if holds { Some(op) } else { op.negate() };
+    let range = match op {
+        Some(Operator::Lt | Operator::LtEq) => Interval::of(f64::NEG_INFINITY, v),
+        Some(Operator::Gt | Operator::GtEq) => Interval::of(v, f64::INFINITY),
+        Some(Operator::Eq) => Interval::point(v),
+        _ => return,
+    };
+    known.push((column.clone(), range));
+}
+
+/// `expr` without the casts around it (a comparison of a cast column bounds the column, to
+/// within the rounding an integer cast does, which the clamp absorbs).
+fn uncast(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Cast(c) => uncast(&c.expr),
+        Expr::TryCast(c) => uncast(&c.expr),
+        other => other,
+    }
 }
 
 fn cast_interval(inner: Interval, to: &DataType) -> Interval {
@@ -249,6 +323,38 @@ mod tests {
                 "rounding to places",
                 round(vec![col("t.delta"), lit(2)]),
                 Some((-10.0, 20.0)),
+            ),
+            (
+                "a clamp written as CASE",
+                when(los().gt(lit(30)), lit(30)).otherwise(los()).unwrap(),
+                Some((0.0, 30.0)),
+            ),
+            (
+                "a band of a measure",
+                when(los().lt(lit(2)), lit(0))
+                    .when(los().lt_eq(lit(7)), los())
+                    .otherwise(lit(7))
+                    .unwrap(),
+                Some((0.0, 7.0)),
+            ),
+            (
+                "a condition of two comparisons",
+                when(
+                    col("t.delta")
+                        .gt_eq(lit(0))
+                        .and(cast(col("t.delta"), DataType::Float64).lt(lit(5.0))),
+                    col("t.delta"),
+                )
+                .otherwise(lit(0))
+                .unwrap(),
+                Some((0.0, 5.0)),
+            ),
+            (
+                "a condition that tells nothing of the value",
+                when(col("t.sex").eq(lit("F")).or(los().gt(lit(30))), los())
+                    .otherwise(lit(0))
+                    .unwrap(),
+                Some((0.0, 365.0)),
             ),
             ("rounding to hundreds", round(vec![los(), lit(-2)]), None),
             ("rounding to a column's places", round(vec![lit(1.0), los()]), None),

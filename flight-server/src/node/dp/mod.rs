@@ -134,6 +134,7 @@ impl Core {
             units: &ready.plan.statistics.iter().map(|s| s.unit()).collect::<Vec<_>>(),
             output: &ready.plan.output,
             types: &ready.plan.types,
+            nullable: &ready.plan.nullable,
         };
         let mut rng = rand_chacha::ChaCha20Rng::from_os_rng();
         let batch = release::release(&exact.batches, &ready.cells, &layout, &mut rng).map_err(Unanswered::Internal)?;
@@ -170,7 +171,8 @@ impl Core {
     /// Gives back a reservation that was never answered (another trust refused the question).
     pub(super) fn cancel_private(&self, private: &Private, request: &FragmentRequest) -> Result<(), Unanswered> {
         let (_, _, reservation) = reservation_of(private, request, &self.as_at)?;
-        if private.pending_lock().remove(&reservation).is_some() {
+        let pending = private.pending_lock().remove(&reservation);
+        if pending.is_some_and(|ready| ready.spend.0 > 0) {
             let context = &request.context;
             private
                 .ledger
@@ -216,6 +218,18 @@ impl Core {
                     .map_err(|e| Unanswered::Refused(Refusal::new(format!("{}: {e}", s.describe()))))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // No cell to release (the conditions leave no public value): nothing about anyone
+        // leaves, so nothing is charged.
+        if cells.is_empty() {
+            return Ok(Prepared::Reserved(Box::new(Ready {
+                plan: private_plan,
+                key,
+                spend: Rho(0),
+                cells,
+                noise,
+                reservation,
+            })));
+        }
         let reserved = private
             .ledger
             .reserve(

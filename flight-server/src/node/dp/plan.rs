@@ -83,6 +83,8 @@ pub struct PrivatePlan {
     pub statistics: Vec<Statistic>,
     /// The fragment's aggregate output types, which the released values take.
     pub types: Vec<DataType>,
+    /// Whether each may be NULL, as the fragment's schema says (the answer's schema says the same).
+    pub nullable: Vec<bool>,
     /// For each answer column, the aggregate output column it is (the fragment's renames).
     pub output: Vec<(usize, String)>,
 }
@@ -126,6 +128,7 @@ pub fn private_plan(
             .iter()
             .map(|f| f.data_type().clone())
             .collect(),
+        nullable: aggregate.schema.fields().iter().map(|f| f.is_nullable()).collect(),
         output,
     }))
 }
@@ -186,6 +189,13 @@ fn statistic(
         return Err(refused(&expr.to_string()));
     };
     let name = f.func.name();
+    if name.starts_with("tessera_") {
+        // The cell key method's partials: the coordinator is not in this trust's mode.
+        return Err(Refusal::new(
+            "this trust answers with differential privacy, and the coordinator asked for what the cell key method \
+             needs; its operator must set [disclosure] mode = \"dp\" in federation.toml",
+        ));
+    }
     if f.params.distinct {
         return Err(refused(&format!("{name}(DISTINCT …)")));
     }

@@ -26,18 +26,19 @@ pub struct Layout<'a> {
     pub output: &'a [(usize, String)],
     /// The aggregate's output types (a statistic keeps its type; its values are whole numbers).
     pub types: &'a [DataType],
+    /// Whether each may be NULL (a released value never is, but the schema says what the
+    /// fragment's own schema says, so that a client sees one schema).
+    pub nullable: &'a [bool],
 }
 
-/// The released batch: one row per grid cell.
+/// The released batch: one row per grid cell (none when the question's conditions leave no
+/// public value, which the contracts alone decide).
 pub fn release(
     exact: &[RecordBatch],
     grid: &[Vec<ScalarValue>],
     layout: &Layout,
     rng: &mut dyn RngCore,
 ) -> Result<RecordBatch, String> {
-    if grid.is_empty() {
-        return Err("the grid has no cells".into());
-    }
     let statistics = layout.noise.len();
     let mut cells: HashMap<Vec<ScalarValue>, Vec<i128>> = HashMap::new();
     for batch in exact {
@@ -87,9 +88,12 @@ pub fn release(
     let mut fields = Vec::new();
     for (index, name) in layout.output {
         if *index < layout.keys {
-            let values = grid.iter().map(|cell| cell[*index].clone());
-            let array = ScalarValue::iter_to_array(values).map_err(|e| e.to_string())?;
-            fields.push(Field::new(name, array.data_type().clone(), true));
+            let array = match grid.is_empty() {
+                true => datafusion::arrow::array::new_empty_array(&layout.types[*index]),
+                false => ScalarValue::iter_to_array(grid.iter().map(|cell| cell[*index].clone()))
+                    .map_err(|e| e.to_string())?,
+            };
+            fields.push(Field::new(name, array.data_type().clone(), layout.nullable[*index]));
             columns.push(array);
         } else {
             let s = index - layout.keys;
@@ -108,7 +112,7 @@ pub fn release(
                 NOISE_SD_METADATA.to_string(),
                 format!("{}", layout.noise[s].sd() * layout.units[s] as f64),
             )]);
-            fields.push(Field::new(name, array.data_type().clone(), true).with_metadata(sd));
+            fields.push(Field::new(name, array.data_type().clone(), layout.nullable[*index]).with_metadata(sd));
             columns.push(array);
         }
     }
