@@ -45,6 +45,8 @@ enum Command {
     },
     /// Ask SQL across every trust of a federation (-c, -f, or an interactive prompt).
     Query(commands::query::QueryArgs),
+    /// What the federation's project has spent of its privacy budget at each trust.
+    Budget(commands::budget::BudgetArgs),
     /// Send one SQL query straight to a node and print its answer.
     Ask(commands::ask::AskArgs),
     /// Generate data for three trusts, start their nodes and ask each a few questions.
@@ -95,6 +97,7 @@ fn main() -> ExitCode {
             command: AuditCommand::Show { file, project, since },
         } => commands::audit::show(&file, &tessera_node::audit_summary::Filter { project, since }),
         Command::Ask(args) => commands::ask::run(args),
+        Command::Budget(args) => commands::budget::run(args),
         Command::Query(args) => commands::query::run(args),
         Command::Demo(args) => commands::demo::run(args),
         Command::Certs { command } => commands::certs::run(command),

@@ -386,3 +386,27 @@ async fn a_trust_the_conditions_leave_no_cell_answers_nothing_and_is_charged_not
         assert_eq!(spent(&f, other), Rho(0), "{other}");
     }
 }
+
+/// `tessera budget`: the project's account as each trust's own ledger keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_researcher_reads_what_the_project_spent_at_each_trust() {
+    let f = private_federation(1.0).await;
+    let context = f.coordinator.context();
+    let before = f.coordinator.budget(&context).await;
+    f.coordinator
+        .query("SELECT sex, count(*) AS n FROM apc_episodes GROUP BY sex")
+        .await
+        .unwrap();
+    let after = f.coordinator.budget(&context).await;
+    assert_eq!(after.len(), TRUSTS.len());
+    for ((trust, before), (_, after)) in before.into_iter().zip(after) {
+        let (before, after) = (before.unwrap().unwrap(), after.unwrap().unwrap());
+        assert_eq!((before.spent, before.questions), (0, 0), "{trust}");
+        assert_eq!(
+            (after.spent, after.questions, after.budget),
+            (50_000, 1, 1_000_000),
+            "{trust}"
+        );
+        assert_eq!(Rho(after.spent), spent(&f, &trust));
+    }
+}

@@ -2,6 +2,7 @@
 
 pub mod ask;
 pub mod audit;
+pub mod budget;
 pub mod certs;
 pub mod demo;
 pub mod gen;

@@ -187,6 +187,14 @@ fn the_federation_gen_writes_works_as_is_over_mutual_tls_with_each_trust_s_priva
         );
     }
 
+    // The researcher reads the same accounts from the trusts.
+    let out = tessera(&["budget", "--config", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for trust in ["RRK", "RJ1"] {
+        let line = format!("{trust}: spent 0.05 of 1 (0.95 left) in 1 questions");
+        assert!(stdout(&out).contains(&line), "{}", stdout(&out));
+    }
+
     // A trust's node key, signed by the same CA, is not the coordinator's: the trusts turn it away.
     let forged = dir.path().join("forged.toml");
     std::fs::write(

@@ -129,6 +129,28 @@ impl Coordinator {
         RequestContext::new(requester, self.config.federation.project.clone())
     }
 
+    /// What `context`'s project has spent at each trust and may still spend (`Ok(None)`: the
+    /// trust keeps no privacy budget; `Err`: why it did not say), asked of all trusts at once.
+    pub async fn budget(
+        &self,
+        context: &RequestContext,
+    ) -> Vec<(String, Result<Option<tessera_protocol::BudgetNote>, String>)> {
+        let request = tessera_protocol::FragmentRequest::with_context(String::new(), self.for_question(context));
+        let timeout = self.nodes.timeout();
+        let asks = self.nodes.links().map(|link| {
+            let request = &request;
+            async move {
+                let answer = match tokio::time::timeout(timeout, link.service.budget(request)).await {
+                    Ok(Ok(note)) => Ok(note),
+                    Ok(Err(e)) => Err(crate::fanout::links::TrustError::from_client(&link.name, e).to_string()),
+                    Err(_) => Err(crate::fanout::links::TrustError::timed_out(&link.name, timeout).to_string()),
+                };
+                (link.name.clone(), answer)
+            }
+        });
+        futures::future::join_all(asks).await
+    }
+
     /// `context` completed for one question: a query id and the trusts' deadline.
     fn for_question(&self, context: &RequestContext) -> RequestContext {
         let mut context = context.clone();

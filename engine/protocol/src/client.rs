@@ -125,6 +125,27 @@ impl NodeClient {
         ))
     }
 
+    /// The project's privacy budget at this trust (`None`: the trust keeps none).
+    pub async fn budget(&self, request: &FragmentRequest) -> Result<Option<crate::BudgetNote>, ClientError> {
+        let action = Action {
+            r#type: crate::names::BUDGET_ACTION.to_string(),
+            body: request.encode().into(),
+        };
+        let request = self.authorised(action)?;
+        let mut client = self.inner.clone();
+        let mut results = client
+            .do_action(request)
+            .await
+            .map_err(ClientError::Status)?
+            .into_inner();
+        match results.message().await.map_err(ClientError::Status)? {
+            None => Ok(None),
+            Some(result) => crate::BudgetNote::decode(&result.body)
+                .map(Some)
+                .ok_or_else(|| ClientError::Decode("the trust's budget is not a budget note".into())),
+        }
+    }
+
     /// Runs Flight action `kind` (e.g. [`crate::names::RESERVE_ACTION`]) about one fragment; its
     /// results are drained and ignored (success is the answer).
     pub async fn act(&self, kind: &str, request: &FragmentRequest) -> Result<(), ClientError> {

@@ -45,5 +45,10 @@ pub const RESERVE_ACTION: &str = "tessera.privacy.reserve";
 /// asked after all (another trust refused). A trust gives back only what it has not answered.
 pub const CANCEL_ACTION: &str = "tessera.privacy.cancel";
 
+/// Flight action: a project's privacy budget at a trust (the body is a [`crate::FragmentRequest`]
+/// whose context names the project; the one result is a [`crate::BudgetNote`] as JSON, none at a
+/// trust that keeps no budget).
+pub const BUDGET_ACTION: &str = "tessera.privacy.budget";
+
 /// Field metadata key: the standard deviation of the noise in every value of a column.
 pub const NOISE_SD_METADATA: &str = "tessera.noise_sd";

@@ -34,6 +34,40 @@ impl PrivacyNote {
     }
 }
 
+/// A project's account at one trust and the trust's limits ([`crate::names::BUDGET_ACTION`]).
+/// Privacy losses in millionths of ρ.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetNote {
+    /// Spent so far (reservations less refunds).
+    pub spent: u64,
+    /// The project's budget at this trust.
+    pub budget: u64,
+    /// Questions charged.
+    pub questions: u64,
+    /// What a question spends unless it asks otherwise.
+    pub question_spend: u64,
+    /// The most one question may ask for.
+    pub max_question_spend: u64,
+    /// Records of one person a question reads, at most.
+    pub records_per_person: u64,
+}
+
+impl BudgetNote {
+    /// Encodes the note for an action result.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("a budget note always serialises")
+    }
+
+    /// Decodes a note a node sent; `None` if it is not one.
+    pub fn decode(bytes: &[u8]) -> Option<BudgetNote> {
+        if bytes.len() > 1024 {
+            return None;
+        }
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
 /// `millionths` of ρ as a short number (`0.05`).
 pub fn rho_text(millionths: u64) -> String {
     let text = format!("{:.6}", millionths as f64 / 1e6);

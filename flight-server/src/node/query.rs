@@ -280,6 +280,18 @@ impl Core {
         }
     }
 
+    /// The budget of the request's project at this trust (`None`: it keeps none), audited.
+    pub async fn budget(
+        &self,
+        request: &FragmentRequest,
+        caller: &Caller,
+    ) -> Result<Option<tessera_protocol::BudgetNote>, Status> {
+        let note = self.private.as_ref().map(|p| p.budget(&request.context.project));
+        self.record(self.audit_record(request, caller, "DoAction budget", Decision::Allowed, None, 0))
+            .await?;
+        Ok(note)
+    }
+
     /// Audits an unanswered request and gives the status the caller sees.
     pub async fn record_failure(
         &self,

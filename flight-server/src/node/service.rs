@@ -20,7 +20,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use tessera_coordinator::QueryResult;
-use tessera_protocol::names::{CANCEL_ACTION, PROJECT_HEADER, REQUESTER_HEADER, RESERVE_ACTION};
+use tessera_protocol::names::{BUDGET_ACTION, CANCEL_ACTION, PROJECT_HEADER, REQUESTER_HEADER, RESERVE_ACTION};
 use tessera_protocol::{FragmentRequest, RequestContext};
 
 use super::{TrustNode, Unanswered};
@@ -266,18 +266,29 @@ impl FlightSqlService for TrustNode {
         let kind = request.get_ref().r#type.clone();
         let caller = self.caller(&request, "DoAction", &kind).await?;
         let reserve = match kind.as_str() {
-            RESERVE_ACTION => true,
-            CANCEL_ACTION => false,
+            RESERVE_ACTION => Some(true),
+            CANCEL_ACTION => Some(false),
+            BUDGET_ACTION => None,
             _ => return Err(Status::invalid_argument(format!("this node has no action {kind:?}"))),
         };
         if caller.role != Role::Coordinator {
             return Err(Status::permission_denied(
-                "only the federation's coordinator reserves privacy spend; an analyst's question reserves its own",
+                "only the federation's coordinator reserves privacy spend or reads a project's budget here; \
+                 an analyst's question reserves its own",
             ));
         }
         let fragment = self.decode_handle(&request.get_ref().body, &caller, "DoAction").await?;
         let fragment = self.core.with_defaults(fragment);
         self.approved(&fragment, &caller, "DoAction").await?;
+        let Some(reserve) = reserve else {
+            let note = self.core.budget(&fragment, &caller).await?;
+            let results = note.map(|n| {
+                Ok(arrow_flight::Result {
+                    body: n.encode().into_bytes().into(),
+                })
+            });
+            return Ok(Response::new(Box::pin(futures::stream::iter(results))));
+        };
         self.core.reserve(&fragment, &caller, reserve).await?;
         Ok(Response::new(Box::pin(futures::stream::empty())))
     }

@@ -12,7 +12,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use tessera_protocol::client::{ClientError, NodeClient};
-use tessera_protocol::FragmentRequest;
+use tessera_protocol::{BudgetNote, FragmentRequest};
 
 /// A trust's answers to fragments, batch by batch.
 pub type FragmentStream = BoxStream<'static, std::result::Result<RecordBatch, ClientError>>;
@@ -29,6 +29,11 @@ pub trait FragmentService: Send + Sync {
     async fn act(&self, _kind: &str, _request: &FragmentRequest) -> std::result::Result<(), ClientError> {
         Ok(())
     }
+
+    /// The project's privacy budget at the trust (`None`: it keeps none).
+    async fn budget(&self, _request: &FragmentRequest) -> std::result::Result<Option<BudgetNote>, ClientError> {
+        Ok(None)
+    }
 }
 
 #[async_trait]
@@ -40,6 +45,10 @@ impl FragmentService for NodeClient {
 
     async fn act(&self, kind: &str, request: &FragmentRequest) -> std::result::Result<(), ClientError> {
         NodeClient::act(self, kind, request).await
+    }
+
+    async fn budget(&self, request: &FragmentRequest) -> std::result::Result<Option<BudgetNote>, ClientError> {
+        NodeClient::budget(self, request).await
     }
 }
 
@@ -90,6 +99,11 @@ impl NodeSet {
             timeout: Duration::from_secs(config.federation.node_timeout_secs),
             on_failure: config.federation.on_node_failure,
         }
+    }
+
+    /// Every trust's link, in the federation's order.
+    pub fn links(&self) -> impl Iterator<Item = &Arc<TrustLink>> {
+        self.nodes.iter()
     }
 
     /// How many trusts the federation has.

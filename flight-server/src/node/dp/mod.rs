@@ -70,6 +70,19 @@ impl Private {
         &self.ledger
     }
 
+    /// `project`'s account here and this trust's limits.
+    pub fn budget(&self, project: &str) -> tessera_protocol::BudgetNote {
+        let account = self.ledger.account(project);
+        tessera_protocol::BudgetNote {
+            spent: account.spent.0,
+            budget: self.settings.project_budget.0,
+            questions: account.questions,
+            question_spend: self.settings.question_spend.0,
+            max_question_spend: self.settings.max_question_spend.0,
+            records_per_person: self.settings.records_per_person,
+        }
+    }
+
     fn pending_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Box<Ready>>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
