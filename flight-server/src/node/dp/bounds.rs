@@ -126,19 +126,26 @@ fn within(expr: &Expr, measure: MeasureBounds, known: &[Known]) -> Option<Interv
             }
         }
         Expr::Case(Case {
+            expr: operand,
             when_then_expr,
             else_expr,
-            ..
         }) => {
-            // Each branch is taken when its condition is true and no earlier one was.
+            // Each branch is taken when its condition is true and no earlier one was. In
+            // `CASE x WHEN v …` a branch's "condition" is a value compared with x: it tells
+            // nothing here.
             let mut known = known.to_vec();
+            let searched = operand.is_none();
             let mut range: Option<Interval> = None;
             for (condition, then) in when_then_expr {
                 let mut taken = known.clone();
-                facts(condition, true, &mut taken);
+                if searched {
+                    facts(condition, true, &mut taken);
+                }
                 let branch = within(then, measure, &taken)?;
                 range = Some(range.map_or(branch, |r| r.union(branch)));
-                facts(condition, false, &mut known);
+                if searched {
+                    facts(condition, false, &mut known);
+                }
             }
             let otherwise = match else_expr {
                 Some(e) => within(e, measure, &known)?,
@@ -354,6 +361,15 @@ mod tests {
                 when(col("t.sex").eq(lit("F")).or(los().gt(lit(30))), los())
                     .otherwise(lit(0))
                     .unwrap(),
+                Some((0.0, 365.0)),
+            ),
+            (
+                "a CASE on a value, whose branches compare it with booleans",
+                Expr::Case(Case::new(
+                    Some(Box::new(col("t.flag"))),
+                    vec![(Box::new(los().lt_eq(lit(30))), Box::new(los()))],
+                    Some(Box::new(lit(0))),
+                )),
                 Some((0.0, 365.0)),
             ),
             ("rounding to hundreds", round(vec![los(), lit(-2)]), None),
