@@ -8,6 +8,7 @@ use tessera_schemas::Catalog;
 
 use std::io::IsTerminal;
 
+use tessera_privacy::Rho;
 use tessera_protocol::service_client::ServiceClient;
 use tessera_protocol::tls::ClientTls;
 
@@ -37,7 +38,7 @@ pub struct QueryArgs {
     /// The privacy loss each question may cost at each trust, a ρ such as 0.1 (trusts in
     /// differential privacy mode cap it; default: each trust's own). More spend, less noise.
     #[arg(long, value_name = "RHO", value_parser = parse_spend)]
-    pub spend: Option<f64>,
+    pub spend: Option<Rho>,
     /// Run these SQL statements and exit.
     #[arg(short = 'c', long = "command", value_name = "SQL", conflicts_with = "file")]
     pub command: Option<String>,
@@ -81,7 +82,7 @@ pub fn run(args: QueryArgs) -> Outcome {
                 let coordinator = Coordinator::new(config, &Catalog::builtin()).map_err(failure)?;
                 // Every statement of this session is asked as the configured requester, in its project.
                 let mut context = coordinator.context();
-                context.privacy_spend = args.spend.and_then(tessera_privacy::Rho::from_f64).map(|r| r.0);
+                context.privacy_spend = args.spend.map(|r| r.0);
                 Backend::Embedded {
                     coordinator: Box::new(coordinator),
                     context,
@@ -108,11 +109,8 @@ pub fn run(args: QueryArgs) -> Outcome {
 }
 
 /// `--spend`: a ρ above 0, at most 1000.
-fn parse_spend(text: &str) -> Result<f64, String> {
-    text.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|v| tessera_privacy::Rho::from_f64(*v).is_some())
+fn parse_spend(text: &str) -> Result<Rho, String> {
+    Rho::parse(text)
         .ok_or_else(|| format!("`{text}` is not a privacy spend: give a ρ above 0 and at most 1000, such as 0.1"))
 }
 
@@ -138,7 +136,7 @@ async fn sign_in(url: &str, args: &QueryArgs) -> Result<Backend, Failure> {
     let client = ServiceClient::sign_in(url, tls.as_ref(), &user, &password, args.project.clone())
         .await
         .map_err(|e| Failure::connection(format!("cannot sign in to {url}: {e}")))?
-        .with_spend(args.spend);
+        .with_spend(args.spend.map(Rho::as_f64));
     Ok(Backend::Service {
         client,
         url: url.to_string(),

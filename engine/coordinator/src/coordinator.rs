@@ -140,12 +140,8 @@ impl Coordinator {
         let asks = self.nodes.links().map(|link| {
             let request = &request;
             async move {
-                let answer = match tokio::time::timeout(timeout, link.service.budget(request)).await {
-                    Ok(Ok(note)) => Ok(note),
-                    Ok(Err(e)) => Err(crate::fanout::links::TrustError::from_client(&link.name, e).to_string()),
-                    Err(_) => Err(crate::fanout::links::TrustError::timed_out(&link.name, timeout).to_string()),
-                };
-                (link.name.clone(), answer)
+                let answer = crate::fanout::links::within(&link.name, timeout, link.service.budget(request)).await;
+                (link.name.clone(), answer.map_err(|e| e.to_string()))
             }
         });
         futures::future::join_all(asks).await

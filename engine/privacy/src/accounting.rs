@@ -33,6 +33,11 @@ impl Rho {
             .filter(|r| r.0 > 0)
     }
 
+    /// A ρ written as a number (`0.05`), as [`Rho::from_f64`] takes it.
+    pub fn parse(text: &str) -> Option<Rho> {
+        Rho::from_f64(text.trim().parse().ok()?)
+    }
+
     /// As a number.
     pub fn as_f64(self) -> f64 {
         self.0 as f64 / Rho::SCALE as f64

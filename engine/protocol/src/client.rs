@@ -127,17 +127,7 @@ impl NodeClient {
 
     /// The project's privacy budget at this trust (`None`: the trust keeps none).
     pub async fn budget(&self, request: &FragmentRequest) -> Result<Option<crate::BudgetNote>, ClientError> {
-        let action = Action {
-            r#type: crate::names::BUDGET_ACTION.to_string(),
-            body: request.encode().into(),
-        };
-        let request = self.authorised(action)?;
-        let mut client = self.inner.clone();
-        let mut results = client
-            .do_action(request)
-            .await
-            .map_err(ClientError::Status)?
-            .into_inner();
+        let mut results = self.action(crate::names::BUDGET_ACTION, request).await?;
         match results.message().await.map_err(ClientError::Status)? {
             None => Ok(None),
             Some(result) => crate::BudgetNote::decode(&result.body)
@@ -149,19 +139,28 @@ impl NodeClient {
     /// Runs Flight action `kind` (e.g. [`crate::names::RESERVE_ACTION`]) about one fragment; its
     /// results are drained and ignored (success is the answer).
     pub async fn act(&self, kind: &str, request: &FragmentRequest) -> Result<(), ClientError> {
+        let mut results = self.action(kind, request).await?;
+        while results.message().await.map_err(ClientError::Status)?.is_some() {}
+        Ok(())
+    }
+
+    /// Starts Flight action `kind` about one fragment: the stream of its results.
+    async fn action(
+        &self,
+        kind: &str,
+        request: &FragmentRequest,
+    ) -> Result<tonic::Streaming<arrow_flight::Result>, ClientError> {
         let action = Action {
             r#type: kind.to_string(),
             body: request.encode().into(),
         };
         let request = self.authorised(action)?;
         let mut client = self.inner.clone();
-        let mut results = client
+        Ok(client
             .do_action(request)
             .await
             .map_err(ClientError::Status)?
-            .into_inner();
-        while results.message().await.map_err(ClientError::Status)?.is_some() {}
-        Ok(())
+            .into_inner())
     }
 
     /// `message` with this client's credentials, which go only over TLS.

@@ -54,16 +54,12 @@ fn spend_of(metadata: &MetadataMap) -> Result<Option<u64>, String> {
         return Ok(None);
     };
     let text = value.to_str().unwrap_or("(not plain text)").trim();
-    text.parse::<f64>()
-        .ok()
-        .and_then(tessera_privacy::Rho::from_f64)
-        .map(|rho| Some(rho.0))
-        .ok_or_else(|| {
-            format!(
-                "{PRIVACY_SPEND_HEADER}: a question's privacy spend is a ρ above 0 such as 0.05, not `{}`",
-                text.chars().take(32).collect::<String>()
-            )
-        })
+    tessera_privacy::Rho::parse(text).map(|rho| Some(rho.0)).ok_or_else(|| {
+        format!(
+            "{PRIVACY_SPEND_HEADER}: a question's privacy spend is a ρ above 0 such as 0.05, not `{}`",
+            text.chars().take(32).collect::<String>()
+        )
+    })
 }
 
 impl Service {

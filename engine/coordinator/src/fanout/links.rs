@@ -131,6 +131,19 @@ impl NodeSet {
     }
 }
 
+/// `call` to trust `name` within `timeout`; its failure in words for the researcher.
+pub async fn within<T>(
+    name: &str,
+    timeout: Duration,
+    call: impl std::future::Future<Output = std::result::Result<T, ClientError>>,
+) -> std::result::Result<T, TrustError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(TrustError::from_client(name, e)),
+        Err(_) => Err(TrustError::timed_out(name, timeout)),
+    }
+}
+
 /// A trust that did not answer, and why, in words for the researcher.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{trust} {reason}")]

@@ -11,7 +11,7 @@ use futures::future::join_all;
 use tessera_protocol::names::{CANCEL_ACTION, RESERVE_ACTION};
 use tessera_protocol::FragmentRequest;
 
-use super::links::TrustError;
+use super::links::{within, TrustError};
 use super::{federated_scans, FederatedScanExec};
 use crate::config::OnNodeFailure;
 
@@ -27,12 +27,7 @@ impl FederatedScanExec {
                     Ok(node) => node,
                     Err(e) => return (i, Err(TrustError::failed("?", e))),
                 };
-                let outcome = match tokio::time::timeout(timeout, node.service.act(kind, request)).await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(TrustError::from_client(&node.name, e)),
-                    Err(_) => Err(TrustError::timed_out(&node.name, timeout)),
-                };
-                (i, outcome)
+                (i, within(&node.name, timeout, node.service.act(kind, request)).await)
             }
         });
         join_all(calls).await

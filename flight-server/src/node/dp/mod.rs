@@ -233,45 +233,54 @@ impl Core {
             .collect::<Result<Vec<_>, _>>()?;
         // No cell to release (the conditions leave no public value): nothing about anyone
         // leaves, so nothing is charged.
-        if cells.is_empty() {
-            return Ok(Prepared::Reserved(Box::new(Ready {
-                plan: private_plan,
-                key,
-                spend: Rho(0),
-                cells,
-                noise,
-                reservation,
-            })));
-        }
+        let charged = match cells.is_empty() {
+            true => Rho(0),
+            false => {
+                self.charge(private, request, &reservation, spend)?;
+                spend
+            }
+        };
+        Ok(Prepared::Reserved(Box::new(Ready {
+            plan: private_plan,
+            key,
+            spend: charged,
+            cells,
+            noise,
+            reservation,
+        })))
+    }
+
+    /// Writes `spend` for `reservation` to the ledger, or refuses: an overspend, or an id
+    /// charged before and not reserved for this run (a retry after a lost reply or a restart:
+    /// fresh noise would be a second release for one charge).
+    fn charge(
+        &self,
+        private: &Private,
+        request: &FragmentRequest,
+        reservation: &str,
+        spend: Rho,
+    ) -> Result<(), Unanswered> {
+        let context = &request.context;
         let reserved = private
             .ledger
             .reserve(
                 &context.project,
-                &reservation,
+                reservation,
                 &context.requester,
                 spend,
-                settings.project_budget,
+                private.settings.project_budget,
             )
             .map_err(|e| match e {
                 tessera_privacy::LedgerError::Io(m) => Unanswered::Internal(m),
                 overspend => Unanswered::Refused(Refusal::new(overspend.to_string())),
             })?;
-        // Charged before and not reserved for this run (a retry after a lost reply or a
-        // restart): fresh noise would be a second release for one charge.
         if !reserved.new {
             return Err(Unanswered::Refused(Refusal::new(format!(
                 "question {} was answered before under this id; ask it under a new id",
                 context.query_id
             ))));
         }
-        Ok(Prepared::Reserved(Box::new(Ready {
-            plan: private_plan,
-            key,
-            spend,
-            cells,
-            noise,
-            reservation,
-        })))
+        Ok(())
     }
 }
 
