@@ -16,6 +16,7 @@ mod hostile_input;
 mod limits;
 mod node_battery;
 mod node_startup;
+mod noise_reported;
 mod operations;
 mod perturbation;
 mod privacy;

@@ -35,6 +35,7 @@ pub mod error;
 mod fanout;
 mod merge;
 pub mod moments;
+pub mod noise;
 mod noisy_moments;
 mod parse;
 mod protect;

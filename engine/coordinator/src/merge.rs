@@ -15,16 +15,20 @@ use tessera_disclosure::{DisclosureConfig, Ledger};
 use tessera_protocol::names::STATUS_METADATA;
 
 use crate::decompose::Decomposition;
+use crate::noise::NOISE_FROM_METADATA;
 use crate::protect::released::Released;
 use crate::protect::values::{fragment_body, protect_rows, statuses};
 
 /// The central merge over the partial answers in `scan`, shaped exactly like the original
-/// aggregate; `disclosure` (the rules and the question's ledger) protects every value when set.
+/// aggregate; `disclosure` (the rules and the question's ledger) protects every value when set;
+/// under differential privacy, `noise` marks what each value's noise is made of
+/// ([`crate::noise::shapes`]).
 pub fn merge(
     aggregate: &Aggregate,
     parts: Decomposition,
     scan: LogicalPlan,
     disclosure: Option<&(&DisclosureConfig, Arc<Ledger>)>,
+    noise: Vec<Option<String>>,
 ) -> Result<LogicalPlan> {
     let body = fragment_body(&scan);
     let group_cols = (0..aggregate.group_expr.len())
@@ -55,10 +59,15 @@ pub fn merge(
                 true => round(vec![expr]),
                 false => expr,
             };
-            let metadata = i
-                .checked_sub(groups)
-                .and_then(|k| status.as_ref()?.get(k))
-                .map(|s| FieldMetadata::from(BTreeMap::from([(STATUS_METADATA.to_string(), s.to_string())])));
+            let k = i.checked_sub(groups);
+            let mut metadata = BTreeMap::new();
+            if let Some(s) = k.and_then(|k| status.as_ref()?.get(k)) {
+                metadata.insert(STATUS_METADATA.to_string(), s.to_string());
+            }
+            if let Some(mark) = k.and_then(|k| noise.get(k)?.clone()) {
+                metadata.insert(NOISE_FROM_METADATA.to_string(), mark);
+            }
+            let metadata = (!metadata.is_empty()).then(|| FieldMetadata::from(metadata));
             cast(expr, field.data_type().clone()).alias_qualified_with_metadata(
                 qualifier.cloned(),
                 field.name(),

@@ -52,3 +52,11 @@ pub const BUDGET_ACTION: &str = "tessera.privacy.budget";
 
 /// Field metadata key: the standard deviation of the noise in every value of a column.
 pub const NOISE_SD_METADATA: &str = "tessera.noise_sd";
+
+/// Field metadata key: what one person can change a column's exact values by (the sensitivity
+/// its noise is calibrated to), in the column's units.
+pub const SENSITIVITY_METADATA: &str = "tessera.sensitivity";
+
+/// Field metadata key: the noise in a released column in words, e.g. `sd 12.2 (sensitivity 10)`
+/// or, for a mean, the noise of the sums it is computed from.
+pub const NOISE_METADATA: &str = "tessera.noise";

@@ -30,12 +30,13 @@ use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, Phy
 use futures::{stream, StreamExt, TryStreamExt};
 
 pub mod links;
+mod notes;
 mod reserve;
 pub use reserve::reserve_everywhere;
 
 use crate::config::OnNodeFailure;
 use links::{NodeSet, TrustError};
-use tessera_protocol::names::{AS_AT_METADATA, PRIVACY_METADATA};
+use notes::Notes;
 use tessera_protocol::PrivacyNote;
 use tessera_protocol::{FragmentRequest, RequestContext};
 
@@ -50,6 +51,8 @@ pub enum NodeOutcome {
         as_at: Option<String>,
         /// What the answer cost, when the trust answered with differential privacy.
         privacy: Option<PrivacyNote>,
+        /// Per partial column, the noise the trust stated (differential privacy).
+        noise: std::collections::BTreeMap<String, crate::noise::Noise>,
     },
     /// Did not answer; the reason reads as `<trust> <reason>`.
     Failed(String),
@@ -259,8 +262,8 @@ impl ExecutionPlan for FederatedScanExec {
             let opened = tokio::time::timeout_at(deadline, node.service.stream(&request)).await;
             let failure = match opened {
                 Ok(Ok(flight)) => {
-                    let state = (flight, 0u64, (None::<String>, None::<PrivacyNote>), record, false);
-                    let batches = stream::unfold(state, move |(mut flight, rows, as_at, record, done)| {
+                    let state = (flight, 0u64, Notes::default(), record, false);
+                    let batches = stream::unfold(state, move |(mut flight, rows, notes, record, done)| {
                         let (trust, schema) = (node.name.clone(), schema.clone());
                         async move {
                             if done {
@@ -269,27 +272,25 @@ impl ExecutionPlan for FederatedScanExec {
                             match tokio::time::timeout_at(deadline, flight.next()).await {
                                 Ok(Some(Ok(batch))) => {
                                     let rows = rows + batch.num_rows() as u64;
-                                    let as_at = (
-                                        as_at.0.or_else(|| as_at_of(&batch)),
-                                        as_at.1.or_else(|| privacy_of(&batch)),
-                                    );
+                                    let notes = notes.read(&batch, &schema);
                                     let batch = conform(batch, &schema, &trust);
-                                    Some((batch, (flight, rows, as_at, record, false)))
+                                    Some((batch, (flight, rows, notes, record, false)))
                                 }
                                 Ok(Some(Err(e))) => {
                                     let error = TrustError::from_client(&trust, e);
                                     record(NodeOutcome::Failed(error.to_string()));
                                     Some((
                                         Err(DataFusionError::External(Box::new(error))),
-                                        (flight, rows, as_at.clone(), record, true),
+                                        (flight, rows, notes.clone(), record, true),
                                     ))
                                 }
                                 Ok(None) => {
                                     record(NodeOutcome::Answered {
                                         groups: rows,
                                         elapsed: started.elapsed(),
-                                        as_at: as_at.0,
-                                        privacy: as_at.1,
+                                        as_at: notes.as_at.clone(),
+                                        privacy: notes.privacy.clone(),
+                                        noise: notes.noise.clone(),
                                     });
                                     None
                                 }
@@ -298,7 +299,7 @@ impl ExecutionPlan for FederatedScanExec {
                                     record(NodeOutcome::Failed(error.to_string()));
                                     Some((
                                         Err(DataFusionError::External(Box::new(error))),
-                                        (flight, rows, as_at.clone(), record, true),
+                                        (flight, rows, notes.clone(), record, true),
                                     ))
                                 }
                             }
@@ -322,19 +323,6 @@ impl ExecutionPlan for FederatedScanExec {
             stream::once(answer).try_flatten(),
         )))
     }
-}
-
-/// The as-at date a node reported with its answer, when it is a date (`YYYY-MM-DD`); anything
-/// else a node sends there is ignored, never shown.
-fn as_at_of(batch: &RecordBatch) -> Option<String> {
-    let text = batch.schema_ref().metadata().get(AS_AT_METADATA)?.clone();
-    chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d").ok()?;
-    Some(text)
-}
-
-/// The privacy note a node sent with its answer, when it is one.
-fn privacy_of(batch: &RecordBatch) -> Option<PrivacyNote> {
-    PrivacyNote::decode(batch.schema_ref().metadata().get(PRIVACY_METADATA)?)
 }
 
 /// Whether a node's column type may stand for the expected one without losing anything: the

@@ -7,7 +7,7 @@ pub mod provenance;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
@@ -55,7 +55,7 @@ pub struct PreparedQuery {
 impl PreparedQuery {
     /// The answer's columns (without the provenance and disclosure metadata the result adds).
     pub fn schema(&self) -> SchemaRef {
-        self.physical.schema()
+        crate::noise::unmarked(&self.physical.schema())
     }
 
     /// A handle for watching each trust while the query runs.
@@ -76,14 +76,22 @@ impl PreparedQuery {
         if let Some(log) = &self.log {
             record_release(log, &self.sql, &self.physical, provenance.failure(), &self.ledger)?;
         }
-        let disclosure = self.ledger.summary(&self.disclosure);
-        let mut metadata = self.physical.schema().metadata().clone();
+        let mut disclosure = self.ledger.summary(&self.disclosure);
+        // Each noisy value's merged noise, from what the trusts stated.
+        let (schema, noise) = crate::noise::resolve(&self.physical.schema(), &provenance.noise);
+        if let Some(line) = noise {
+            disclosure = format!("{disclosure}; {line}");
+        }
+        let mut metadata = schema.metadata().clone();
         metadata.insert(DISCLOSURE_METADATA.to_string(), disclosure.clone());
         metadata.insert(PROVENANCE_METADATA.to_string(), provenance.summary());
-        let schema = Arc::new(self.physical.schema().as_ref().clone().with_metadata(metadata));
+        let schema = Arc::new(schema.as_ref().clone().with_metadata(metadata));
         let batches = batches
             .into_iter()
-            .map(|b| b.with_schema(schema.clone()))
+            .map(|b| {
+                let rows = RecordBatchOptions::new().with_row_count(Some(b.num_rows()));
+                RecordBatch::try_new_with_options(schema.clone(), b.columns().to_vec(), &rows)
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(DataFusionError::from)?;
         Ok(QueryResult {

@@ -9,6 +9,7 @@ use tessera_protocol::privacy::rho_text;
 use tessera_protocol::PrivacyNote;
 
 use crate::fanout::{federated_scans, NodeOutcome};
+use crate::noise::StatedNoise;
 
 /// How a trust left unasked is described: the query stopped before it was needed.
 const STOPPED_EARLY: &str = "(the query stopped early)";
@@ -24,6 +25,8 @@ pub struct Provenance {
     pub as_at: BTreeMap<String, String>,
     /// Trust name → what its answers cost the project (differential privacy), summed over fragments.
     pub privacy: BTreeMap<String, PrivacyNote>,
+    /// Per fragment, per trust, per partial column: the noise the trust stated.
+    pub noise: StatedNoise,
 }
 
 impl Provenance {
@@ -51,7 +54,15 @@ impl Provenance {
         for (trust, outcome) in outcomes {
             let entry = self.trusts.entry(trust.clone()).or_insert(None);
             match outcome {
-                Some(NodeOutcome::Answered { as_at, privacy, .. }) => {
+                Some(NodeOutcome::Answered {
+                    as_at, privacy, noise, ..
+                }) => {
+                    if !noise.is_empty() {
+                        self.noise
+                            .entry(fragment.to_string())
+                            .or_default()
+                            .insert(trust.clone(), noise);
+                    }
                     if let Some(date) = as_at {
                         self.as_at.insert(trust.clone(), date);
                     }

@@ -215,11 +215,17 @@ impl Rewriter<'_> {
         }
         let about_people = cells.is_some();
         let scan = self.fragment(&aggregate, &parts, tables)?;
+        // Each private value says what its noise is made of, resolved once the trusts answer.
+        let noise = match self.private {
+            true => crate::noise::shapes(&parts, &scan, grouped_by_trust),
+            false => Vec::new(),
+        };
         let merged = merge(
             &aggregate,
             parts,
             scan,
             self.disclosure.as_ref().filter(|_| about_people),
+            noise,
         )?;
         Ok(Transformed::yes(merged))
     }

@@ -145,6 +145,12 @@ impl Core {
             keys: ready.plan.groups.len(),
             noise: &ready.noise,
             units: &ready.plan.statistics.iter().map(|s| s.unit()).collect::<Vec<_>>(),
+            sensitivities: &ready
+                .plan
+                .statistics
+                .iter()
+                .map(|s| s.sensitivity(private.settings.records_per_person))
+                .collect::<Vec<_>>(),
             output: &ready.plan.output,
             types: &ready.plan.types,
             nullable: &ready.plan.nullable,

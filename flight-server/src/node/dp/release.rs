@@ -12,7 +12,7 @@ use datafusion::common::ScalarValue;
 use rand::RngCore;
 use tessera_privacy::sampler::discrete_gaussian;
 use tessera_privacy::Calibration;
-use tessera_protocol::names::NOISE_SD_METADATA;
+use tessera_protocol::names::{NOISE_SD_METADATA, SENSITIVITY_METADATA};
 
 /// What the exact aggregate output means, column by column.
 pub struct Layout<'a> {
@@ -22,6 +22,8 @@ pub struct Layout<'a> {
     pub noise: &'a [Calibration],
     /// Per statistic, what one of its units is worth (the noisy value is scaled by it).
     pub units: &'a [i64],
+    /// Per statistic, what one person can change it by, in units (its noise is calibrated to it).
+    pub sensitivities: &'a [f64],
     /// Per answer column: the aggregate column it is, and its name.
     pub output: &'a [(usize, String)],
     /// The aggregate's output types (a statistic keeps its type; its values are whole numbers).
@@ -108,10 +110,17 @@ pub fn release(
                         .collect::<Result<Vec<_>, _>>()?,
                 )),
             };
-            let sd = HashMap::from([(
-                NOISE_SD_METADATA.to_string(),
-                format!("{}", layout.noise[s].sd() * layout.units[s] as f64),
-            )]);
+            let unit = layout.units[s] as f64;
+            let sd = HashMap::from([
+                (
+                    NOISE_SD_METADATA.to_string(),
+                    format!("{}", layout.noise[s].sd() * unit),
+                ),
+                (
+                    SENSITIVITY_METADATA.to_string(),
+                    format!("{}", layout.sensitivities[s] * unit),
+                ),
+            ]);
             fields.push(Field::new(name, array.data_type().clone(), layout.nullable[*index]).with_metadata(sd));
             columns.push(array);
         }
