@@ -74,6 +74,24 @@ async fn each_released_value_states_its_merged_noise() {
     );
 }
 
+/// An attacker compares what is stated for cells of very few records with cells of nearly all
+/// of them: the noise is fixed by the question and the trusts' settings, never by the data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stated_noise_tells_nothing_about_the_records() {
+    let f = Federation::start_private(&TRUSTS, 3_000, 5, |_, p| p.project_budget = 100.0).await;
+    let stated = |condition: &'static str| {
+        let c = &f.coordinator;
+        async move {
+            let sql = format!("SELECT sex, count(*) FILTER (WHERE {condition}) AS n FROM apc_episodes GROUP BY sex");
+            let result = c.query(&sql).await.unwrap();
+            result.schema.field_with_name("n").unwrap().metadata().clone()
+        }
+    };
+    let (few, most) = (stated("los_days > 180").await, stated("los_days <= 180").await);
+    assert!(few.contains_key(NOISE_SD_METADATA), "{few:?}");
+    assert_eq!(few, most);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exact_answer_states_no_noise() {
     let f = Federation::start(&TRUSTS, 3_000, 5).await;

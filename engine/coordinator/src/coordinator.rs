@@ -199,10 +199,8 @@ impl Coordinator {
         let optimized = self.ctx.state().optimize(&plan)?;
         let mut fragments = Vec::new();
         plan.apply(|node| {
-            if let LogicalPlan::Extension(e) = node {
-                if let Some(scan) = e.node.as_any().downcast_ref::<FederatedScan>() {
-                    fragments.push(scan.sql.clone());
-                }
+            if let Some(scan) = FederatedScan::of(node) {
+                fragments.push(scan.sql.clone());
             }
             Ok(TreeNodeRecursion::Continue)
         })?;

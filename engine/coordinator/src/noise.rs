@@ -15,7 +15,6 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
-use datafusion::common::Column;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use tessera_protocol::names::{NOISE_METADATA, NOISE_SD_METADATA, SENSITIVITY_METADATA};
 
@@ -25,7 +24,7 @@ use crate::fanout::FederatedScan;
 /// Field metadata key, internal to the coordinator: what an output column's noise is made of.
 pub const NOISE_FROM_METADATA: &str = "tessera.noise_from";
 
-/// Separates the parts of a [`NOISE_FROM_METADATA`] value (never in SQL text or a column name).
+/// Separates the parts of a [`NOISE_FROM_METADATA`] value (taken out of every label).
 const SEPARATOR: char = '\u{1f}';
 
 /// The noise one trust stated for one column of its answer.
@@ -72,39 +71,23 @@ fn label(partial: &Expr) -> String {
         .human_display()
         .to_string()
         .replace("count(Int64(1))", "count(*)")
+        // A literal in the question could hold the separator: it must not split the mark.
+        .replace(SEPARATOR, " ")
 }
 
 /// Per user aggregate of `parts`, its noise mark: the partial columns it is computed from, with
 /// their labels. `per_trust` when every merged row is one trust's.
 pub(crate) fn shapes(parts: &Decomposition, scan: &LogicalPlan, per_trust: bool) -> Vec<Option<String>> {
-    let LogicalPlan::Extension(extension) = scan else {
+    let Some(fragment) = FederatedScan::of(scan) else {
         return vec![None; parts.finals.len()];
     };
-    let Some(fragment) = extension.node.as_any().downcast_ref::<FederatedScan>() else {
-        return vec![None; parts.finals.len()];
-    };
-    let index = |column: &Column, prefix: char| -> Option<usize> { column.name.strip_prefix(prefix)?.parse().ok() };
     parts
         .finals
         .iter()
         .map(|last| {
             let mut partials = Vec::new();
-            let mut merges = last
-                .column_refs()
-                .into_iter()
-                .filter_map(|c| index(c, 'm'))
-                .collect::<Vec<_>>();
-            merges.sort_unstable();
-            for m in merges {
-                let mut used = parts
-                    .merges
-                    .get(m)?
-                    .column_refs()
-                    .into_iter()
-                    .filter_map(|c| index(c, 'p'))
-                    .collect::<Vec<_>>();
-                used.sort_unstable();
-                for p in used {
+            for m in numbered(last, 'm') {
+                for p in numbered(parts.merges.get(m)?, 'p') {
                     if !partials.contains(&p) {
                         partials.push(p);
                     }
@@ -121,6 +104,17 @@ pub(crate) fn shapes(parts: &Decomposition, scan: &LogicalPlan, per_trust: bool)
             Some(mark.join(&SEPARATOR.to_string()))
         })
         .collect()
+}
+
+/// The numbers of the columns `prefix{k}` that `expr` reads (`m0`, `p3`), in order.
+fn numbered(expr: &Expr, prefix: char) -> Vec<usize> {
+    let mut numbers = expr
+        .column_refs()
+        .into_iter()
+        .filter_map(|c| c.name.strip_prefix(prefix)?.parse().ok())
+        .collect::<Vec<_>>();
+    numbers.sort_unstable();
+    numbers
 }
 
 /// `schema` without the internal noise marks (a schema shown before the trusts answer).
@@ -273,6 +267,12 @@ mod tests {
         ] {
             assert_eq!(figure(value), text);
         }
+    }
+
+    #[test]
+    fn a_label_never_holds_the_separator() {
+        let literal = datafusion::logical_expr::lit(format!("a{SEPARATOR}p1{SEPARATOR}b"));
+        assert!(!label(&literal).contains(SEPARATOR), "{}", label(&literal));
     }
 
     #[test]

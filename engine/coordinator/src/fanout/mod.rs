@@ -71,6 +71,16 @@ pub struct FederatedScan {
     pub schema: DFSchemaRef,
 }
 
+impl FederatedScan {
+    /// The fragment `plan` stands for, when it is a federated scan.
+    pub fn of(plan: &LogicalPlan) -> Option<&FederatedScan> {
+        match plan {
+            LogicalPlan::Extension(extension) => extension.node.as_any().downcast_ref::<FederatedScan>(),
+            _ => None,
+        }
+    }
+}
+
 impl PartialOrd for FederatedScan {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         // DFSchema has no order; the SQL identifies the fragment.
@@ -288,9 +298,9 @@ impl ExecutionPlan for FederatedScanExec {
                                     record(NodeOutcome::Answered {
                                         groups: rows,
                                         elapsed: started.elapsed(),
-                                        as_at: notes.as_at.clone(),
-                                        privacy: notes.privacy.clone(),
-                                        noise: notes.noise.clone(),
+                                        as_at: notes.as_at,
+                                        privacy: notes.privacy,
+                                        noise: notes.noise,
                                     });
                                     None
                                 }

@@ -117,10 +117,7 @@ pub fn set_name(body: &str, class: &str) -> String {
 /// The part of a fragment's SQL that says which records it reads and how it groups them (from
 /// `FROM` on).
 pub fn fragment_body(scan: &LogicalPlan) -> String {
-    let LogicalPlan::Extension(extension) = scan else {
-        return String::new();
-    };
-    match extension.node.as_any().downcast_ref::<FederatedScan>() {
+    match FederatedScan::of(scan) {
         Some(scan) => scan
             .sql
             .find(" FROM ")
