@@ -37,7 +37,7 @@ pub enum Answer {
 
 /// A service's error as the CLI reports it: refusals and invalid questions are query errors
 /// (exit 1), anything else a connection error (exit 2).
-fn from_service(error: ClientError) -> QueryError {
+pub(crate) fn from_service(error: ClientError) -> QueryError {
     match error.code() {
         Some(Code::PermissionDenied | Code::InvalidArgument | Code::Internal | Code::ResourceExhausted) => {
             QueryError::query(error.to_string())

@@ -80,6 +80,10 @@ enum AuditCommand {
         /// Only requests on or after this day (UTC), e.g. 2026-11-01.
         #[arg(long, value_name = "DATE")]
         since: Option<chrono::NaiveDate>,
+        /// The trust's privacy ledger, to list what each project spent (default:
+        /// privacy-ledger.jsonl beside the audit log, where `tessera gen` puts it).
+        #[arg(long, value_name = "FILE")]
+        ledger: Option<PathBuf>,
     },
 }
 
@@ -94,8 +98,18 @@ fn main() -> ExitCode {
             command: AuditCommand::Verify { file },
         } => commands::audit::verify(&file),
         Command::Audit {
-            command: AuditCommand::Show { file, project, since },
-        } => commands::audit::show(&file, &tessera_node::audit_summary::Filter { project, since }),
+            command:
+                AuditCommand::Show {
+                    file,
+                    project,
+                    since,
+                    ledger,
+                },
+        } => commands::audit::show(
+            &file,
+            ledger.as_deref(),
+            &tessera_node::audit_summary::Filter { project, since },
+        ),
         Command::Ask(args) => commands::ask::run(args),
         Command::Budget(args) => commands::budget::run(args),
         Command::Query(args) => commands::query::run(args),

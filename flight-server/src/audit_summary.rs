@@ -17,11 +17,16 @@ pub struct Filter {
 
 impl Filter {
     fn keeps(&self, entry: &AuditEntry) -> bool {
-        let day = entry
-            .time
+        self.keeps_line(&entry.project, &entry.time)
+    }
+
+    /// Whether a line of `project` written at `time` (RFC 3339) is kept: an audit line or a
+    /// privacy ledger line alike.
+    pub fn keeps_line(&self, project: &str, time: &str) -> bool {
+        let day = time
             .get(..10)
             .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
-        self.project.as_ref().is_none_or(|p| *p == entry.project)
+        self.project.as_ref().is_none_or(|p| p == project)
             && self.since.is_none_or(|since| day.is_some_and(|d| d >= since))
     }
 }

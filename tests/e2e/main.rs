@@ -4,6 +4,7 @@ mod access;
 mod attacks;
 mod audit_log;
 mod cell_model;
+mod cell_selection;
 mod coordinator;
 mod dashboard;
 mod disclosure;

@@ -128,6 +128,25 @@ async fn questions_go_to_the_users_own_projects_and_every_audit_records_who_aske
     ];
     for (user, project, expected) in cases {
         let client = service.sign_in(user, *project).await;
+        // The budget is read in the same project a question would be asked in (these trusts keep
+        // none: they are in `sdc` mode), and refused the same way.
+        match (client.budget().await, expected) {
+            (Ok(lines), Ok(answered_in)) => {
+                let trusts = lines.iter().map(|l| l.trust.as_str()).collect::<Vec<_>>();
+                assert_eq!(trusts, ["RRK", "RTH"], "{user}");
+                for line in &lines {
+                    assert_eq!(
+                        (line.project.as_str(), &line.note, &line.error),
+                        (*answered_in, &None, &None)
+                    );
+                }
+            }
+            (Err(error), Err(reason)) => {
+                assert_eq!(error.code(), Some(Code::PermissionDenied), "{user}: {error}");
+                assert!(error.to_string().starts_with(reason), "{user}: {error}");
+            }
+            (outcome, expected) => panic!("{user} {project:?}: budget {outcome:?} but expected {expected:?}"),
+        }
         let outcome = client.query(sql).await;
         let last = service.audit().pop().unwrap();
         match (outcome, expected) {
@@ -372,6 +391,24 @@ async fn bi_tools_can_browse_the_catalog_without_seeing_data() {
         let stream = client.do_get(info.endpoint[0].ticket.clone().unwrap()).await.unwrap();
         let batches: Vec<RecordBatch> = stream.try_collect().await.unwrap();
         assert!(batches.iter().map(RecordBatch::num_rows).sum::<usize>() > 0, "{what}");
+    }
+    // The service has one action of its own (the budget); the node's are not passed through.
+    for kind in [tessera_protocol::names::RESERVE_ACTION, "anything"] {
+        let action = arrow_flight::Action {
+            r#type: kind.into(),
+            body: Default::default(),
+        };
+        let error = client.do_action(action).await.unwrap_err();
+        assert!(
+            error.to_string().contains("this service has no action"),
+            "{kind}: {error}"
+        );
+        let last = service.audit().pop().unwrap();
+        assert_eq!(
+            (last.decision, last.principal.as_str()),
+            (Decision::Error, "bob"),
+            "{kind}"
+        );
     }
 }
 

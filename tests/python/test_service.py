@@ -60,6 +60,12 @@ def test_a_researcher_signs_in_and_gets_the_protected_federated_answer(service):
     assert metadata["tessera.provenance"].startswith("2 of 2 trusts answered (RRK, RTH)")
     assert "privacy spent: RRK ρ = 0.05" in metadata["tessera.provenance"]
     assert "differential privacy" in metadata["tessera.disclosure"]
+    # The count's noise arrives with the column: two trusts' variances add up.
+    field = {k.decode(): v.decode() for k, v in (table.schema.field("n").metadata or {}).items()}
+    assert float(field["tessera.noise_sd"]) == pytest.approx(SIGMA * 2**0.5, rel=1e-3), field
+    assert float(field["tessera.sensitivity"]) == 10, field
+    assert field["tessera.noise"].startswith("sd "), field
+    assert not table.schema.field("sex").metadata, "a group key carries no noise"
 
 
 def test_a_researcher_chooses_the_spend_of_a_question_within_the_trusts_cap(service):

@@ -1,6 +1,9 @@
 //! `tessera audit verify FILE` and `tessera audit show FILE [--project P] [--since DATE]`.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use tessera_privacy::Rho;
 
 use tessera_node::audit::{is_invisible, verify as verify_log, AuditError};
 use tessera_node::audit_summary::{read_entries, summarise, Filter};
@@ -45,10 +48,68 @@ fn cut(text: &str) -> String {
     }
 }
 
+/// The ledger `audit show` reads: the one named, else `privacy-ledger.jsonl` beside the log if
+/// there is one (a trust in `sdc` mode keeps none).
+fn ledger_of(log: &Path, named: Option<&Path>) -> Result<Option<PathBuf>, Failure> {
+    match named {
+        Some(path) if !path.exists() => Err(Failure::query(format!(
+            "{}: no such privacy ledger (node.toml's [privacy] ledger names it)",
+            path.display()
+        ))),
+        Some(path) => Ok(Some(path.to_path_buf())),
+        None => {
+            let default = tessera_node::node::dp::config::PrivacyConfig::default().ledger;
+            let beside = log.with_file_name(default);
+            Ok(beside.exists().then_some(beside))
+        }
+    }
+}
+
+/// What each project, and each requester in it, has spent of this trust's privacy budget.
+fn show_spending(ledger: &Path, filter: &Filter) -> Outcome {
+    let entries = tessera_privacy::spending::read(ledger).map_err(Failure::query)?;
+    let kept = entries
+        .into_iter()
+        .filter(|e| filter.keeps_line(&e.project, &e.time))
+        .collect::<Vec<_>>();
+    let spending = tessera_privacy::spending::summarise(&kept);
+    println!(
+        "\nPrivacy budget spent ({}; ρ, zero-concentrated differential privacy):",
+        ledger.display()
+    );
+    if spending.is_empty() {
+        println!("  nothing spent");
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<24} {:>9} {:>7} {:>9}",
+        "project", "on behalf of", "questions", "refunds", "ρ spent"
+    );
+    let mut totals: BTreeMap<&str, Rho> = BTreeMap::new();
+    for ((project, requester), spent) in &spending {
+        println!(
+            "{:<20} {:<24} {:>9} {:>7} {:>9}",
+            cut(project),
+            cut(requester),
+            spent.questions,
+            spent.refunds,
+            spent.rho.to_string()
+        );
+        let total = totals.entry(project).or_default();
+        *total = total.plus(spent.rho);
+    }
+    for (project, total) in totals {
+        println!("  project {}: ρ = {total} spent in all", cut(project));
+    }
+    Ok(())
+}
+
 /// Summarises who asked what: per caller and project, how many requests were allowed, refused
-/// and failed; then every refused or failed request. A broken chain is reported first, and the
+/// and failed; what each project spent of the privacy budget (from `ledger`, or the ledger beside
+/// the log); then every refused or failed request. A broken chain is reported first, and the
 /// command then exits 1.
-pub fn show(file: &Path, filter: &Filter) -> Outcome {
+pub fn show(file: &Path, ledger: Option<&Path>, filter: &Filter) -> Outcome {
+    let ledger = ledger_of(file, ledger)?;
     let chain = verify_log(file);
     match &chain {
         Ok(v) => println!("{}: intact, {} entries", file.display(), v.lines),
@@ -78,6 +139,9 @@ pub fn show(file: &Path, filter: &Filter) -> Outcome {
                 t.last.get(..16).unwrap_or(&t.last)
             );
         }
+    }
+    if let Some(ledger) = ledger {
+        show_spending(&ledger, filter)?;
     }
     if !unanswered.is_empty() {
         println!("\nRefused or failed:");

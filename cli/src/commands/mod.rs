@@ -9,4 +9,5 @@ pub mod gen;
 pub mod node;
 pub mod query;
 pub mod serve;
+pub mod service;
 pub mod user;

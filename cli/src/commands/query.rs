@@ -6,12 +6,9 @@ use clap::Args;
 use tessera_coordinator::{Coordinator, FederationConfig};
 use tessera_schemas::Catalog;
 
-use std::io::IsTerminal;
-
 use tessera_privacy::Rho;
-use tessera_protocol::service_client::ServiceClient;
-use tessera_protocol::tls::ClientTls;
 
+use super::service::ServiceArgs;
 use crate::backend::Backend;
 use crate::exit::{runtime, Failure, Outcome, SCRIPT_ERROR};
 use crate::output::Format;
@@ -23,18 +20,8 @@ pub struct QueryArgs {
     /// coordinator runs in this process, for its operator and the demo.
     #[arg(long, value_name = "FILE", conflicts_with = "server")]
     pub config: Option<PathBuf>,
-    /// Ask a `tessera serve` instead: https://host:port (or http:// on this machine).
-    #[arg(long, value_name = "URL", env = "TESSERA_URL")]
-    pub server: Option<String>,
-    /// Sign in to the service as this user (the password comes from TESSERA_PASSWORD or a prompt).
-    #[arg(long, env = "TESSERA_USER", requires = "server")]
-    pub user: Option<String>,
-    /// The CA the service's certificate chains to.
-    #[arg(long, value_name = "FILE", env = "TESSERA_CA")]
-    pub ca: Option<PathBuf>,
-    /// Ask in this project of yours (default: your first).
-    #[arg(long, env = "TESSERA_PROJECT", requires = "server")]
-    pub project: Option<String>,
+    #[command(flatten)]
+    pub service: ServiceArgs,
     /// The privacy loss each question may cost at each trust, a ρ such as 0.1 (trusts in
     /// differential privacy mode cap it; default: each trust's own). More spend, less noise.
     #[arg(long, value_name = "RHO", value_parser = parse_spend)]
@@ -74,7 +61,7 @@ pub fn locate_config(flag: Option<&Path>) -> Result<PathBuf, Failure> {
 
 pub fn run(args: QueryArgs) -> Outcome {
     runtime()?.block_on(async {
-        let backend = match &args.server {
+        let backend = match &args.service.server {
             Some(url) => sign_in(url, &args).await?,
             None => {
                 let config_path = locate_config(args.config.as_deref())?;
@@ -114,29 +101,9 @@ fn parse_spend(text: &str) -> Result<Rho, String> {
         .ok_or_else(|| format!("`{text}` is not a privacy spend: give a ρ above 0 and at most 1000, such as 0.1"))
 }
 
-/// Signs in to the service at `url`.
+/// Signs in to the service at `url`; every question asks for `--spend`.
 async fn sign_in(url: &str, args: &QueryArgs) -> Result<Backend, Failure> {
-    let user = match &args.user {
-        Some(user) => user.clone(),
-        None => std::env::var("USER").map_err(|_| Failure::connection("--user (or TESSERA_USER) is required"))?,
-    };
-    let password = match std::env::var(crate::commands::ask::PASSWORD_ENV) {
-        Ok(password) => password,
-        Err(_) => {
-            if std::io::stdin().is_terminal() {
-                eprint!("password for {user} at {url}: ");
-            }
-            crate::commands::user::read_password()?
-        }
-    };
-    let tls = match &args.ca {
-        Some(ca) => Some(ClientTls::load(ca, None).map_err(Failure::connection)?),
-        None => None,
-    };
-    let client = ServiceClient::sign_in(url, tls.as_ref(), &user, &password, args.project.clone())
-        .await
-        .map_err(|e| Failure::connection(format!("cannot sign in to {url}: {e}")))?
-        .with_spend(args.spend.map(Rho::as_f64));
+    let client = args.service.sign_in(url).await?.with_spend(args.spend.map(Rho::as_f64));
     Ok(Backend::Service {
         client,
         url: url.to_string(),

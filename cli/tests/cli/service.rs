@@ -73,6 +73,30 @@ fn the_cli_signs_in_to_the_service_and_asks_with_the_usual_formats_messages_and_
         "is not a privacy spend",
     );
 
+    // The researcher reads the budget through the service, as each trust's ledger says.
+    let budget = |extra: &[&str]| {
+        let mut args = vec!["budget", "--server", &url, "--user", "alice"];
+        args.extend(extra);
+        tessera_with(
+            &args,
+            "",
+            &[("TESSERA_PASSWORD", PASSWORD), ("TESSERA_CA", ca.to_str().unwrap())],
+        )
+    };
+    let out = budget(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("privacy budget of project synthetic "), "{text}");
+    for trust in ["RRK", "RJ1"] {
+        let line = format!("{trust}: spent 0.25 of 1 (0.75 left) in 2 questions");
+        assert!(text.contains(&line), "{text}");
+    }
+    assert_clean_error(
+        &budget(&["--project", "another"]),
+        1,
+        "you may not ask for project `another`",
+    );
+
     let out = query(&["--format", "csv", "-c", by_sex], PASSWORD);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).starts_with("sex,n\nF,"), "{}", stdout(&out));

@@ -195,6 +195,35 @@ fn the_federation_gen_writes_works_as_is_over_mutual_tls_with_each_trust_s_priva
         assert!(stdout(&out).contains(&line), "{}", stdout(&out));
     }
 
+    // The trust sees what each project spent there, from its own ledger beside its audit log.
+    let log = dir.path().join("RRK").join("audit.jsonl");
+    let out = tessera(&["audit", "show", log.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    let spent = shown
+        .lines()
+        .skip_while(|l| !l.starts_with("Privacy budget spent ("))
+        .collect::<Vec<_>>();
+    assert!(spent.len() >= 4, "{shown}");
+    let row = spent[2].split_whitespace().collect::<Vec<_>>();
+    assert_eq!(row[0], "synthetic", "{shown}");
+    assert_eq!(row[row.len() - 3..], ["1", "0", "0.05"], "{shown}");
+    assert_eq!(spent[3].trim(), "project synthetic: ρ = 0.05 spent in all", "{shown}");
+    let out = tessera(&["audit", "show", log.to_str().unwrap(), "--project", "another"]);
+    assert!(stdout(&out).contains("  nothing spent"), "{}", stdout(&out));
+    let missing = dir.path().join("none.jsonl");
+    assert_clean_error(
+        &tessera(&[
+            "audit",
+            "show",
+            log.to_str().unwrap(),
+            "--ledger",
+            missing.to_str().unwrap(),
+        ]),
+        1,
+        "no such privacy ledger",
+    );
+
     // A trust's node key, signed by the same CA, is not the coordinator's: the trusts turn it away.
     let forged = dir.path().join("forged.toml");
     std::fs::write(

@@ -27,4 +27,4 @@ pub mod tls;
 pub use client::{ClientError, NodeAnswer, NodeClient};
 pub use context::RequestContext;
 pub use fragment::{FragmentRequest, PROTOCOL_VERSION};
-pub use privacy::{BudgetNote, PrivacyNote};
+pub use privacy::{BudgetNote, PrivacyNote, TrustBudget};

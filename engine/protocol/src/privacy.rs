@@ -17,6 +17,10 @@ pub struct PrivacyNote {
     pub records_per_person: u64,
     /// Whether this is the answer given before to the same question (no new noise, no cost).
     pub cached: bool,
+    /// When the question's grid was too large to release whole: the noisy count of records a
+    /// cell had to reach to be released (cells below it at this trust are not in the answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<u64>,
 }
 
 impl PrivacyNote {
@@ -54,6 +58,22 @@ pub struct BudgetNote {
 }
 
 impl BudgetNote {
+    /// The account in words, e.g. `spent 0.15 of 1 (0.85 left) in 3 questions; a question spends
+    /// 0.05 unless it asks for up to 0.25; each person's records capped at 10 per question`.
+    pub fn summary(&self) -> String {
+        format!(
+            "spent {} of {} ({} left) in {} questions; a question spends {} unless it asks for up to {}; \
+             each person's records capped at {} per question",
+            rho_text(self.spent),
+            rho_text(self.budget),
+            rho_text(self.budget.saturating_sub(self.spent)),
+            self.questions,
+            rho_text(self.question_spend),
+            rho_text(self.max_question_spend),
+            self.records_per_person
+        )
+    }
+
     /// Encodes the note for an action result.
     pub fn encode(&self) -> String {
         serde_json::to_string(self).expect("a budget note always serialises")
@@ -62,6 +82,36 @@ impl BudgetNote {
     /// Decodes a note a node sent; `None` if it is not one.
     pub fn decode(bytes: &[u8]) -> Option<BudgetNote> {
         if bytes.len() > 1024 {
+            return None;
+        }
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+/// One trust's line of a project's budget as the service reports it ([`crate::names::BUDGET_ACTION`]
+/// asked of `tessera serve`): the trust's note, or why there is none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustBudget {
+    /// The project the account is of (the signed-in user's, as the service chose it).
+    pub project: String,
+    /// The trust's provider code.
+    pub trust: String,
+    /// The trust's account of the project (`None` with no `error`: the trust keeps no budget).
+    pub note: Option<BudgetNote>,
+    /// Why the trust did not say.
+    pub error: Option<String>,
+}
+
+impl TrustBudget {
+    /// Encodes the line for an action result.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("a trust's budget line always serialises")
+    }
+
+    /// Decodes a line the service sent; `None` if it is not one.
+    pub fn decode(bytes: &[u8]) -> Option<TrustBudget> {
+        if bytes.len() > 4096 {
             return None;
         }
         serde_json::from_slice(bytes).ok()

@@ -10,7 +10,7 @@ use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt};
-use arrow_flight::{FlightDescriptor, HandshakeRequest};
+use arrow_flight::{Action, FlightDescriptor, HandshakeRequest};
 use futures::{stream, TryStreamExt};
 use prost::Message;
 use tonic::metadata::MetadataValue;
@@ -128,6 +128,28 @@ impl ServiceClient {
             );
         }
         Ok(request)
+    }
+
+    /// What the session's project has spent of its privacy budget at each trust, and may still
+    /// spend, as each trust's ledger says.
+    pub async fn budget(&self) -> Result<Vec<crate::TrustBudget>, ClientError> {
+        let action = Action {
+            r#type: crate::names::BUDGET_ACTION.to_string(),
+            body: Default::default(),
+        };
+        let mut client = self.inner.clone();
+        let mut results = client
+            .do_action(self.request(action)?)
+            .await
+            .map_err(ClientError::Status)?
+            .into_inner();
+        let mut lines = Vec::new();
+        while let Some(result) = results.message().await.map_err(ClientError::Status)? {
+            let line = crate::TrustBudget::decode(&result.body)
+                .ok_or_else(|| ClientError::Decode("the service's budget line is not one".into()))?;
+            lines.push(line);
+        }
+        Ok(lines)
     }
 
     /// Asks `sql` and collects the answer.

@@ -164,6 +164,22 @@ impl FlightSqlService for Service {
             .await)
     }
 
+    /// A researcher's privacy budget at each trust ([`tessera_protocol::names::BUDGET_ACTION`]):
+    /// one result per trust, a [`tessera_protocol::TrustBudget`] as JSON.
+    async fn do_action_fallback(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<<Self as arrow_flight::flight_service_server::FlightService>::DoActionStream>, Status> {
+        let caller = self.caller(&request, "DoAction").await?;
+        let lines = self.act(&caller, &request.get_ref().r#type, request.metadata()).await?;
+        let results = lines.into_iter().map(|line| {
+            Ok(arrow_flight::Result {
+                body: line.encode().into_bytes().into(),
+            })
+        });
+        Ok(Response::new(Box::pin(futures::stream::iter(results))))
+    }
+
     async fn do_action_create_prepared_statement(
         &self,
         query: ActionCreatePreparedStatementRequest,

@@ -5,6 +5,7 @@
 //! of their projects. Every request, allowed or refused, is in the service's audit log; every
 //! trust's audit log records the same user, project and query id.
 
+mod budget;
 mod flight;
 pub mod parameters;
 pub mod projects;

@@ -222,7 +222,7 @@ impl Service {
         }
     }
 
-    async fn coordinator(
+    pub(super) async fn coordinator(
         &self,
         context: &RequestContext,
         caller: &Caller,

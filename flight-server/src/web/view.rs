@@ -228,7 +228,41 @@ async fn render(app: &App, session: &Session, view: &View, sql: Option<String>) 
         body.push_str(&page::figure(&figure));
     }
     body.push_str("</div>");
+    body.push_str(&budget_section(app, caller, &project).await);
     Html(page::layout(&dashboard.title, &body)).into_response()
+}
+
+/// What the project has spent of its privacy budget at each trust, after this page's questions.
+async fn budget_section(app: &App, caller: &Caller, project: &str) -> String {
+    let lines = match app
+        .service
+        .budget_lines(caller, &Asked::project(project), "Dashboard (budget)")
+        .await
+    {
+        Ok(lines) => lines,
+        Err(status) => return format!(r#"<p class="error budget">{}</p>"#, escape(status.message())),
+    };
+    let items: String = lines
+        .iter()
+        .map(|line| {
+            let text = match (&line.note, &line.error) {
+                (Some(note), _) => note.summary(),
+                (None, Some(error)) => format!("did not say ({error})"),
+                (None, None) => "keeps no privacy budget (statistical disclosure control)".to_string(),
+            };
+            format!(
+                r#"<li><strong class="trust">{}</strong>: {}</li>"#,
+                escape(&line.trust),
+                escape(&text)
+            )
+        })
+        .collect();
+    format!(
+        r#"<section class="budget"><h2>Privacy budget of project {}</h2>
+<p>Each trust keeps its own budget (ρ, zero-concentrated differential privacy); a new question spends from it at every trust, a question asked before costs nothing.</p>
+<ul>{items}</ul></section>"#,
+        escape(project)
+    )
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -108,6 +108,18 @@ def test_each_chart_draws_the_protected_answer_with_provenance_and_disclosure(pa
     assert "2 of 2 trusts answered" in csv.headers["x-tessera-provenance"]
 
 
+def test_the_page_shows_what_the_project_has_spent_at_each_trust(page, service):
+    sign_in(page, service)
+    budget = page.locator("section.budget")
+    expect(budget.locator("h2")).to_have_text("Privacy budget of project synthetic")
+    expect(budget.locator("li")).to_have_count(2)
+    for trust in ["RRK", "RTH"]:
+        line = budget.locator("li", has=page.locator("strong.trust", has_text=trust))
+        # The charts asked before the line was read: the project has spent at this trust, and the
+        # line says how much of the budget set in node.toml is left.
+        expect(line).to_contain_text(re.compile(r": spent [0-9.]+ of 5 \([0-9.]+ left\) in [1-9][0-9]* questions"))
+
+
 def test_the_trust_filter_re_runs_the_charts_for_one_trust(page, service):
     sign_in(page, service)
     page.select_option("select[name=trust]", "RRK")

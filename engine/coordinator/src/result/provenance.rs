@@ -74,6 +74,7 @@ impl Provenance {
                         kept.spent = kept.spent.saturating_add(note.spent);
                         kept.project_spent = kept.project_spent.max(note.project_spent);
                         kept.cached &= note.cached;
+                        kept.threshold = kept.threshold.max(note.threshold);
                     }
                 }
                 Some(NodeOutcome::Failed(reason)) => {
@@ -136,10 +137,11 @@ impl Provenance {
         if self.privacy.is_empty() {
             return None;
         }
+        let selected = self.selection_summary();
         if self.privacy.values().all(|n| n.cached) {
-            return Some(
-                "privacy spent: none (the same question was answered before; the same answer is given again)".into(),
-            );
+            return Some(format!(
+                "privacy spent: none (the same question was answered before; the same answer is given again){selected}"
+            ));
         }
         let each = self
             .privacy
@@ -156,9 +158,28 @@ impl Provenance {
         let most = self.privacy.values().map(|n| n.spent).max().unwrap_or(0);
         let epsilon = tessera_privacy::Rho(most).epsilon(tessera_privacy::REPORTED_DELTA);
         Some(format!(
-            "privacy spent: {} (ε = {epsilon:.2} at δ = 1e-9, per trust's patients); each person's records capped at {} per question",
+            "privacy spent: {} (ε = {epsilon:.2} at δ = 1e-9, per trust's patients); each person's records capped at {} per question{selected}",
             each.join(", "),
             self.privacy.values().map(|n| n.records_per_person).max().unwrap_or(0)
         ))
+    }
+
+    /// When a trust selected cells by a noisy threshold (its grid was too large to release
+    /// whole), e.g. `; cells selected by a noisy count of records: RRK released those reaching
+    /// 314 …`; empty otherwise.
+    fn selection_summary(&self) -> String {
+        let each = self
+            .privacy
+            .iter()
+            .filter_map(|(t, n)| n.threshold.map(|x| format!("{t} {x}")))
+            .collect::<Vec<_>>();
+        match each.is_empty() {
+            true => String::new(),
+            false => format!(
+                "; the grid was too large to release whole, so each trust released only the cells whose noisy count of \
+                 records reached its threshold ({}; δ 1e-9 more), and a value sums only the trusts that released its cell",
+                each.join(", ")
+            ),
+        }
     }
 }

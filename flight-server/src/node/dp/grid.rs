@@ -6,6 +6,8 @@
 //! values come from evaluating it on that column's public *witnesses*: a dimension's domain,
 //! a date's months in the federation's public period, a measure's bounds and band edges (a
 //! band's value changes only at an edge). Conditions on a key's own column narrow its values.
+//! A grid too large to release whole is released in part, by a noisy threshold on each cell's
+//! count of records ([`Cells::Selected`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,13 +40,26 @@ pub struct Witnesses {
 /// A contract column: its table and name.
 type BaseColumn = (String, String);
 
-/// One row per cell: the group keys' values, typed as the aggregate outputs them.
+/// The cells a private answer may release.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cells {
+    /// Every cell of the public grid, one row of key values each (typed as the aggregate
+    /// outputs them), released whatever the data.
+    Grid(Vec<Vec<ScalarValue>>),
+    /// The grid has more than `max_cells` cells: only cells whose noisy count of records passes
+    /// a threshold are released ([`tessera_privacy::selection`]).
+    Selected,
+}
+
+/// The cells of `plan`'s answer: its whole grid, from public values alone, or (when that has
+/// more than `max_cells` cells) the cells a noisy threshold selects. Every key must have public
+/// values either way.
 pub async fn grid(
     plan: &PrivatePlan,
     contracts: &BTreeMap<String, Contract>,
     witnesses: &Witnesses,
     max_cells: u64,
-) -> Result<Vec<Vec<ScalarValue>>, Refusal> {
+) -> Result<Cells, Refusal> {
     let schema = plan.input.schema();
     let mut by_column: BTreeMap<Option<BaseColumn>, Vec<(usize, Expr)>> = BTreeMap::new();
     for (i, group) in plan.groups.iter().enumerate() {
@@ -54,13 +69,14 @@ pub async fn grid(
     }
     let output = plan.aggregate.schema();
     let mut rows: Vec<Vec<(usize, ScalarValue)>> = vec![Vec::new()];
+    let mut too_many = false;
     for (column, keys) in by_column {
         let values = key_values(column.as_ref(), &keys, plan, contracts, witnesses, output).await?;
-        let cells = rows.len() as u64 * values.len() as u64;
-        if cells > max_cells {
-            return Err(Refusal::new(format!(
-                "the question's grid has more than {max_cells} cells (every combination of its group keys' public values is released, with noise); group by fewer or coarser keys, or narrow them with conditions on their own columns"
-            )));
+        // Each key is still checked for public values once the grid is known to be too large.
+        too_many |= rows.len() as u64 * values.len() as u64 > max_cells;
+        if too_many {
+            rows.clear();
+            continue;
         }
         rows = rows
             .into_iter()
@@ -73,13 +89,17 @@ pub async fn grid(
             })
             .collect();
     }
-    Ok(rows
-        .into_iter()
-        .map(|mut row| {
-            row.sort_by_key(|(i, _)| *i);
-            row.into_iter().map(|(_, v)| v).collect()
-        })
-        .collect())
+    if too_many {
+        return Ok(Cells::Selected);
+    }
+    Ok(Cells::Grid(
+        rows.into_iter()
+            .map(|mut row| {
+                row.sort_by_key(|(i, _)| *i);
+                row.into_iter().map(|(_, v)| v).collect()
+            })
+            .collect(),
+    ))
 }
 
 /// The base column a key reads (`None` for a constant key).

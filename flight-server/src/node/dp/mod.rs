@@ -5,7 +5,9 @@
 //! 1. splits the checked fragment into its aggregate ([`plan`]): counts and sums of measures
 //!    only, each person's records bounded to `records_per_person`, each summed measure clamped
 //!    to its contract's bounds and rounded to whole units;
-//! 2. lists the cells to release from public values alone ([`grid`]);
+//! 2. lists the cells to release from public values alone ([`grid`]), or, when there are more
+//!    than `max_cells`, selects cells by a noisy count of records against a threshold far above
+//!    what one person's records can make (paid from the question's spend);
 //! 3. reserves the question's spend in this trust's ledger for the project, durably, before
 //!    reading a record (an overspend is refused here, whatever the coordinator says);
 //! 4. runs the aggregate, fills every cell of the grid (zeros too) and adds discrete Gaussian
@@ -25,11 +27,11 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::logical_expr::LogicalPlan;
 use rand::SeedableRng;
 use sha2::Digest;
 use tessera_policy::Refusal;
+use tessera_privacy::selection::SELECTION_DELTA;
 use tessera_privacy::{BudgetLedger, Calibration, Rho};
 use tessera_protocol::names::PRIVACY_METADATA;
 use tessera_protocol::{FragmentRequest, PrivacyNote};
@@ -91,16 +93,16 @@ impl Private {
         self.kept.get(key)
     }
 
-    /// `schema` with this trust's privacy note on an answer that cost `spent`.
-    fn with_note(&self, schema: &SchemaRef, spent: u64, project_spent: u64, cached: bool) -> SchemaRef {
-        let note = PrivacyNote {
+    /// This trust's privacy note on an answer that cost `spent`.
+    fn note(&self, spent: u64, project_spent: u64, cached: bool) -> PrivacyNote {
+        PrivacyNote {
             spent,
             project_spent,
             budget: self.settings.project_budget.0,
             records_per_person: self.settings.records_per_person,
             cached,
-        };
-        with_metadata(schema, PRIVACY_METADATA, note.encode())
+            threshold: None,
+        }
     }
 }
 
@@ -109,7 +111,9 @@ struct Ready {
     plan: plan::PrivatePlan,
     key: String,
     spend: Rho,
-    cells: Vec<Vec<datafusion::common::ScalarValue>>,
+    cells: grid::Cells,
+    /// How cells are selected when the grid is too large to release whole.
+    selection: Option<release::Selection>,
     noise: Vec<Calibration>,
     reservation: String,
 }
@@ -156,9 +160,13 @@ impl Core {
             nullable: &ready.plan.nullable,
         };
         let mut rng = rand_chacha::ChaCha20Rng::from_os_rng();
-        let batch = release::release(&exact.batches, &ready.cells, &layout, &mut rng).map_err(Unanswered::Internal)?;
+        let selection = ready.selection.as_ref();
+        let batch = release::release(&exact.batches, &ready.cells, selection, &layout, &mut rng)
+            .map_err(Unanswered::Internal)?;
         let account = private.ledger.account(&request.context.project);
-        let schema = private.with_note(&self.with_as_at(&batch.schema()), ready.spend.0, account.spent.0, false);
+        let mut note = private.note(ready.spend.0, account.spent.0, false);
+        note.threshold = selection.map(|s| s.threshold);
+        let schema = with_metadata(&self.with_as_at(&batch.schema()), PRIVACY_METADATA, note.encode());
         let batch = batch
             .with_schema(schema.clone())
             .map_err(|e| Unanswered::Internal(e.to_string()))?;
@@ -218,28 +226,51 @@ impl Core {
         let (key, spend, reservation) = reservation_of(private, request, &self.as_at)?;
         if let Some(mut answer) = private.cached(&key) {
             let account = private.ledger.account(&context.project);
-            answer.schema = private.with_note(&answer.schema, 0, account.spent.0, true);
+            // The kept note says how its cells were selected; only the cost is new.
+            let kept = answer
+                .schema
+                .metadata()
+                .get(PRIVACY_METADATA)
+                .and_then(|t| PrivacyNote::decode(t));
+            let mut note = private.note(0, account.spent.0, true);
+            note.threshold = kept.and_then(|k| k.threshold);
+            answer.schema = with_metadata(&answer.schema, PRIVACY_METADATA, note.encode());
             return Ok(Prepared::Kept(answer));
         }
         // Reserved ahead by the coordinator's first phase: made ready then, charged once.
         if let Some(ready) = private.pending_lock().remove(&reservation) {
             return Ok(Prepared::Reserved(ready));
         }
+        let mut private_plan = private_plan;
         let cells = grid::grid(&private_plan, &self.tables, &private.witnesses, settings.max_cells)
             .await
             .map_err(Unanswered::Refused)?;
-        let share = spend.share(private_plan.statistics.len());
+        let selecting = cells == grid::Cells::Selected;
+        if selecting {
+            private_plan.count_records().map_err(Unanswered::Refused)?;
+        }
+        // The selection count, when there is one, takes a share like any statistic.
+        let share = spend.share(private_plan.statistics.len() + usize::from(selecting));
+        let calibrate = |sensitivity: f64, what: String| {
+            Calibration::new(sensitivity, share).map_err(|e| Unanswered::Refused(Refusal::new(format!("{what}: {e}"))))
+        };
         let noise = private_plan
             .statistics
             .iter()
-            .map(|s| {
-                Calibration::new(s.sensitivity(settings.records_per_person), share)
-                    .map_err(|e| Unanswered::Refused(Refusal::new(format!("{}: {e}", s.describe()))))
-            })
+            .map(|s| calibrate(s.sensitivity(settings.records_per_person), s.describe()))
             .collect::<Result<Vec<_>, _>>()?;
+        let records = settings.records_per_person;
+        let selection = match selecting {
+            false => None,
+            true => {
+                let noise = calibrate(records as f64, "the count that selects cells".into())?;
+                let threshold = tessera_privacy::selection::threshold(records, noise.sd(), SELECTION_DELTA);
+                Some(release::Selection { noise, threshold })
+            }
+        };
         // No cell to release (the conditions leave no public value): nothing about anyone
         // leaves, so nothing is charged.
-        let charged = match cells.is_empty() {
+        let charged = match cells == grid::Cells::Grid(Vec::new()) {
             true => Rho(0),
             false => {
                 self.charge(private, request, &reservation, spend)?;
@@ -251,6 +282,7 @@ impl Core {
             key,
             spend: charged,
             cells,
+            selection,
             noise,
             reservation,
         })))

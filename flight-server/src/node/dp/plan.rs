@@ -89,6 +89,25 @@ pub struct PrivatePlan {
     pub output: Vec<(usize, String)>,
 }
 
+impl PrivatePlan {
+    /// Adds a count of each cell's records after the statistics, for selecting cells by a noisy
+    /// threshold (never released as such).
+    pub fn count_records(&mut self) -> Result<(), Refusal> {
+        let LogicalPlan::Aggregate(aggregate) = &self.aggregate else {
+            return Err(Refusal::new("a private plan is an aggregate"));
+        };
+        let mut aggr_expr = aggregate.aggr_expr.clone();
+        aggr_expr.push(datafusion::functions_aggregate::expr_fn::count(lit(1i64)).alias(RECORDS));
+        let counted = Aggregate::try_new(aggregate.input.clone(), aggregate.group_expr.clone(), aggr_expr)
+            .map_err(|e| Refusal::new(format!("cannot count the cells' records: {e}")))?;
+        self.aggregate = LogicalPlan::Aggregate(counted);
+        Ok(())
+    }
+}
+
+/// Name of the count of records a noisy threshold selects cells by (never in an answer).
+const RECORDS: &str = "__tessera_records_in_cell";
+
 /// Splits a checked fragment into its aggregate over person data and the renames above it;
 /// `None` when it reads no person data (organisational tables are answered exactly).
 pub fn private_plan(

@@ -1,5 +1,6 @@
-//! Filling the grid with the exact statistics (zero where no record falls) and adding each
-//! statistic's discrete Gaussian noise: the only numbers that leave the trust.
+//! Filling the grid with the exact statistics (zero where no record falls), or selecting the
+//! cells a noisy threshold lets through, and adding each statistic's discrete Gaussian noise:
+//! the only numbers that leave the trust.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +14,8 @@ use rand::RngCore;
 use tessera_privacy::sampler::discrete_gaussian;
 use tessera_privacy::Calibration;
 use tessera_protocol::names::{NOISE_SD_METADATA, SENSITIVITY_METADATA};
+
+use super::grid::Cells;
 
 /// What the exact aggregate output means, column by column.
 pub struct Layout<'a> {
@@ -33,51 +36,37 @@ pub struct Layout<'a> {
     pub nullable: &'a [bool],
 }
 
+/// How cells are selected when the grid is too large to release whole.
+#[derive(Debug, Clone, Copy)]
+pub struct Selection {
+    /// The noise added to each cell's count of records (the count after the statistics in the
+    /// exact answer).
+    pub noise: Calibration,
+    /// The noisy count a cell must reach.
+    pub threshold: u64,
+}
+
 /// The released batch: one row per grid cell (none when the question's conditions leave no
-/// public value, which the contracts alone decide).
+/// public value, which the contracts alone decide), or with `selection`, one per cell whose
+/// noisy count of records reaches the threshold.
 pub fn release(
     exact: &[RecordBatch],
-    grid: &[Vec<ScalarValue>],
+    cells: &Cells,
+    selection: Option<&Selection>,
     layout: &Layout,
     rng: &mut dyn RngCore,
 ) -> Result<RecordBatch, String> {
     let statistics = layout.noise.len();
-    let mut cells: HashMap<Vec<ScalarValue>, Vec<i128>> = HashMap::new();
-    for batch in exact {
-        let values = (0..statistics)
-            .map(|s| cast(batch.column(layout.keys + s), &DataType::Float64).map_err(|e| e.to_string()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let values = values
-            .iter()
-            .map(|a| {
-                a.as_any()
-                    .downcast_ref::<Float64Array>()
-                    .cloned()
-                    .ok_or("a statistic is not numeric")
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        for row in 0..batch.num_rows() {
-            let key = (0..layout.keys)
-                .map(|k| ScalarValue::try_from_array(batch.column(k), row))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| e.to_string())?;
-            // Sums are of whole units (each record was rounded); an empty sum is zero.
-            let stats = values
-                .iter()
-                .map(|a| match a.is_null(row) {
-                    true => Ok(0),
-                    // Every record's value was clamped to finite bounds: anything else is a bug.
-                    false if a.value(row).is_finite() => Ok(a.value(row).round() as i128),
-                    false => Err("a statistic is not finite".to_string()),
-                })
-                .collect::<Result<_, _>>()?;
-            cells.insert(key, stats);
-        }
-    }
+    let values = exact_cells(exact, layout.keys, statistics + usize::from(selection.is_some()))?;
+    let grid = match (cells, selection) {
+        (Cells::Grid(grid), _) => grid.clone(),
+        (Cells::Selected, Some(selection)) => selected(&values, statistics, selection, rng),
+        (Cells::Selected, None) => return Err("cells to select, and no threshold".into()),
+    };
     let zeros = vec![0i128; statistics];
     let mut noisy: Vec<Vec<i128>> = vec![Vec::with_capacity(grid.len()); statistics];
-    for cell in grid {
-        let exact = cells.get(cell).unwrap_or(&zeros);
+    for cell in &grid {
+        let exact = values.get(cell).map_or(zeros.as_slice(), |v| &v[..statistics]);
         for (s, value) in exact.iter().enumerate() {
             let noise = discrete_gaussian(rng, layout.noise[s].sigma2);
             let scaled = (value + noise)
@@ -127,4 +116,63 @@ pub fn release(
     }
     let schema: SchemaRef = Arc::new(Schema::new(fields));
     RecordBatch::try_new(schema, columns).map_err(|e| e.to_string())
+}
+
+/// The exact answer by cell: its first `values` statistics, in whole units, by key values.
+fn exact_cells(
+    exact: &[RecordBatch],
+    keys: usize,
+    values: usize,
+) -> Result<HashMap<Vec<ScalarValue>, Vec<i128>>, String> {
+    let mut cells = HashMap::new();
+    for batch in exact {
+        let columns = (0..values)
+            .map(|s| {
+                let array = cast(batch.column(keys + s), &DataType::Float64).map_err(|e| e.to_string())?;
+                array
+                    .as_any()
+                    .downcast_ref::<Float64Array>()
+                    .cloned()
+                    .ok_or_else(|| "a statistic is not numeric".to_string())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for row in 0..batch.num_rows() {
+            let key = (0..keys)
+                .map(|k| ScalarValue::try_from_array(batch.column(k), row))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            // Sums are of whole units (each record was rounded); an empty sum is zero.
+            let stats = columns
+                .iter()
+                .map(|a| match a.is_null(row) {
+                    true => Ok(0),
+                    // Every record's value was clamped to finite bounds: anything else is a bug.
+                    false if a.value(row).is_finite() => Ok(a.value(row).round() as i128),
+                    false => Err("a statistic is not finite".to_string()),
+                })
+                .collect::<Result<_, _>>()?;
+            cells.insert(key, stats);
+        }
+    }
+    Ok(cells)
+}
+
+/// The cells whose count of records (value `statistics` of each), with fresh noise, reaches the
+/// threshold, in key order. Only cells that hold records can pass, which is why the threshold
+/// is far above what one person's records can make.
+fn selected(
+    cells: &HashMap<Vec<ScalarValue>, Vec<i128>>,
+    statistics: usize,
+    selection: &Selection,
+    rng: &mut dyn RngCore,
+) -> Vec<Vec<ScalarValue>> {
+    let mut kept = cells
+        .iter()
+        .filter(|(_, values)| {
+            values[statistics] + discrete_gaussian(rng, selection.noise.sigma2) >= i128::from(selection.threshold)
+        })
+        .map(|(key, _)| key.clone())
+        .collect::<Vec<_>>();
+    kept.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    kept
 }

@@ -1,0 +1,69 @@
+//! A researcher's view of their project's privacy budget through the service: the coordinator
+//! asks every trust's ledger ([`BUDGET_ACTION`]) on the signed-in user's behalf.
+
+use tessera_protocol::names::BUDGET_ACTION;
+use tessera_protocol::TrustBudget;
+use tonic::metadata::MetadataMap;
+use tonic::Status;
+
+use super::{Asked, Service};
+use crate::access::Caller;
+use crate::audit::Decision;
+
+/// The audit line's call of a budget read.
+const CALL: &str = "DoAction";
+
+impl Service {
+    /// Answers Flight action `kind` for `caller`: only [`BUDGET_ACTION`], for the project of the
+    /// `x-tessera-project` header (else the caller's first), audited.
+    pub(super) async fn act(
+        &self,
+        caller: &Caller,
+        kind: &str,
+        metadata: &MetadataMap,
+    ) -> Result<Vec<TrustBudget>, Status> {
+        if kind != BUDGET_ACTION {
+            let why = format!(
+                "this service has no action {:?}; it answers {BUDGET_ACTION:?}",
+                kind.chars().take(64).collect::<String>()
+            );
+            return Err(self.unanswered(caller, CALL, why).await);
+        }
+        let asked = self.asked_by(caller, metadata, CALL).await?;
+        self.budget_lines(caller, &asked, CALL).await
+    }
+
+    /// What `asked`'s project has spent and may still spend at each trust, for `caller`; audited
+    /// as `call`.
+    pub async fn budget_lines(&self, caller: &Caller, asked: &Asked, call: &str) -> Result<Vec<TrustBudget>, Status> {
+        let context = self.context(caller, asked);
+        let coordinator = self.coordinator(&context, caller, call, "").await?;
+        let line = |trust, note, error| TrustBudget {
+            project: context.project.clone(),
+            trust,
+            note,
+            error,
+        };
+        let lines = coordinator
+            .budget(&context)
+            .await
+            .into_iter()
+            .map(|(trust, answer)| match answer {
+                Ok(note) => line(trust, note, None),
+                Err(error) => line(trust, None, Some(error)),
+            })
+            .collect::<Vec<_>>();
+        let reason = format!("privacy budget read at {} trusts", lines.len());
+        let record = self.record(
+            &context,
+            caller,
+            call,
+            "",
+            Decision::Allowed,
+            Some(reason),
+            lines.len() as u64,
+        );
+        self.audit.record(record).await?;
+        Ok(lines)
+    }
+}
