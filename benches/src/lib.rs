@@ -1,5 +1,7 @@
 //! Shared helpers for Tessera's benchmark binaries: timing summaries and table output.
 
+pub mod private;
+
 use std::time::Duration;
 
 /// Median and 95th percentile of a set of timings, in milliseconds.
@@ -23,6 +25,8 @@ pub struct Utility {
     pub values_withheld: usize,
     /// Mean of |protected − exact| / |exact| over the values released in both.
     pub mean_relative_change: f64,
+    /// Of the values released in both, those within 2 % of the exact value.
+    pub within_2pct: usize,
 }
 
 /// Compares a protected answer with the exact one, matching rows by their text and date columns.
@@ -36,7 +40,11 @@ pub fn utility(
     let statistic = |i: usize| {
         protected.first().is_some_and(|b| {
             let field = b.schema().field(i).clone();
-            field.metadata().contains_key("tessera.status") || field.data_type().is_floating()
+            let m = field.metadata();
+            m.contains_key("tessera.status")
+                || m.contains_key("tessera.noise_sd")
+                || m.contains_key("tessera.noise")
+                || field.data_type().is_floating()
         })
     };
     let exact = rows(exact, &statistic);
@@ -58,8 +66,10 @@ pub fn utility(
             match p {
                 None => u.values_withheld += 1,
                 Some(p) if *e != 0.0 => {
-                    total += (p - e).abs() / e.abs();
+                    let change = (p - e).abs() / e.abs();
+                    total += change;
                     released += 1;
+                    u.within_2pct += usize::from(change <= 0.02);
                 }
                 Some(_) => {}
             }

@@ -1,13 +1,16 @@
 //! The demo's questions, federated across three live trust nodes versus single-node DataFusion
 //! over the union of the same files, with and without disclosure control, measured side by side
 //! in one run; what disclosure control does to the answers (rows withheld, how far values move);
-//! and one question's cost after 0, 32 and 128 earlier releases in the same project.
+//! one question's cost after 0, 32 and 128 earlier releases in the same project; and the same
+//! questions with differential privacy at each trust (each asked anew), with the error of
+//! released counts by the size of their cell.
 //!
 //! `cargo run --release -p tessera-benches --bin federation_bench -- --rows 1000000`
 
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use tessera_benches::private::{ask_anew, error_by_count, samples, start_nodes};
 use tessera_benches::{summarise, utility};
 use tessera_coordinator::{Coordinator, FederationConfig};
 use tessera_disclosure::DisclosureConfig;
@@ -17,8 +20,6 @@ use tessera_support::reference::union_session;
 /// The demo's tour is the benchmark's workload: the same questions, from the same file.
 #[path = "../../../cli/src/commands/demo/tour.rs"]
 mod tour;
-use tessera_node::node::TrustNode;
-use tessera_node::NodeConfig;
 use tessera_schemas::gen::{generate, GenConfig};
 
 #[derive(Parser)]
@@ -48,17 +49,7 @@ async fn main() {
     .expect("generation");
 
     let certs = write_dev_certs(&dir.path().join("certs"), &providers.map(String::from)).expect("certificates");
-    let mut running = Vec::new();
-    for trust in &trusts {
-        let tables = trust.tables.iter().map(|t| t.table.clone()).collect::<Vec<_>>();
-        let mut config = NodeConfig::for_trust_dir(&trust.provider, &trust.dir, "127.0.0.1:0", &tables);
-        tessera_support::configure_test_node(&mut config, &certs);
-        let node = TrustNode::start(&config, &catalog).await.expect("node starts");
-        running.push((
-            trust.provider.clone(),
-            node.spawn("127.0.0.1:0".parse().unwrap()).await.expect("node binds"),
-        ));
-    }
+    let running = start_nodes(&trusts, &certs, &catalog, None).await;
     let mut federation = FederationConfig::new(
         "bench",
         "",
@@ -208,7 +199,108 @@ async fn main() {
         let (off50, _) = summarise(off);
         println!("| {k} | {on50:.1} | {off50:.1} | {:.2} |", on50 / off50);
     }
-    for (_, node) in running {
+    // Differential privacy at each trust: the same files behind nodes in `dp` mode.
+    let ledgers = dir.path().join("ledgers");
+    let private_nodes = start_nodes(&trusts, &certs, &catalog, Some(&ledgers)).await;
+    let mut config = FederationConfig::new(
+        "bench",
+        "",
+        private_nodes.iter().map(|(name, node)| (name.clone(), node.url())),
+    );
+    config.tls = federation.tls.clone();
+    config.disclosure = DisclosureConfig {
+        mode: tessera_disclosure::Mode::Dp,
+        ..DisclosureConfig::default()
+    };
+    let private = Coordinator::new(config, &catalog).expect("coordinator");
+    let mut asked = 0usize;
+    let mut next = || {
+        asked += 1;
+        asked
+    };
+    println!(
+        "\n## Differential privacy at each trust vs no protection (p50 ms; every private question new, at ρ ≈ 0.05)\n"
+    );
+    println!(
+        "| # | question | private | off | single-node | private / off | private / single | values | within 2 % | mean relative change |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (i, (title, sql)) in tour::questions(true).iter().enumerate() {
+        ask_anew(&private, next(), sql).await;
+        // The trusts' default (cell key) policy may refuse what a private trust answers.
+        let off_refused = exact.query(sql).await.err().map(|e| e.message);
+        let (mut on, mut off, mut local) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..args.iterations {
+            let n = next();
+            on.push(
+                time(|| async {
+                    ask_anew(&private, n, sql).await;
+                })
+                .await,
+            );
+            if off_refused.is_none() {
+                off.push(time(|| async { exact.query(sql).await.map(|_| ()).expect("exact answer") }).await);
+            }
+            local.push(time(|| async { single.sql(sql).await.unwrap().collect().await.map(|_| ()).unwrap() }).await);
+        }
+        let (on50, _) = summarise(on);
+        let (s50, _) = summarise(local);
+        let (off_text, ratio) = match off_refused {
+            None => {
+                let (off50, _) = summarise(off);
+                (format!("{off50:.1}"), format!("{:.2}", on50 / off50))
+            }
+            Some(_) => ("refused by the cell key policy".to_string(), "—".to_string()),
+        };
+        let answer = ask_anew(&private, next(), sql).await;
+        let truth = single.sql(sql).await.unwrap().collect().await.unwrap();
+        let u = utility(&truth, &answer.batches);
+        println!(
+            "| {} | {title} | {on50:.1} | {off_text} | {s50:.1} | {ratio} | {:.2} | {} | {} | {:.3} % |",
+            i + 1,
+            on50 / s50,
+            u.values,
+            u.within_2pct,
+            100.0 * u.mean_relative_change
+        );
+    }
+
+    // The error of a released count by the size of its cell, against the stated sd.
+    let questions = [
+        "SELECT sex, count(*) AS n FROM apc_episodes GROUP BY sex",
+        "SELECT age_band, count(*) AS n FROM apc_episodes GROUP BY age_band",
+        "SELECT treatment_specialty, age_band, count(*) AS n FROM apc_episodes GROUP BY 1, 2",
+        "SELECT treatment_specialty, age_band, sex, imd_decile, count(*) AS n FROM apc_episodes GROUP BY 1, 2, 3, 4",
+        "SELECT treatment_specialty, age_band, sex, admission_method, count(*) AS n FROM apc_episodes GROUP BY 1, 2, 3, 4",
+    ];
+    let mut all = Vec::new();
+    for sql in questions {
+        let truth = single.sql(sql).await.unwrap().collect().await.unwrap();
+        for _ in 0..3 {
+            all.extend(samples(&truth, &ask_anew(&private, next(), sql).await, "n"));
+        }
+    }
+    println!(
+        "\n## Error of a released count by its true count (3 trusts, ρ ≈ 0.05 a question, each asked 3 times anew)\n"
+    );
+    println!(
+        "| true count (½× to 2×) | cells | RMS error | mean error | stated sd | RMS / sd | mean relative error | within 2 % |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for band in error_by_count(&all) {
+        println!(
+            "| {} | {} | {:.1} | {:+.1} | {:.1} | {:.2} | {:.2} % | {:.0} % |",
+            band.about,
+            band.cells,
+            band.rms,
+            band.bias,
+            band.stated_sd,
+            band.rms / band.stated_sd,
+            100.0 * band.mean_relative,
+            100.0 * band.within_2pct
+        );
+    }
+    for (_, node) in running.into_iter().chain(private_nodes) {
         node.stop().await;
     }
 }
