@@ -21,6 +21,7 @@ mod noise_reported;
 mod operations;
 mod perturbation;
 mod privacy;
+mod private_costs;
 mod private_statistics;
 mod serve;
 mod statements;

@@ -198,8 +198,8 @@ async fn a_project_cannot_spend_past_its_budget_at_any_trust() {
     let f = private_federation(0.12).await;
     let question = |band: &str| format!("SELECT count(*) AS n FROM apc_episodes WHERE age_band = '{band}'");
     f.coordinator.query(&question("0-4")).await.unwrap();
-    f.coordinator.query(&question("5-9")).await.unwrap();
-    let refused = refusal(&f.coordinator, &question("10-17")).await;
+    f.coordinator.query(&question("5-17")).await.unwrap();
+    let refused = refusal(&f.coordinator, &question("18-29")).await;
     assert!(refused.contains("would be overspent"), "{refused}");
     assert!(refused.contains("ρ = 0.02 is left"), "{refused}");
     for trust in TRUSTS {
@@ -321,7 +321,7 @@ async fn nothing_is_withheld_so_subsets_tell_nothing_by_their_absence() {
     let subsets = ["1", "1, 2", "3, 4, 5", "10"];
     for deciles in subsets {
         let sql = format!(
-            "SELECT sex, count(*) AS n FROM apc_episodes WHERE age_band = '90+' AND imd_decile IN ({deciles}) AND primary_diagnosis = 'C61' GROUP BY sex"
+            "SELECT sex, count(*) AS n FROM apc_episodes WHERE age_band = '80+' AND imd_decile IN ({deciles}) AND primary_diagnosis = 'C61' GROUP BY sex"
         );
         let result = f.coordinator.query(&sql).await.unwrap();
         assert_eq!(result.num_rows(), domain_size("sex"), "{sql}");

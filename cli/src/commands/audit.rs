@@ -1,4 +1,4 @@
-//! `tessera audit verify FILE` and `tessera audit show FILE [--project P] [--since DATE]`.
+//! `tessera audit verify FILE` and `tessera audit show FILE [--project P] [--since DATE] [--ledger FILE]`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

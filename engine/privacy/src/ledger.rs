@@ -79,7 +79,7 @@ pub struct Reserved {
 /// Why a spend was not reserved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LedgerError {
-    #[error("project {project}'s privacy budget at this trust would be overspent: it has spent ρ = {spent} of ρ = {budget}, and this question asks for ρ = {asked} (ρ = {left} is left)")]
+    #[error("project {project}'s privacy budget at this trust would be overspent: it has spent or reserved ρ = {spent} of ρ = {budget}, and this question asks for ρ = {asked} (ρ = {left} is left)")]
     Overspend {
         project: String,
         spent: Rho,
@@ -87,8 +87,30 @@ pub enum LedgerError {
         asked: Rho,
         left: Rho,
     },
+    #[error("a question may spend at most ρ = {cap} at this trust in all its parts; its other parts have reserved ρ = {reserved} and this one asks for ρ = {asked}")]
+    QuestionOverspend { cap: Rho, reserved: Rho, asked: Rho },
     #[error("privacy ledger {0}")]
     Io(String),
+}
+
+/// What a reservation must stay within.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The project's budget at this trust.
+    pub budget: Rho,
+    /// The most one question may spend, all its parts together: the reservations whose query
+    /// ids share the part before the last `#` (`Q#a`, `Q#b` are parts of question `Q`). `None`:
+    /// no cap.
+    pub per_question: Option<Rho>,
+}
+
+impl From<Rho> for Limits {
+    fn from(budget: Rho) -> Limits {
+        Limits {
+            budget,
+            per_question: None,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -163,15 +185,17 @@ impl BudgetLedger {
     }
 
     /// Charges `rho` to `project` for question `query_id`, durably, unless that would take the
-    /// project past `budget`. Charging a query id already charged returns its first charge.
+    /// project past its budget or the question past its cap (`limits`, or a bare budget).
+    /// Charging a query id already charged returns its first charge.
     pub fn reserve(
         &self,
         project: &str,
         query_id: &str,
         requester: &str,
         rho: Rho,
-        budget: Rho,
+        limits: impl Into<Limits>,
     ) -> Result<Reserved, LedgerError> {
+        let Limits { budget, per_question } = limits.into();
         let mut state = self.lock();
         let key = (project.to_string(), query_id.to_string());
         if let Some(charged) = state.reserved.get(&key) {
@@ -179,6 +203,16 @@ impl BudgetLedger {
                 rho: *charged,
                 new: false,
             });
+        }
+        if let Some(cap) = per_question {
+            let reserved = state.question_reserved(project, query_id);
+            if reserved.plus(rho) > cap {
+                return Err(LedgerError::QuestionOverspend {
+                    cap,
+                    reserved,
+                    asked: rho,
+                });
+            }
         }
         let account = state.accounts.get(project).copied().unwrap_or_default();
         let after = account.spent.plus(rho);
@@ -252,6 +286,19 @@ impl BudgetLedger {
 }
 
 impl State {
+    /// What the other parts of `query_id`'s question (ids with the same part before the last `#`) have
+    /// reserved in `project` and not given back.
+    fn question_reserved(&self, project: &str, query_id: &str) -> Rho {
+        let question = match query_id.rsplit_once('#') {
+            Some((question, _)) => format!("{question}#"),
+            None => return Rho(0),
+        };
+        self.reserved
+            .range((project.to_string(), question.clone())..)
+            .take_while(|((p, id), _)| p == project && id.starts_with(&question))
+            .fold(Rho(0), |sum, (_, rho)| sum.plus(*rho))
+    }
+
     fn apply(&mut self, entry: &Entry) {
         let key = (entry.project.clone(), entry.query_id.clone());
         let account = self.accounts.entry(entry.project.clone()).or_default();
@@ -286,6 +333,45 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ledger = BudgetLedger::open(dir.path().join("privacy-ledger.jsonl")).unwrap();
         (dir, ledger)
+    }
+
+    #[test]
+    fn the_parts_of_one_question_spend_at_most_its_cap_together() {
+        let (_dir, ledger) = ledger();
+        let limits = Limits {
+            budget: BUDGET,
+            per_question: Some(Rho(250_000)),
+        };
+        // (query id, spend, accepted): parts of q1 share its cap; q2 and a bare id have their own.
+        let cases = [
+            ("q1#a", 100_000, true),
+            ("q1#b", 100_000, true),
+            ("q1#c", 100_000, false),
+            ("q1#d", 50_000, true),
+            ("q2#a", 250_000, true),
+            ("q10#a", 250_000, true),
+            ("bare", 250_000, true),
+        ];
+        for (id, rho, accepted) in cases {
+            let outcome = ledger.reserve("p", id, "ana", Rho(rho), limits);
+            match accepted {
+                true => assert!(outcome.is_ok(), "{id}: {outcome:?}"),
+                false => assert_eq!(
+                    outcome,
+                    Err(LedgerError::QuestionOverspend {
+                        cap: Rho(250_000),
+                        reserved: Rho(200_000),
+                        asked: Rho(100_000)
+                    }),
+                    "{id}"
+                ),
+            }
+        }
+        // A part given back frees its share of the cap.
+        ledger.refund("p", "q2#a", "ana").unwrap();
+        assert!(ledger.reserve("p", "q2#b", "ana", Rho(250_000), limits).is_ok());
+        // Another project's parts of a question with the same id are its own.
+        assert!(ledger.reserve("r", "q1#a", "ana", Rho(250_000), limits).is_ok());
     }
 
     #[test]

@@ -16,4 +16,4 @@ pub mod selection;
 pub mod spending;
 
 pub use accounting::{Calibration, NoiseError, Rho, REPORTED_DELTA};
-pub use ledger::{Account, BudgetLedger, LedgerError, Reserved};
+pub use ledger::{Account, BudgetLedger, LedgerError, Limits, Reserved};

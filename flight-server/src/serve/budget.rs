@@ -37,6 +37,11 @@ impl Service {
     /// as `call`.
     pub async fn budget_lines(&self, caller: &Caller, asked: &Asked, call: &str) -> Result<Vec<TrustBudget>, Status> {
         let context = self.context(caller, asked);
+        // A read asks every trust: it counts against the caller's questions running, as a
+        // question does, so that reads cannot be used to flood the trusts.
+        let Some(_running) = self.running.start(&caller.name) else {
+            return Err(self.unanswered(caller, call, self.too_many_running()).await);
+        };
         let coordinator = self.coordinator(&context, caller, call, "").await?;
         let line = |trust, note, error| TrustBudget {
             project: context.project.clone(),

@@ -237,6 +237,14 @@ impl Service {
         }
     }
 
+    /// The refusal of a request beyond the caller's share of questions running at once.
+    pub(super) fn too_many_running(&self) -> String {
+        format!(
+            "refused: you have {} questions running; wait for one to finish",
+            self.running.max()
+        )
+    }
+
     /// Answers `sql` for `caller` as `asked` through disclosure control, within the limits, and
     /// audits it.
     pub(crate) async fn answer(&self, caller: &Caller, asked: &Asked, sql: &str, call: &str) -> Result<Answer, Status> {
@@ -245,10 +253,7 @@ impl Service {
             return Err(self.refuse(&context, caller, call, sql, too_long).await);
         }
         let Some(_running) = self.running.start(&caller.name) else {
-            let message = format!(
-                "refused: you have {} questions running; wait for one to finish",
-                self.running.max()
-            );
+            let message = self.too_many_running();
             return Err(self
                 .refuse(&context, caller, call, sql, QueryError::query(message))
                 .await);

@@ -10,12 +10,33 @@ use crate::config::{FederationConfig, OnNodeFailure};
 use async_trait::async_trait;
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use tessera_protocol::client::{ClientError, NodeClient};
 use tessera_protocol::{BudgetNote, FragmentRequest};
 
 /// A trust's answers to fragments, batch by batch.
 pub type FragmentStream = BoxStream<'static, std::result::Result<RecordBatch, ClientError>>;
+
+/// A node's answer batch by batch; an answer of no rows is one empty batch with the schema the
+/// node sent, so that what the trust said beside it (its privacy note: what the question cost)
+/// is read as for any answer.
+fn with_empty_answer(flight: arrow_flight::decode::FlightRecordBatchStream) -> FragmentStream {
+    futures::stream::unfold((flight, false, false), |(mut flight, any, done)| async move {
+        if done {
+            return None;
+        }
+        match flight.next().await {
+            Some(Ok(batch)) => Some((Ok(batch), (flight, true, false))),
+            Some(Err(e)) => Some((Err(ClientError::from(e)), (flight, any, true))),
+            None if any => None,
+            None => {
+                let schema = flight.schema().cloned()?;
+                Some((Ok(RecordBatch::new_empty(schema)), (flight, true, true)))
+            }
+        }
+    })
+    .boxed()
+}
 
 /// Where a trust's fragments go: its node over Flight, or a node in the same process (a trust's
 /// own analysts are answered through this pipeline by their node).
@@ -40,7 +61,7 @@ pub trait FragmentService: Send + Sync {
 impl FragmentService for NodeClient {
     async fn stream(&self, request: &FragmentRequest) -> std::result::Result<FragmentStream, ClientError> {
         let flight = NodeClient::stream(self, request).await?;
-        Ok(flight.map_err(ClientError::from).boxed())
+        Ok(with_empty_answer(flight))
     }
 
     async fn act(&self, kind: &str, request: &FragmentRequest) -> std::result::Result<(), ClientError> {

@@ -295,12 +295,17 @@ impl ExecutionPlan for FederatedScanExec {
                                     ))
                                 }
                                 Ok(None) => {
+                                    // A trust that answered no rows adds no noise to any value.
+                                    let noise = match rows {
+                                        0 => Default::default(),
+                                        _ => notes.noise,
+                                    };
                                     record(NodeOutcome::Answered {
                                         groups: rows,
                                         elapsed: started.elapsed(),
                                         as_at: notes.as_at,
                                         privacy: notes.privacy,
-                                        noise: notes.noise,
+                                        noise,
                                     });
                                     None
                                 }

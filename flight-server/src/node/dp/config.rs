@@ -119,12 +119,16 @@ impl PrivacyConfig {
 
 impl Settings {
     /// The spend of a question that asked for `asked` (a ρ), or why it may not have it.
-    pub fn spend(&self, asked: Option<f64>) -> Result<Rho, String> {
-        let Some(value) = asked else {
+    pub fn spend(&self, asked: Option<Rho>) -> Result<Rho, String> {
+        let Some(rho) = asked else {
             return Ok(self.question_spend);
         };
-        let rho = Rho::from_f64(value)
-            .ok_or_else(|| format!("a question's privacy spend must be a ρ above 0, not {value}"))?;
+        // Compared in millionths as asked: a conversion must never round a spend down to the cap.
+        if rho.0 == 0 || rho.0 > 1000 * Rho::SCALE {
+            return Err(format!(
+                "a question's privacy spend must be a ρ above 0 and at most 1000, not ρ = {rho}"
+            ));
+        }
         if rho > self.max_question_spend {
             return Err(format!(
                 "a question may spend at most ρ = {} at this trust; it asked for ρ = {rho}",

@@ -51,6 +51,14 @@ pub enum Cells {
     Selected,
 }
 
+impl Cells {
+    /// Whether no cell can be released: the question's conditions leave its grid no public
+    /// value (which the contracts alone decide).
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Cells::Grid(cells) if cells.is_empty())
+    }
+}
+
 /// The cells of `plan`'s answer: its whole grid, from public values alone, or (when that has
 /// more than `max_cells` cells) the cells a noisy threshold selects. Every key must have public
 /// values either way.
@@ -60,6 +68,9 @@ pub async fn grid(
     witnesses: &Witnesses,
     max_cells: u64,
 ) -> Result<Cells, Refusal> {
+    if contradicted(plan, contracts, witnesses).await? {
+        return Ok(Cells::Grid(Vec::new()));
+    }
     let schema = plan.input.schema();
     let mut by_column: BTreeMap<Option<BaseColumn>, Vec<(usize, Expr)>> = BTreeMap::new();
     for (i, group) in plan.groups.iter().enumerate() {
@@ -125,51 +136,10 @@ async fn key_values(
     witnesses: &Witnesses,
     output: &DFSchema,
 ) -> Result<Vec<Vec<(usize, ScalarValue)>>, Refusal> {
-    let fail = |e: datafusion::error::DataFusionError| {
-        Refusal::new(format!(
-            "cannot list the public values of a group key: {}",
-            e.strip_backtrace()
-        ))
-    };
-    let ctx = SessionContext::new();
-    let (table, frame) = match column {
-        None => {
-            let schema = Arc::new(Schema::new(vec![Field::new("one", DataType::Utf8, true)]));
-            let batch = RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec![Some("1")]))])
-                .map_err(|e| fail(e.into()))?;
-            ("__one".to_string(), batch)
-        }
-        Some((table, name)) => {
-            let contract = contracts
-                .get(table)
-                .ok_or_else(|| Refusal::new(format!("table {table} is not served by this trust")))?;
-            let info = contract
-                .column(name)
-                .ok_or_else(|| Refusal::new(format!("{table} has no column {name}")))?;
-            let values = witness_values(contract, info, witnesses)?;
-            let values = cast(&values, &info.data_type).map_err(|e| fail(e.into()))?;
-            let schema = Arc::new(Schema::new(vec![Field::new(name, info.data_type.clone(), true)]));
-            let batch = RecordBatch::try_new(schema, vec![values]).map_err(|e| fail(e.into()))?;
-            (table.clone(), batch)
-        }
-    };
-    ctx.register_batch(&table, frame).map_err(fail)?;
-    let mut frame = ctx.table(&table).await.map_err(fail)?;
-    if let Some((_, name)) = column {
-        let own = plan
-            .lineage
-            .conditions
-            .iter()
-            .filter(|c| {
-                let refs = c.column_refs();
-                !refs.is_empty()
-                    && refs
-                        .iter()
-                        .all(|r| &r.name == name && r.relation.as_ref().map(|t| t.table()) == Some(&table))
-            })
-            .cloned()
-            .collect::<Vec<_>>();
-        if let Some(condition) = conjunction(own) {
+    let fail = listing_failed;
+    let mut frame = public_frame(column, contracts, witnesses).await?;
+    if let Some((table, name)) = column {
+        if let Some(condition) = conjunction(own_conditions(plan, table, name)) {
             frame = frame.filter(condition).map_err(fail)?;
         }
     }
@@ -204,6 +174,104 @@ async fn key_values(
     }
     rows.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     Ok(rows)
+}
+
+/// The question's conditions that read only `table.name`.
+fn own_conditions(plan: &PrivatePlan, table: &str, name: &str) -> Vec<Expr> {
+    plan.lineage
+        .conditions
+        .iter()
+        .filter(|c| {
+            let refs = c.column_refs();
+            !refs.is_empty()
+                && refs
+                    .iter()
+                    .all(|r| r.name == name && r.relation.as_ref().map(|t| t.table()) == Some(table))
+        })
+        .cloned()
+        .collect()
+}
+
+/// A frame of one column's public values, registered under its table's name so that the
+/// question's own expressions evaluate on it (`None`: a constant key's single row).
+async fn public_frame(
+    column: Option<&BaseColumn>,
+    contracts: &BTreeMap<String, Contract>,
+    witnesses: &Witnesses,
+) -> Result<datafusion::dataframe::DataFrame, Refusal> {
+    let ctx = SessionContext::new();
+    let (table, frame) = match column {
+        None => {
+            let schema = Arc::new(Schema::new(vec![Field::new("one", DataType::Utf8, true)]));
+            let batch = RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec![Some("1")]))])
+                .map_err(|e| listing_failed(e.into()))?;
+            ("__one".to_string(), batch)
+        }
+        Some((table, name)) => {
+            let contract = contracts
+                .get(table)
+                .ok_or_else(|| Refusal::new(format!("table {table} is not served by this trust")))?;
+            let info = contract
+                .column(name)
+                .ok_or_else(|| Refusal::new(format!("{table} has no column {name}")))?;
+            let values = witness_values(contract, info, witnesses)?;
+            let values = cast(&values, &info.data_type).map_err(|e| listing_failed(e.into()))?;
+            let schema = Arc::new(Schema::new(vec![Field::new(name, info.data_type.clone(), true)]));
+            let batch = RecordBatch::try_new(schema, vec![values]).map_err(|e| listing_failed(e.into()))?;
+            (table.clone(), batch)
+        }
+    };
+    ctx.register_batch(&table, frame).map_err(listing_failed)?;
+    ctx.table(&table).await.map_err(listing_failed)
+}
+
+/// Whether the question's conditions on a dimension leave it no public value at this trust
+/// (`WHERE provider_code = 'RRK'` at another trust, or a code no domain has): then no record
+/// can be in any cell, which the contracts and the question alone decide.
+async fn contradicted(
+    plan: &PrivatePlan,
+    contracts: &BTreeMap<String, Contract>,
+    witnesses: &Witnesses,
+) -> Result<bool, Refusal> {
+    let mut columns = plan
+        .lineage
+        .conditions
+        .iter()
+        .filter_map(|c| match single_column(c) {
+            Ok(Some(column)) => Some(column),
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+    columns.sort();
+    columns.dedup();
+    for column in columns {
+        let (table, name) = &column;
+        let dimension = contracts
+            .get(table)
+            .and_then(|c| c.column(name))
+            .is_some_and(|info| info.role == Role::Dimension);
+        let Some(condition) = conjunction(own_conditions(plan, table, name)).filter(|_| dimension) else {
+            continue;
+        };
+        let frame = public_frame(Some(&column), contracts, witnesses).await?;
+        let left = frame
+            .filter(condition)
+            .map_err(listing_failed)?
+            .count()
+            .await
+            .map_err(listing_failed)?;
+        if left == 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn listing_failed(e: datafusion::error::DataFusionError) -> Refusal {
+    Refusal::new(format!(
+        "cannot list the public values of a group key: {}",
+        e.strip_backtrace()
+    ))
 }
 
 /// The public values a column can take, as text, dates or numbers (cast to its type after).

@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::LogicalPlan;
 use rand::SeedableRng;
 use sha2::Digest;
@@ -235,6 +236,13 @@ impl Core {
             let mut note = private.note(0, account.spent.0, true);
             note.threshold = kept.and_then(|k| k.threshold);
             answer.schema = with_metadata(&answer.schema, PRIVACY_METADATA, note.encode());
+            // The batches carry the note too (a trust's own analysts read it from them).
+            answer.batches = answer
+                .batches
+                .iter()
+                .map(|b| RecordBatch::try_new(answer.schema.clone(), b.columns().to_vec()))
+                .collect::<Result<_, _>>()
+                .map_err(|e| Unanswered::Internal(e.to_string()))?;
             return Ok(Prepared::Kept(answer));
         }
         // Reserved ahead by the coordinator's first phase: made ready then, charged once.
@@ -270,7 +278,7 @@ impl Core {
         };
         // No cell to release (the conditions leave no public value): nothing about anyone
         // leaves, so nothing is charged.
-        let charged = match cells == grid::Cells::Grid(Vec::new()) {
+        let charged = match cells.is_empty() {
             true => Rho(0),
             false => {
                 self.charge(private, request, &reservation, spend)?;
@@ -306,7 +314,12 @@ impl Core {
                 reservation,
                 &context.requester,
                 spend,
-                private.settings.project_budget,
+                // A statement of several fragments (a UNION of aggregates) is one question: its
+                // parts' reservations share the per-question cap.
+                tessera_privacy::Limits {
+                    budget: private.settings.project_budget,
+                    per_question: Some(private.settings.max_question_spend),
+                },
             )
             .map_err(|e| match e {
                 tessera_privacy::LedgerError::Io(m) => Unanswered::Internal(m),
@@ -332,7 +345,7 @@ fn reservation_of(
     let context = &request.context;
     let spend = private
         .settings
-        .spend(context.privacy_spend.map(|r| Rho(r).as_f64()))
+        .spend(context.privacy_spend.map(Rho))
         .map_err(|e| Unanswered::Refused(Refusal::new(e)))?;
     let key = answer_key(&context.project, &request.sql, spend, as_at);
     let reservation = format!("{}#{}", context.query_id, &key[..16]);
