@@ -78,3 +78,37 @@ async fn a_grid_too_large_to_release_whole_releases_only_cells_far_above_one_per
     );
     assert!(provenance.contains("RRK ρ = 0.05 "), "{provenance}");
 }
+
+/// A group key may come from a public reference table joined on its whole key: its values are
+/// the domain's, listed from the contracts like any other key's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_from_a_public_table_has_the_public_grid() {
+    let f = Federation::start_private(&TRUSTS, 3_000, 3, |_, p| p.project_budget = 100.0).await;
+    let sql = "SELECT r.patient_class, count(*) AS n FROM apc_episodes a JOIN ref_unit_costs r \
+               ON a.treatment_specialty = r.treatment_specialty AND a.patient_class = r.patient_class \
+               GROUP BY r.patient_class";
+    let count = |batches: &[datafusion::arrow::array::RecordBatch]| {
+        rows_of(batches)
+            .into_iter()
+            .map(|row| match row.as_slice() {
+                [Cell::Str(class), Cell::Int(n)] => (class.clone(), *n),
+                other => panic!("{other:?}"),
+            })
+            .collect::<BTreeMap<_, _>>()
+    };
+    let released = count(&f.coordinator.query(sql).await.unwrap().batches);
+    let exact = count(&f.reference(sql).await.unwrap());
+    let domain = tessera_schemas::Catalog::builtin()
+        .domain("patient_class")
+        .unwrap()
+        .codes()
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+    assert_eq!(released.keys().cloned().collect::<Vec<_>>(), domain);
+    // Two trusts' noise, σ² = 1001 each: within six standard deviations.
+    let margin = 6.0 * (2.0f64 * 1001.0).sqrt();
+    for (class, n) in &released {
+        let truth = exact.get(class).copied().unwrap_or(0);
+        assert!(((n - truth) as f64).abs() <= margin, "{class}: {n} for {truth}");
+    }
+}

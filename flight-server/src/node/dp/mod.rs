@@ -138,14 +138,17 @@ impl Core {
         plan: LogicalPlan,
         timeout: Duration,
     ) -> Result<Answer, Unanswered> {
+        let started = std::time::Instant::now();
         let ready = match self.prepare_private(private, request, &plan).await? {
             Prepared::Exact => return self.execute(&request.sql, plan, timeout).await,
             Prepared::Kept(answer) => return Ok(answer),
             Prepared::Reserved(ready) => ready,
         };
+        let prepared = started.elapsed();
         // No group limit on the exact answer: how many cells hold records would tell through a
         // refusal. What is released is bounded by the grid, from public values (`max_cells`).
         let exact = self.run(ready.plan.aggregate.clone(), timeout, u64::MAX).await?;
+        let ran = started.elapsed();
         let layout = release::Layout {
             keys: ready.plan.groups.len(),
             noise: &ready.noise,
@@ -177,7 +180,16 @@ impl Core {
             batches: vec![batch],
         };
         // Kept durably before it leaves: a retry after a crash gets this answer, not new noise.
+        let released = started.elapsed();
         private.kept.keep(&ready.key, &answer).map_err(Unanswered::Internal)?;
+        tracing::debug!(
+            query_id = %request.context.query_id,
+            prepare_ms = prepared.as_secs_f64() * 1e3,
+            run_ms = (ran - prepared).as_secs_f64() * 1e3,
+            release_ms = (released - ran).as_secs_f64() * 1e3,
+            keep_ms = (started.elapsed() - released).as_secs_f64() * 1e3,
+            "private answer made"
+        );
         Ok(answer)
     }
 
@@ -190,7 +202,14 @@ impl Core {
         request: &FragmentRequest,
         plan: LogicalPlan,
     ) -> Result<(), Unanswered> {
-        if let Prepared::Reserved(ready) = self.prepare_private(private, request, &plan).await? {
+        let started = std::time::Instant::now();
+        let prepared = self.prepare_private(private, request, &plan).await?;
+        tracing::debug!(
+            query_id = %request.context.query_id,
+            prepare_ms = started.elapsed().as_secs_f64() * 1e3,
+            "private spend reserved"
+        );
+        if let Prepared::Reserved(ready) = prepared {
             private.pending_lock().insert(ready.reservation.clone(), ready);
         }
         Ok(())
@@ -250,9 +269,11 @@ impl Core {
             return Ok(Prepared::Reserved(ready));
         }
         let mut private_plan = private_plan;
+        let started = std::time::Instant::now();
         let cells = grid::grid(&private_plan, &self.tables, &private.witnesses, settings.max_cells)
             .await
             .map_err(Unanswered::Refused)?;
+        let listed = started.elapsed();
         let selecting = cells == grid::Cells::Selected;
         if selecting {
             private_plan.count_records().map_err(Unanswered::Refused)?;
@@ -285,6 +306,12 @@ impl Core {
                 spend
             }
         };
+        tracing::debug!(
+            query_id = %context.query_id,
+            grid_ms = listed.as_secs_f64() * 1e3,
+            charge_ms = (started.elapsed() - listed).as_secs_f64() * 1e3,
+            "private question prepared"
+        );
         Ok(Prepared::Reserved(Box::new(Ready {
             plan: private_plan,
             key,
