@@ -72,17 +72,31 @@ impl PerAddress {
 }
 
 /// One accepted connection, counted while it is open.
-pub struct Connection<T> {
-    inner: T,
+pub struct Connection<T: Io> {
+    /// The stream; taken only when the connection is dropped.
+    inner: Option<T>,
     pub remote: SocketAddr,
     pub local: SocketAddr,
-    _slot: OwnedSemaphorePermit,
+    slot: Option<OwnedSemaphorePermit>,
     addresses: Arc<PerAddress>,
     /// When the connection counts as idle, moved on by every byte.
     idle: Pin<Box<tokio::time::Sleep>>,
+    /// Whether this side has finished writing (a graceful close): then the connection lingers.
+    shut_down: bool,
 }
 
-impl<T> Connection<T> {
+/// How long a connection this side closed gracefully keeps reading, so that the client reads the
+/// end of its last answer before the socket goes: closing with the client's frames unread would
+/// reset the connection, and the client would lose what it had not read yet.
+const LINGER: Duration = Duration::from_secs(5);
+
+impl<T: Io> Connection<T> {
+    fn io(&mut self) -> &mut T {
+        self.inner
+            .as_mut()
+            .expect("a connection's stream is there until it is dropped")
+    }
+
     /// Moves the idle deadline on after a byte went either way.
     fn active(&mut self) {
         self.idle.as_mut().reset(tokio::time::Instant::now() + IDLE);
@@ -97,16 +111,34 @@ impl<T> Connection<T> {
     }
 }
 
-impl<T> Drop for Connection<T> {
+impl<T: Io> Drop for Connection<T> {
     fn drop(&mut self) {
-        self.addresses.give_back(self.remote.ip());
+        let (addresses, ip, slot) = (self.addresses.clone(), self.remote.ip(), self.slot.take());
+        let inner = self.inner.take();
+        let runtime = tokio::runtime::Handle::try_current();
+        match (inner, runtime) {
+            (Some(mut io), Ok(runtime)) if self.shut_down => {
+                // Still counted against the limits while it lingers.
+                runtime.spawn(async move {
+                    use tokio::io::AsyncReadExt;
+                    let mut unread = [0u8; 4096];
+                    let _ = tokio::time::timeout(LINGER, async {
+                        while matches!(io.read(&mut unread).await, Ok(n) if n > 0) {}
+                    })
+                    .await;
+                    drop((io, slot));
+                    addresses.give_back(ip);
+                });
+            }
+            _ => addresses.give_back(ip),
+        }
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Connection<T> {
+impl<T: Io> AsyncRead for Connection<T> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+        match Pin::new(self.io()).poll_read(cx, buf) {
             Poll::Ready(Ok(())) if buf.filled().len() > before => {
                 self.active();
                 Poll::Ready(Ok(()))
@@ -117,9 +149,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for Connection<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Connection<T> {
+impl<T: Io> AsyncWrite for Connection<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let written = Pin::new(&mut self.inner).poll_write(cx, buf);
+        let written = Pin::new(self.io()).poll_write(cx, buf);
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
             self.active();
         }
@@ -127,11 +159,15 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Connection<T> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        Pin::new(self.io()).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let done = Pin::new(self.io()).poll_shutdown(cx);
+        if matches!(done, Poll::Ready(Ok(()))) {
+            self.shut_down = true;
+        }
+        done
     }
 
     fn poll_write_vectored(
@@ -139,7 +175,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Connection<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        let written = Pin::new(self.io()).poll_write_vectored(cx, bufs);
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
             self.active();
         }
@@ -147,11 +183,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Connection<T> {
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.inner.as_ref().is_some_and(|io| io.is_write_vectored())
     }
 }
 
-impl<T> tonic::transport::server::Connected for Connection<T> {
+impl<T: Io> tonic::transport::server::Connected for Connection<T> {
     type ConnectInfo = tonic::transport::server::TcpConnectInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
@@ -163,7 +199,7 @@ impl<T> tonic::transport::server::Connected for Connection<T> {
 }
 
 /// Connections accepted in the background, TLS ones after their handshake.
-pub struct Accepted<T> {
+pub struct Accepted<T: Io> {
     local: SocketAddr,
     ready: mpsc::Receiver<Connection<T>>,
 }
@@ -172,7 +208,7 @@ pub struct Accepted<T> {
 /// handshake), in its own task, under the handshake deadline.
 fn accept<T, F, Fut>(listener: TcpListener, upgrade: F) -> io::Result<Accepted<T>>
 where
-    T: Send + 'static,
+    T: Io,
     F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = io::Result<T>> + Send + 'static,
 {
@@ -204,12 +240,13 @@ where
                 match upgraded {
                     Ok(Ok(inner)) => {
                         let connection = Connection {
-                            inner,
+                            inner: Some(inner),
                             remote,
                             local,
-                            _slot: slot,
+                            slot: Some(slot),
                             addresses,
                             idle: Box::pin(tokio::time::sleep(IDLE)),
+                            shut_down: false,
                         };
                         let _ = send.send(connection).await;
                     }
@@ -244,7 +281,7 @@ pub fn bounded(listener: TcpListener, config: Option<Arc<rustls::ServerConfig>>)
     }
 }
 
-impl<T: Send + 'static> Accepted<T> {
+impl<T: Io> Accepted<T> {
     /// The connections as a stream (for tonic).
     pub fn into_stream(self) -> impl futures::Stream<Item = io::Result<Connection<T>>> {
         futures::stream::unfold(self.ready, |mut ready| async move {
@@ -255,7 +292,7 @@ impl<T: Send + 'static> Accepted<T> {
 
 impl<T> axum::serve::Listener for Accepted<T>
 where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: Io,
 {
     type Io = Connection<T>;
     type Addr = SocketAddr;
