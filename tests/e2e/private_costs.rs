@@ -15,6 +15,11 @@ fn spent(f: &Federation, trust: &str) -> Rho {
         .spent
 }
 
+/// One private trust with room in its budget.
+async fn one_trust() -> Federation {
+    Federation::start_private(&TRUSTS[..1], 2_000, 5, |_, p| p.project_budget = 100.0).await
+}
+
 /// A UNION of `parts` aggregates, each a fragment at every trust.
 fn union_of(parts: usize) -> String {
     (0..parts)
@@ -109,7 +114,7 @@ async fn an_answer_of_no_rows_still_says_what_it_cost() {
 /// says it cost nothing (it once repeated the first answer's charge).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_analysts_repeated_question_is_free_and_says_so() {
-    let f = Federation::start_private(&TRUSTS[..1], 2_000, 5, |_, p| p.project_budget = 100.0).await;
+    let f = one_trust().await;
     let analyst = f.nodes[0].analyst().await;
     let request = tessera_protocol::FragmentRequest::with_context(
         "SELECT sex, count(*) AS n FROM apc_episodes GROUP BY sex",
@@ -133,7 +138,7 @@ async fn an_analysts_repeated_question_is_free_and_says_so() {
 /// trust's bounds must both accept it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_a_sum_may_be_of() {
-    let f = Federation::start_private(&TRUSTS[..1], 2_000, 5, |_, p| p.project_budget = 100.0).await;
+    let f = one_trust().await;
     // (argument, answered)
     let cases = [
         ("los_days", true),

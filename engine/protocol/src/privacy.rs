@@ -31,10 +31,7 @@ impl PrivacyNote {
 
     /// Decodes a note a node sent; `None` if it is not one.
     pub fn decode(text: &str) -> Option<PrivacyNote> {
-        if text.len() > 1024 {
-            return None;
-        }
-        serde_json::from_str(text).ok()
+        json_within(text.as_bytes(), 1024)
     }
 }
 
@@ -81,10 +78,7 @@ impl BudgetNote {
 
     /// Decodes a note a node sent; `None` if it is not one.
     pub fn decode(bytes: &[u8]) -> Option<BudgetNote> {
-        if bytes.len() > 1024 {
-            return None;
-        }
-        serde_json::from_slice(bytes).ok()
+        json_within(bytes, 1024)
     }
 }
 
@@ -111,11 +105,15 @@ impl TrustBudget {
 
     /// Decodes a line the service sent; `None` if it is not one.
     pub fn decode(bytes: &[u8]) -> Option<TrustBudget> {
-        if bytes.len() > 4096 {
-            return None;
-        }
-        serde_json::from_slice(bytes).ok()
+        json_within(bytes, 4096)
     }
+}
+
+/// `bytes` from the network as a `T`, if they are one and at most `limit` long.
+fn json_within<T: serde::de::DeserializeOwned>(bytes: &[u8], limit: usize) -> Option<T> {
+    (bytes.len() <= limit)
+        .then(|| serde_json::from_slice(bytes).ok())
+        .flatten()
 }
 
 /// `millionths` of ρ as a short number (`0.05`).
