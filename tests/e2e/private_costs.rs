@@ -164,3 +164,18 @@ async fn what_a_sum_may_be_of() {
         );
     }
 }
+
+/// A condition on a dimension that has no public list of values (a flag) cannot leave a trust
+/// without a cell: the question is answered (a check for contradicted conditions once refused it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_condition_on_a_flag_is_answered() {
+    let f = one_trust().await;
+    let sql = "SELECT attended, count(*) AS n FROM op_appointments WHERE first_attendance GROUP BY attended";
+    let result = f
+        .coordinator
+        .query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{}", e.message));
+    assert!(result.num_rows() > 0);
+    assert_eq!(spent(&f, "RRK"), Rho(50_000));
+}

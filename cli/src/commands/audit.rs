@@ -141,7 +141,10 @@ pub fn show(file: &Path, ledger: Option<&Path>, filter: &Filter) -> Outcome {
         }
     }
     if let Some(ledger) = ledger {
-        show_spending(&ledger, filter)?;
+        // A ledger that cannot be read is reported; the audit log's own summary still follows.
+        if let Err(e) = show_spending(&ledger, filter) {
+            println!("\nWARNING: the privacy ledger could not be read: {}", e.message);
+        }
     }
     if !unanswered.is_empty() {
         println!("\nRefused or failed:");

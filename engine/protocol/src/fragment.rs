@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::context::RequestContext;
 
 /// Version of the node protocol this build speaks; nodes announce it in `GetSqlInfo`.
-pub const PROTOCOL_VERSION: &str = "tessera-node/2";
+pub const PROTOCOL_VERSION: &str = "tessera-node/3";
 
 /// Largest fragment request a node will decode.
 pub const MAX_REQUEST_BYTES: usize = 256 * 1024;

@@ -55,7 +55,8 @@ impl Service {
             .into_iter()
             .map(|(trust, answer)| match answer {
                 Ok(note) => line(trust, note, None),
-                Err(error) => line(trust, None, Some(error)),
+                // A trust's error in a few words: a line must stay within what a client reads.
+                Err(error) => line(trust, None, Some(error.chars().take(300).collect())),
             })
             .collect::<Vec<_>>();
         let reason = format!("privacy budget read at {} trusts", lines.len());

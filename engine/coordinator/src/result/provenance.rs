@@ -27,6 +27,8 @@ pub struct Provenance {
     pub privacy: BTreeMap<String, PrivacyNote>,
     /// Per fragment, per trust, per partial column: the noise the trust stated.
     pub noise: StatedNoise,
+    /// Trust name → fragments whose cells it selected by a noisy threshold (each adds δ).
+    pub selections: BTreeMap<String, u64>,
 }
 
 impl Provenance {
@@ -75,6 +77,9 @@ impl Provenance {
                         kept.project_spent = kept.project_spent.max(note.project_spent);
                         kept.cached &= note.cached;
                         kept.threshold = kept.threshold.max(note.threshold);
+                        if note.threshold.is_some() {
+                            *self.selections.entry(trust.clone()).or_default() += 1;
+                        }
                     }
                 }
                 Some(NodeOutcome::Failed(reason)) => {
@@ -173,11 +178,12 @@ impl Provenance {
             .iter()
             .filter_map(|(t, n)| n.threshold.map(|x| format!("{t} {x}")))
             .collect::<Vec<_>>();
+        let selections = self.selections.values().copied().max().unwrap_or(1);
         match each.is_empty() {
             true => String::new(),
             false => format!(
                 "; the grid was too large to release whole, so each trust released only the cells whose noisy count of \
-                 records reached its threshold ({}; δ 1e-9 more), and a value sums only the trusts that released its cell",
+                 records reached its threshold ({}; δ {selections}e-9 more), and a value sums only the trusts that released its cell",
                 each.join(", ")
             ),
         }

@@ -79,11 +79,17 @@ pub async fn grid(
         by_column.entry(column).or_default().push((i, key));
     }
     let output = plan.aggregate.schema();
+    // Every key's public values first: one left with none empties the grid, whatever the others.
+    let mut columns = Vec::new();
+    for (column, keys) in by_column {
+        columns.push(key_values(column.as_ref(), &keys, plan, contracts, witnesses, output).await?);
+    }
+    if columns.iter().any(Vec::is_empty) {
+        return Ok(Cells::Grid(Vec::new()));
+    }
     let mut rows: Vec<Vec<(usize, ScalarValue)>> = vec![Vec::new()];
     let mut too_many = false;
-    for (column, keys) in by_column {
-        let values = key_values(column.as_ref(), &keys, plan, contracts, witnesses, output).await?;
-        // Each key is still checked for public values once the grid is known to be too large.
+    for values in columns {
         too_many |= rows.len() as u64 * values.len() as u64 > max_cells;
         if too_many {
             rows.clear();
@@ -253,7 +259,10 @@ async fn contradicted(
         let Some(condition) = conjunction(own_conditions(plan, table, name)).filter(|_| dimension) else {
             continue;
         };
-        let frame = public_frame(Some(&column), contracts, witnesses).await?;
+        // A dimension with no public list (a flag, say) cannot be contradicted by one.
+        let Ok(frame) = public_frame(Some(&column), contracts, witnesses).await else {
+            continue;
+        };
         let left = frame
             .filter(condition)
             .map_err(listing_failed)?
