@@ -112,3 +112,39 @@ async fn a_key_from_a_public_table_has_the_public_grid() {
         assert!(((n - truth) as f64).abs() <= margin, "{class}: {n} for {truth}");
     }
 }
+
+/// A selected cell's keys are public values, as a grid's are: months outside the trusts' public
+/// period are not released even when many records fall in them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selected_cells_have_only_public_key_values() {
+    let f = Federation::start_private(&TRUSTS, 20_000, 3, |_, p| {
+        p.max_cells = 1;
+        p.project_budget = 100.0;
+        p.period = ["2024-01".into(), "2024-02".into()];
+    })
+    .await;
+    let sql =
+        "SELECT CAST(date_trunc('month', admission_date) AS DATE) AS month, count(*) AS n FROM apc_episodes GROUP BY 1";
+    let months = |batches: &[datafusion::arrow::array::RecordBatch]| {
+        rows_of(batches)
+            .into_iter()
+            .map(|row| match &row[0] {
+                Cell::Str(month) => month.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect::<Vec<_>>()
+    };
+    let exact = months(&f.reference(sql).await.unwrap());
+    assert!(
+        exact.len() > 2,
+        "the data must have months outside the period: {exact:?}"
+    );
+    let released = months(&f.coordinator.query(sql).await.unwrap().batches);
+    assert!(!released.is_empty(), "the period's months hold many records");
+    for month in &released {
+        assert!(
+            month.starts_with("2024-01") || month.starts_with("2024-02"),
+            "{month} released: {released:?}"
+        );
+    }
+}

@@ -47,8 +47,30 @@ pub enum Cells {
     /// outputs them), released whatever the data.
     Grid(Vec<Vec<ScalarValue>>),
     /// The grid has more than `max_cells` cells: only cells whose noisy count of records passes
-    /// a threshold are released ([`tessera_privacy::selection`]).
-    Selected,
+    /// a threshold are released ([`tessera_privacy::selection`]), and only with key values the
+    /// contracts list (one set per column the keys read).
+    Selected(Vec<KeyValues>),
+}
+
+/// The public values of the keys on one column, as a cell's key must have them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyValues {
+    /// The keys' positions among the group keys.
+    positions: Vec<usize>,
+    /// Their public value tuples.
+    values: std::collections::HashSet<Vec<ScalarValue>>,
+}
+
+impl KeyValues {
+    /// Whether the cell with group key values `key` has public values on this column.
+    pub fn admits(&self, key: &[ScalarValue]) -> bool {
+        let tuple = self
+            .positions
+            .iter()
+            .map(|&i| key.get(i).cloned().unwrap_or(ScalarValue::Null))
+            .collect::<Vec<_>>();
+        self.values.contains(&tuple)
+    }
 }
 
 impl Cells {
@@ -89,7 +111,7 @@ pub async fn grid(
     }
     let mut rows: Vec<Vec<(usize, ScalarValue)>> = vec![Vec::new()];
     let mut too_many = false;
-    for values in columns {
+    for values in &columns {
         too_many |= rows.len() as u64 * values.len() as u64 > max_cells;
         if too_many {
             rows.clear();
@@ -107,7 +129,17 @@ pub async fn grid(
             .collect();
     }
     if too_many {
-        return Ok(Cells::Selected);
+        let public = columns
+            .iter()
+            .map(|values| KeyValues {
+                positions: values[0].iter().map(|(i, _)| *i).collect(),
+                values: values
+                    .iter()
+                    .map(|v| v.iter().map(|(_, value)| value.clone()).collect())
+                    .collect(),
+            })
+            .collect();
+        return Ok(Cells::Selected(public));
     }
     Ok(Cells::Grid(
         rows.into_iter()

@@ -274,7 +274,7 @@ impl Core {
             .await
             .map_err(Unanswered::Refused)?;
         let listed = started.elapsed();
-        let selecting = cells == grid::Cells::Selected;
+        let selecting = matches!(cells, grid::Cells::Selected(_));
         if selecting {
             private_plan.count_records().map_err(Unanswered::Refused)?;
         }

@@ -15,7 +15,7 @@ use tessera_privacy::sampler::discrete_gaussian;
 use tessera_privacy::Calibration;
 use tessera_protocol::names::{NOISE_SD_METADATA, SENSITIVITY_METADATA};
 
-use super::grid::Cells;
+use super::grid::{Cells, KeyValues};
 
 /// What the exact aggregate output means, column by column.
 pub struct Layout<'a> {
@@ -60,8 +60,8 @@ pub fn release(
     let values = exact_cells(exact, layout.keys, statistics + usize::from(selection.is_some()))?;
     let grid = match (cells, selection) {
         (Cells::Grid(grid), _) => grid.clone(),
-        (Cells::Selected, Some(selection)) => selected(&values, statistics, selection, rng),
-        (Cells::Selected, None) => return Err("cells to select, and no threshold".into()),
+        (Cells::Selected(public), Some(selection)) => selected(&values, statistics, public, selection, rng),
+        (Cells::Selected(_), None) => return Err("cells to select, and no threshold".into()),
     };
     let zeros = vec![0i128; statistics];
     let mut noisy: Vec<Vec<i128>> = vec![Vec::with_capacity(grid.len()); statistics];
@@ -157,17 +157,19 @@ fn exact_cells(
     Ok(cells)
 }
 
-/// The cells whose count of records (value `statistics` of each), with fresh noise, reaches the
-/// threshold, in key order. Only cells that hold records can pass, which is why the threshold
-/// is far above what one person's records can make.
+/// The cells with public key values whose count of records (value `statistics` of each), with
+/// fresh noise, reaches the threshold, in key order. Only cells that hold records can pass,
+/// which is why the threshold is far above what one person's records can make.
 fn selected(
     cells: &HashMap<Vec<ScalarValue>, Vec<i128>>,
     statistics: usize,
+    public: &[KeyValues],
     selection: &Selection,
     rng: &mut dyn RngCore,
 ) -> Vec<Vec<ScalarValue>> {
     let mut kept = cells
         .iter()
+        .filter(|(key, _)| public.iter().all(|column| column.admits(key)))
         .filter(|(_, values)| {
             values[statistics] + discrete_gaussian(rng, selection.noise.sigma2) >= i128::from(selection.threshold)
         })
