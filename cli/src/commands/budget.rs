@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use tessera_coordinator::{Coordinator, FederationConfig};
-use tessera_protocol::{BudgetNote, TrustBudget};
+use tessera_protocol::TrustBudget;
 use tessera_schemas::Catalog;
 
 use super::query::locate_config;
@@ -23,12 +23,9 @@ pub struct BudgetArgs {
     pub service: ServiceArgs,
 }
 
-/// Each trust's answer: its note, none (it keeps no budget), or why it did not say.
-type Answers = Vec<(String, Result<Option<BudgetNote>, String>)>;
-
 pub fn run(args: BudgetArgs) -> Outcome {
     runtime()?.block_on(async {
-        let (project, answers) = match &args.service.server {
+        let (project, lines): (String, Vec<TrustBudget>) = match &args.service.server {
             Some(url) => {
                 let client = args.service.sign_in(url).await?;
                 let lines = client
@@ -39,50 +36,33 @@ pub fn run(args: BudgetArgs) -> Outcome {
                     Some(line) => line.project.clone(),
                     None => args.service.project.clone().unwrap_or_default(),
                 };
-                (project, answers_of(lines))
+                (project, lines)
             }
             None => {
                 let path = locate_config(args.config.as_deref())?;
                 let config = FederationConfig::load(&path).map_err(Failure::connection)?;
                 let project = config.federation.project.clone();
                 let coordinator = Coordinator::new(config, &Catalog::builtin()).map_err(failure)?;
-                (project, coordinator.budget(&coordinator.context()).await)
+                let answers = coordinator.budget(&coordinator.context()).await;
+                let lines = answers
+                    .into_iter()
+                    .map(|(trust, answer)| TrustBudget::of(&project, trust, answer))
+                    .collect();
+                (project, lines)
             }
         };
-        print(&project, answers)
+        print(&project, &lines)
     })
 }
 
-/// The service's lines as the trusts' answers.
-fn answers_of(lines: Vec<TrustBudget>) -> Answers {
-    lines
-        .into_iter()
-        .map(|line| {
-            let answer = match line.error {
-                Some(error) => Err(error),
-                None => Ok(line.note),
-            };
-            (line.trust, answer)
-        })
-        .collect()
-}
-
 /// Prints each trust's account; fails (exit 2) if a trust did not say.
-fn print(project: &str, answers: Answers) -> Outcome {
+fn print(project: &str, lines: &[TrustBudget]) -> Outcome {
     println!("privacy budget of project {project} (ρ, zero-concentrated differential privacy):");
-    let mut failed = None;
-    for (trust, answer) in answers {
-        match answer {
-            Ok(Some(note)) => println!("  {trust}: {}", note.summary()),
-            Ok(None) => println!("  {trust}: keeps no privacy budget (mode = \"sdc\")"),
-            Err(e) => {
-                println!("  {trust}: did not say ({e})");
-                failed.get_or_insert(e);
-            }
-        }
+    for line in lines {
+        println!("  {}: {}", line.trust, line.summary());
     }
-    match failed {
-        Some(e) => Err(Failure::connection(e)),
+    match lines.iter().find_map(|line| line.error.as_ref()) {
+        Some(error) => Err(Failure::connection(error.clone())),
         None => Ok(()),
     }
 }

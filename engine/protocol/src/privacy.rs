@@ -98,6 +98,30 @@ pub struct TrustBudget {
 }
 
 impl TrustBudget {
+    /// The line of `trust`'s answer about `project`: its note, none (it keeps no budget), or why
+    /// it did not say.
+    pub fn of(project: &str, trust: String, answer: Result<Option<BudgetNote>, String>) -> TrustBudget {
+        let (note, error) = match answer {
+            Ok(note) => (note, None),
+            Err(error) => (None, Some(error)),
+        };
+        TrustBudget {
+            project: project.to_string(),
+            trust,
+            note,
+            error,
+        }
+    }
+
+    /// The account in words, as the CLI and the dashboard show it.
+    pub fn summary(&self) -> String {
+        match (&self.note, &self.error) {
+            (Some(note), _) => note.summary(),
+            (None, Some(error)) => format!("did not say ({error})"),
+            (None, None) => "keeps no privacy budget (statistical disclosure control, mode = \"sdc\")".to_string(),
+        }
+    }
+
     /// Encodes the line for an action result.
     pub fn encode(&self) -> String {
         serde_json::to_string(self).expect("a trust's budget line always serialises")

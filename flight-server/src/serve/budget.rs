@@ -43,20 +43,14 @@ impl Service {
             return Err(self.unanswered(caller, call, self.too_many_running()).await);
         };
         let coordinator = self.coordinator(&context, caller, call, "").await?;
-        let line = |trust, note, error| TrustBudget {
-            project: context.project.clone(),
-            trust,
-            note,
-            error,
-        };
         let lines = coordinator
             .budget(&context)
             .await
             .into_iter()
-            .map(|(trust, answer)| match answer {
-                Ok(note) => line(trust, note, None),
-                // A trust's error in a few words: a line must stay within what a client reads.
-                Err(error) => line(trust, None, Some(error.chars().take(300).collect())),
+            // A trust's error in a few words: a line must stay within what a client decodes.
+            .map(|(trust, answer)| {
+                let answer = answer.map_err(|e| e.chars().take(300).collect());
+                TrustBudget::of(&context.project, trust, answer)
             })
             .collect::<Vec<_>>();
         let reason = format!("privacy budget read at {} trusts", lines.len());

@@ -245,15 +245,10 @@ async fn budget_section(app: &App, caller: &Caller, project: &str) -> String {
     let items: String = lines
         .iter()
         .map(|line| {
-            let text = match (&line.note, &line.error) {
-                (Some(note), _) => note.summary(),
-                (None, Some(error)) => format!("did not say ({error})"),
-                (None, None) => "keeps no privacy budget (statistical disclosure control)".to_string(),
-            };
             format!(
                 r#"<li><strong class="trust">{}</strong>: {}</li>"#,
                 escape(&line.trust),
-                escape(&text)
+                escape(&line.summary())
             )
         })
         .collect();

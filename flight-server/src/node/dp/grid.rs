@@ -90,15 +90,16 @@ pub async fn grid(
     witnesses: &Witnesses,
     max_cells: u64,
 ) -> Result<Cells, Refusal> {
-    if contradicted(plan, contracts, witnesses).await? {
-        return Ok(Cells::Grid(Vec::new()));
-    }
     let schema = plan.input.schema();
     let mut by_column: BTreeMap<Option<BaseColumn>, Vec<(usize, Expr)>> = BTreeMap::new();
     for (i, group) in plan.groups.iter().enumerate() {
         let key = tessera_policy::cells::resolve(group, schema, &plan.lineage.defs)?;
         let column = single_column(&key)?;
         by_column.entry(column).or_default().push((i, key));
+    }
+    // A key's own conditions narrow its values below; the other columns' are checked here.
+    if contradicted(plan, contracts, witnesses, |c| by_column.contains_key(&Some(c.clone()))).await? {
+        return Ok(Cells::Grid(Vec::new()));
     }
     let output = plan.aggregate.schema();
     // Every key's public values first: one left with none empties the grid, whatever the others.
@@ -174,11 +175,10 @@ async fn key_values(
     witnesses: &Witnesses,
     output: &DFSchema,
 ) -> Result<Vec<Vec<(usize, ScalarValue)>>, Refusal> {
-    let fail = listing_failed;
     let mut frame = public_frame(column, contracts, witnesses).await?;
     if let Some((table, name)) = column {
         if let Some(condition) = conjunction(own_conditions(plan, table, name)) {
-            frame = frame.filter(condition).map_err(fail)?;
+            frame = frame.filter(condition).map_err(listing_failed)?;
         }
     }
     let selected = keys
@@ -187,18 +187,20 @@ async fn key_values(
         .collect::<Vec<_>>();
     let batches = frame
         .select(selected)
-        .map_err(fail)?
+        .map_err(listing_failed)?
         .distinct()
-        .map_err(fail)?
+        .map_err(listing_failed)?
         .collect()
         .await
-        .map_err(fail)?;
+        .map_err(listing_failed)?;
     let mut rows = Vec::new();
     for batch in batches {
         let columns = keys
             .iter()
             .enumerate()
-            .map(|(j, (i, _))| cast(batch.column(j), output.field(*i).data_type()).map_err(|e| fail(e.into())))
+            .map(|(j, (i, _))| {
+                cast(batch.column(j), output.field(*i).data_type()).map_err(|e| listing_failed(e.into()))
+            })
             .collect::<Result<Vec<ArrayRef>, _>>()?;
         for row in 0..batch.num_rows() {
             let values = keys
@@ -206,7 +208,7 @@ async fn key_values(
                 .zip(&columns)
                 .map(|((i, _), array)| ScalarValue::try_from_array(array, row).map(|v| (*i, v)))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(fail)?;
+                .map_err(listing_failed)?;
             rows.push(values);
         }
     }
@@ -270,6 +272,7 @@ async fn contradicted(
     plan: &PrivatePlan,
     contracts: &BTreeMap<String, Contract>,
     witnesses: &Witnesses,
+    is_key: impl Fn(&BaseColumn) -> bool,
 ) -> Result<bool, Refusal> {
     let mut columns = plan
         .lineage
@@ -282,7 +285,7 @@ async fn contradicted(
         .collect::<Vec<_>>();
     columns.sort();
     columns.dedup();
-    for column in columns {
+    for column in columns.into_iter().filter(|c| !is_key(c)) {
         let (table, name) = &column;
         let dimension = contracts
             .get(table)

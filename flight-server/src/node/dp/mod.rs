@@ -170,15 +170,12 @@ impl Core {
         let account = private.ledger.account(&request.context.project);
         let mut note = private.note(ready.spend.0, account.spent.0, false);
         note.threshold = selection.map(|s| s.threshold);
-        let schema = with_metadata(&self.with_as_at(&batch.schema()), PRIVACY_METADATA, note.encode());
-        let batch = batch
-            .with_schema(schema.clone())
-            .map_err(|e| Unanswered::Internal(e.to_string()))?;
         let answer = Answer {
-            schema,
+            schema: self.with_as_at(&batch.schema()),
             rows: batch.num_rows() as u64,
             batches: vec![batch],
         };
+        let answer = with_note(answer, &note)?;
         // Kept durably before it leaves: a retry after a crash gets this answer, not new noise.
         let released = started.elapsed();
         private.kept.keep(&ready.key, &answer).map_err(Unanswered::Internal)?;
@@ -244,7 +241,7 @@ impl Core {
         };
         let context = &request.context;
         let (key, spend, reservation) = reservation_of(private, request, &self.as_at)?;
-        if let Some(mut answer) = private.cached(&key) {
+        if let Some(answer) = private.cached(&key) {
             let account = private.ledger.account(&context.project);
             // The kept note says how its cells were selected; only the cost is new.
             let kept = answer
@@ -254,15 +251,7 @@ impl Core {
                 .and_then(|t| PrivacyNote::decode(t));
             let mut note = private.note(0, account.spent.0, true);
             note.threshold = kept.and_then(|k| k.threshold);
-            answer.schema = with_metadata(&answer.schema, PRIVACY_METADATA, note.encode());
-            // The batches carry the note too (a trust's own analysts read it from them).
-            answer.batches = answer
-                .batches
-                .iter()
-                .map(|b| RecordBatch::try_new(answer.schema.clone(), b.columns().to_vec()))
-                .collect::<Result<_, _>>()
-                .map_err(|e| Unanswered::Internal(e.to_string()))?;
-            return Ok(Prepared::Kept(answer));
+            return Ok(Prepared::Kept(with_note(answer, &note)?));
         }
         // Reserved ahead by the coordinator's first phase: made ready then, charged once.
         if let Some(ready) = private.pending_lock().remove(&reservation) {
@@ -360,6 +349,19 @@ impl Core {
         }
         Ok(())
     }
+}
+
+/// `answer` with `note` as its privacy note, in its schema and in its batches alike (a trust's
+/// own analysts read it from the batches).
+fn with_note(mut answer: Answer, note: &PrivacyNote) -> Result<Answer, Unanswered> {
+    answer.schema = with_metadata(&answer.schema, PRIVACY_METADATA, note.encode());
+    answer.batches = answer
+        .batches
+        .iter()
+        .map(|b| RecordBatch::try_new(answer.schema.clone(), b.columns().to_vec()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| Unanswered::Internal(e.to_string()))?;
+    Ok(answer)
 }
 
 /// A fragment's answer key, spend and reservation id: one reservation per fragment, so a
