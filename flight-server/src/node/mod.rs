@@ -173,11 +173,12 @@ impl TrustNode {
 
 /// The node's DataFusion session. It never spills to disk: intermediate results of patient
 /// records are not written to temporary files; a query over its memory limit fails instead.
+/// Its planner runs the private plans' cap on each person's records.
 fn node_session() -> datafusion::error::Result<SessionContext> {
-    Ok(SessionContext::new_with_config_rt(
+    Ok(dp::cap::with_cap_planner(SessionContext::new_with_config_rt(
         tessera_policy::session::session_config(),
         node_runtime(None)?,
-    ))
+    )))
 }
 
 /// A runtime that never spills to disk, with `memory_limit` bytes when given.

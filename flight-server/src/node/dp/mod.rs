@@ -17,6 +17,7 @@
 //!    so asking again cannot average the noise away.
 
 mod bounds;
+pub mod cap;
 pub mod config;
 mod grid;
 mod kept;

@@ -8,20 +8,14 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, ScalarValue};
-use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::{
-    cast, col, lit, when, Aggregate, Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, Projection,
-};
+use datafusion::logical_expr::{cast, lit, when, Aggregate, Expr, LogicalPlan, Projection};
 use tessera_policy::cells::{base_column, lineage, Lineage};
 
 use super::bounds;
 use tessera_policy::Refusal;
 use tessera_schemas::{Contract, Role};
-
-/// Name of the bounding window's row number (never in an answer).
-const ROW_NUMBER: &str = "__tessera_record_of_person";
 
 /// One statistic of the answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -313,19 +307,8 @@ fn bound_where_people_are(node: LogicalPlan, person: &Expr, table: &str, records
         return Ok(node);
     }
     if let Some(i) = found.defs.iter().position(|d| d == person) {
-        let schema = node.schema().clone();
-        let columns = schema.columns().into_iter().map(Expr::Column).collect::<Vec<_>>();
-        let number = row_number()
-            .partition_by(vec![Expr::Column(Column::from(schema.qualified_field(i)))])
-            .build()
-            .map_err(fail)?
-            .alias(ROW_NUMBER);
-        return LogicalPlanBuilder::from(node)
-            .window(vec![number])
-            .and_then(|b| b.filter(col(ROW_NUMBER).lt_eq(lit(ScalarValue::UInt64(Some(records))))))
-            .and_then(|b| b.project(columns))
-            .and_then(|b| b.build())
-            .map_err(fail);
+        let column = Expr::Column(Column::from(node.schema().qualified_field(i)));
+        return Ok(super::cap::CapRecords::plan(node, column, records));
     }
     if matches!(node, LogicalPlan::Join(_)) {
         return Err(Refusal::new(format!(
