@@ -14,17 +14,15 @@ use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
 use datafusion::arrow::array::{ArrayRef, Date32Array, Float64Array, StringArray};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::{Column, DFSchema, ScalarValue};
+use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::Expr;
-use datafusion::prelude::SessionContext;
 use tessera_policy::Refusal;
 use tessera_schemas::{Contract, Role};
 
 use super::plan::PrivatePlan;
+use super::public::{BaseColumn, PublicValues};
 
 /// The public values a grid is made from, beyond the contracts.
 #[derive(Debug, Clone)]
@@ -36,9 +34,6 @@ pub struct Witnesses {
     /// This trust's own ODS code: its records' `provider_code`.
     pub trust: String,
 }
-
-/// A contract column: its table and name.
-type BaseColumn = (String, String);
 
 /// The cells a private answer may release.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,11 +79,12 @@ impl Cells {
 /// The cells of `plan`'s answer: its whole grid, from public values alone, or (when that has
 /// more than `max_cells` cells) the cells a noisy threshold selects. Every key must have public
 /// values either way.
-pub async fn grid(
+pub fn grid(
     plan: &PrivatePlan,
     contracts: &BTreeMap<String, Contract>,
     witnesses: &Witnesses,
     max_cells: u64,
+    state: &SessionState,
 ) -> Result<Cells, Refusal> {
     let schema = plan.input.schema();
     let mut by_column: BTreeMap<Option<BaseColumn>, Vec<(usize, Expr)>> = BTreeMap::new();
@@ -98,14 +94,24 @@ pub async fn grid(
         by_column.entry(column).or_default().push((i, key));
     }
     // A key's own conditions narrow its values below; the other columns' are checked here.
-    if contradicted(plan, contracts, witnesses, |c| by_column.contains_key(&Some(c.clone()))).await? {
+    if contradicted(plan, contracts, witnesses, state, |c| {
+        by_column.contains_key(&Some(c.clone()))
+    })? {
         return Ok(Cells::Grid(Vec::new()));
     }
     let output = plan.aggregate.schema();
     // Every key's public values first: one left with none empties the grid, whatever the others.
     let mut columns = Vec::new();
     for (column, keys) in by_column {
-        columns.push(key_values(column.as_ref(), &keys, plan, contracts, witnesses, output).await?);
+        columns.push(key_values(
+            column.as_ref(),
+            &keys,
+            plan,
+            contracts,
+            witnesses,
+            output,
+            state,
+        )?);
     }
     if columns.iter().any(Vec::is_empty) {
         return Ok(Cells::Grid(Vec::new()));
@@ -167,53 +173,30 @@ fn single_column(key: &Expr) -> Result<Option<(String, String)>, Refusal> {
 }
 
 /// The distinct values of the keys on one column, each tagged with its group position.
-async fn key_values(
-    column: Option<&(String, String)>,
+fn key_values(
+    column: Option<&BaseColumn>,
     keys: &[(usize, Expr)],
     plan: &PrivatePlan,
     contracts: &BTreeMap<String, Contract>,
     witnesses: &Witnesses,
     output: &DFSchema,
+    state: &SessionState,
 ) -> Result<Vec<Vec<(usize, ScalarValue)>>, Refusal> {
-    let mut frame = public_frame(column, contracts, witnesses).await?;
+    let mut values = PublicValues::of(column, contracts, witnesses)?;
     if let Some((table, name)) = column {
         if let Some(condition) = conjunction(own_conditions(plan, table, name)) {
-            frame = frame.filter(condition).map_err(listing_failed)?;
+            values = values.filter(state, condition)?;
         }
     }
-    let selected = keys
+    let exprs = keys
         .iter()
-        .map(|(i, key)| key.clone().alias(format!("k{i}")))
+        .map(|(i, key)| (key.clone(), output.field(*i).data_type()))
         .collect::<Vec<_>>();
-    let batches = frame
-        .select(selected)
-        .map_err(listing_failed)?
-        .distinct()
-        .map_err(listing_failed)?
-        .collect()
-        .await
-        .map_err(listing_failed)?;
-    let mut rows = Vec::new();
-    for batch in batches {
-        let columns = keys
-            .iter()
-            .enumerate()
-            .map(|(j, (i, _))| {
-                cast(batch.column(j), output.field(*i).data_type()).map_err(|e| listing_failed(e.into()))
-            })
-            .collect::<Result<Vec<ArrayRef>, _>>()?;
-        for row in 0..batch.num_rows() {
-            let values = keys
-                .iter()
-                .zip(&columns)
-                .map(|((i, _), array)| ScalarValue::try_from_array(array, row).map(|v| (*i, v)))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(listing_failed)?;
-            rows.push(values);
-        }
-    }
-    rows.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    Ok(rows)
+    let tuples = values.distinct(state, &exprs)?;
+    Ok(tuples
+        .into_iter()
+        .map(|tuple| keys.iter().map(|(i, _)| *i).zip(tuple).collect())
+        .collect())
 }
 
 /// The question's conditions that read only `table.name`.
@@ -232,46 +215,14 @@ fn own_conditions(plan: &PrivatePlan, table: &str, name: &str) -> Vec<Expr> {
         .collect()
 }
 
-/// A frame of one column's public values, registered under its table's name so that the
-/// question's own expressions evaluate on it (`None`: a constant key's single row).
-async fn public_frame(
-    column: Option<&BaseColumn>,
-    contracts: &BTreeMap<String, Contract>,
-    witnesses: &Witnesses,
-) -> Result<datafusion::dataframe::DataFrame, Refusal> {
-    let ctx = SessionContext::new();
-    let (table, frame) = match column {
-        None => {
-            let schema = Arc::new(Schema::new(vec![Field::new("one", DataType::Utf8, true)]));
-            let batch = RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec![Some("1")]))])
-                .map_err(|e| listing_failed(e.into()))?;
-            ("__one".to_string(), batch)
-        }
-        Some((table, name)) => {
-            let contract = contracts
-                .get(table)
-                .ok_or_else(|| Refusal::new(format!("table {table} is not served by this trust")))?;
-            let info = contract
-                .column(name)
-                .ok_or_else(|| Refusal::new(format!("{table} has no column {name}")))?;
-            let values = witness_values(contract, info, witnesses)?;
-            let values = cast(&values, &info.data_type).map_err(|e| listing_failed(e.into()))?;
-            let schema = Arc::new(Schema::new(vec![Field::new(name, info.data_type.clone(), true)]));
-            let batch = RecordBatch::try_new(schema, vec![values]).map_err(|e| listing_failed(e.into()))?;
-            (table.clone(), batch)
-        }
-    };
-    ctx.register_batch(&table, frame).map_err(listing_failed)?;
-    ctx.table(&table).await.map_err(listing_failed)
-}
-
 /// Whether the question's conditions on a dimension leave it no public value at this trust
 /// (`WHERE provider_code = 'RRK'` at another trust, or a code no domain has): then no record
 /// can be in any cell, which the contracts and the question alone decide.
-async fn contradicted(
+fn contradicted(
     plan: &PrivatePlan,
     contracts: &BTreeMap<String, Contract>,
     witnesses: &Witnesses,
+    state: &SessionState,
     is_key: impl Fn(&BaseColumn) -> bool,
 ) -> Result<bool, Refusal> {
     let mut columns = plan
@@ -295,31 +246,18 @@ async fn contradicted(
             continue;
         };
         // A dimension with no public list (a flag, say) cannot be contradicted by one.
-        let Ok(frame) = public_frame(Some(&column), contracts, witnesses).await else {
+        let Ok(values) = PublicValues::of(Some(&column), contracts, witnesses) else {
             continue;
         };
-        let left = frame
-            .filter(condition)
-            .map_err(listing_failed)?
-            .count()
-            .await
-            .map_err(listing_failed)?;
-        if left == 0 {
+        if values.filter(state, condition)?.len() == 0 {
             return Ok(true);
         }
     }
     Ok(false)
 }
 
-fn listing_failed(e: datafusion::error::DataFusionError) -> Refusal {
-    Refusal::new(format!(
-        "cannot list the public values of a group key: {}",
-        e.strip_backtrace()
-    ))
-}
-
 /// The public values a column can take, as text, dates or numbers (cast to its type after).
-fn witness_values(
+pub(super) fn witness_values(
     contract: &Contract,
     column: &tessera_schemas::Column,
     witnesses: &Witnesses,

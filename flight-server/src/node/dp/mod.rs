@@ -22,6 +22,7 @@ pub mod config;
 mod grid;
 mod kept;
 mod plan;
+mod public;
 mod release;
 
 use std::collections::HashMap;
@@ -260,9 +261,15 @@ impl Core {
         }
         let mut private_plan = private_plan;
         let started = std::time::Instant::now();
-        let cells = grid::grid(&private_plan, &self.tables, &private.witnesses, settings.max_cells)
-            .await
-            .map_err(Unanswered::Refused)?;
+        let state = self.ctx.state();
+        let cells = grid::grid(
+            &private_plan,
+            &self.tables,
+            &private.witnesses,
+            settings.max_cells,
+            &state,
+        )
+        .map_err(Unanswered::Refused)?;
         let listed = started.elapsed();
         let selecting = matches!(cells, grid::Cells::Selected(_));
         if selecting {
