@@ -198,6 +198,54 @@ async fn bounding_happens_after_the_question_s_conditions() {
     }
 }
 
+/// Over cells, a person's records are bounded in L2 norm, as the noise is calibrated: with
+/// k = 3 a person keeps all their records while Σ c² ≤ 9 over the months (one a month in nine
+/// months), and at least 3 otherwise. Counting records instead (at most 3 a person) keeps far
+/// fewer, below what this allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_s_records_spread_over_cells_are_bounded_in_l2_norm() {
+    let f = Federation::start_private(&TRUSTS, 6_000, 5, |_, p| {
+        p.records_per_person = 3;
+        p.project_budget = 1000.0;
+        p.question_spend = 150.0;
+        p.max_question_spend = 150.0;
+    })
+    .await;
+    let released = f
+        .coordinator
+        .query(
+            "SELECT provider_code, date_trunc('month', admission_date) AS month, count(*) AS n \
+             FROM apc_episodes GROUP BY 1, 2",
+        )
+        .await
+        .unwrap();
+    let cells = released.num_rows() as f64;
+    let total: f64 = by_key(&released.batches).values().sum();
+    let bounds = f
+        .reference(
+            "WITH c AS (SELECT provider_code, person_id, date_trunc('month', admission_date) AS m, count(*) AS c \
+               FROM apc_episodes GROUP BY 1, 2, 3), \
+             p AS (SELECT provider_code, person_id, sum(c) AS n, sum(c * c) AS s2 FROM c GROUP BY 1, 2) \
+             SELECT CAST(sum(CASE WHEN s2 <= 9 THEN n ELSE least(n, 3) END) AS DOUBLE), \
+                    CAST(sum(CASE WHEN s2 <= 9 THEN n ELSE least(n, 9) END) AS DOUBLE), \
+                    CAST(sum(least(n, 3)) AS DOUBLE) FROM p",
+        )
+        .await
+        .unwrap();
+    let row = &rows_of(&bounds)[0];
+    let (low, high, counted) = (number(&row[0]), number(&row[1]), number(&row[2]));
+    // Each cell's noise has σ ≈ 1 at this spend: the total's is about √cells.
+    let margin = 6.0 * cells.sqrt();
+    assert!(
+        low - counted > 2.0 * margin,
+        "the data must hold people spread over months for this test to mean anything: {low} vs {counted}"
+    );
+    assert!(
+        (low - margin..=high + margin).contains(&total),
+        "released {total} records over {cells} cells; the L2 bound keeps {low} to {high} (a count cap {counted})"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_question_of_the_tour_is_answered_at_the_default_spend() {
     let f = Federation::start_private(&TRUSTS, 6_000, 5, |_, p| p.project_budget = 100.0).await;

@@ -19,6 +19,7 @@
 mod bounds;
 pub mod cap;
 pub mod config;
+mod contributions;
 mod grid;
 mod kept;
 mod plan;

@@ -6,12 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, ScalarValue};
+use datafusion::common::ScalarValue;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{cast, lit, when, Aggregate, Expr, LogicalPlan, Projection};
-use tessera_policy::cells::{base_column, lineage, Lineage};
+use tessera_policy::cells::{lineage, Lineage};
 
 use super::bounds;
 use tessera_policy::Refusal;
@@ -94,7 +93,9 @@ impl PrivatePlan {
         aggr_expr.push(datafusion::functions_aggregate::expr_fn::count(lit(1i64)).alias(RECORDS));
         let counted = Aggregate::try_new(aggregate.input.clone(), aggregate.group_expr.clone(), aggr_expr)
             .map_err(|e| Refusal::new(format!("cannot count the cells' records: {e}")))?;
-        self.aggregate = LogicalPlan::Aggregate(counted);
+        // Cells are selected on the premise that one person is in at most `records` of them.
+        self.aggregate = super::cap::count_records_only(LogicalPlan::Aggregate(counted))
+            .map_err(|e| Refusal::new(format!("cannot count the cells' records: {e}")))?;
         Ok(())
     }
 }
@@ -126,7 +127,18 @@ pub fn private_plan(
         statistics.push(statistic);
         aggr_expr.push(saved.restore(rewritten));
     }
-    let input = bound_contributions(aggregate.input.as_ref().clone(), contracts, records_per_person)?;
+    if aggregate.group_expr.iter().any(|g| matches!(g, Expr::GroupingSet(_))) {
+        // A record would be in one cell of each set: the coordinator rolls the finest cells up.
+        return Err(Refusal::new(
+            "with differential privacy a trust answers one grouping of cells; ROLLUP, CUBE and GROUPING SETS are made from it at the coordinator",
+        ));
+    }
+    let input = super::contributions::bound_contributions(
+        aggregate.input.as_ref().clone(),
+        &aggregate.group_expr,
+        contracts,
+        records_per_person,
+    )?;
     let rewritten = Aggregate::try_new(Arc::new(input), aggregate.group_expr.clone(), aggr_expr)
         .map_err(|e| Refusal::new(format!("cannot bound the question's contributions: {e}")))?;
     Ok(Some(PrivatePlan {
@@ -269,67 +281,4 @@ fn clamp(arg: Expr, low: f64, high: f64) -> Expr {
     .otherwise(x)
     .expect("a CASE with branches");
     datafusion::functions::math::expr_fn::round(vec![clamped])
-}
-
-/// Keeps at most `records` records of each person among the rows the aggregate reads, after
-/// the question's conditions and joins: adding or removing one person then changes at most
-/// `records` of them, whatever the question asks (a join cannot multiply a person's rows past
-/// the bound, and people who have many records lose none that the question does not read).
-fn bound_contributions(
-    input: LogicalPlan,
-    contracts: &BTreeMap<String, Contract>,
-    records: u64,
-) -> Result<LogicalPlan, Refusal> {
-    let people = lineage(&input)?
-        .scanned
-        .into_iter()
-        .filter_map(|t| {
-            let person = contracts.get(&t)?.identifiers().next()?.name.clone();
-            Some((t, person))
-        })
-        .collect::<Vec<_>>();
-    let [(table, person)] = people.as_slice() else {
-        return Err(Refusal::new(
-            "with differential privacy a question reads one table of people, once (a table of people joined with \
-             another, or with itself, would let one person's records multiply); ask each table separately",
-        ));
-    };
-    bound_where_people_are(input, &base_column(table, person), table, records)
-}
-
-/// Bounds the rows at the highest node of `node` that still carries each row's person: the
-/// column whose definition is the people table's identifier itself (a renamed copy is found, a
-/// lookalike is not).
-fn bound_where_people_are(node: LogicalPlan, person: &Expr, table: &str, records: u64) -> Result<LogicalPlan, Refusal> {
-    let fail = |e: datafusion::error::DataFusionError| Refusal::new(format!("cannot bound contributions: {e}"));
-    let found = lineage(&node)?;
-    if !found.scanned.iter().any(|t| t == table) {
-        return Ok(node);
-    }
-    if let Some(i) = found.defs.iter().position(|d| d == person) {
-        let column = Expr::Column(Column::from(node.schema().qualified_field(i)));
-        return Ok(super::cap::CapRecords::plan(node, column, records));
-    }
-    if matches!(node, LogicalPlan::Join(_)) {
-        return Err(Refusal::new(format!(
-            "with differential privacy a join must keep {table}'s person identifier in its rows (join the table \
-             itself, not a sub-query that leaves the identifier out), so each person's records can be bounded"
-        )));
-    }
-    let mut refused = None;
-    let bounded = node
-        .map_children(
-            |child| match bound_where_people_are(child.clone(), person, table, records) {
-                Ok(plan) => Ok(Transformed::yes(plan)),
-                Err(refusal) => {
-                    refused = Some(refusal);
-                    Ok(Transformed::no(child))
-                }
-            },
-        )
-        .map_err(fail)?;
-    match refused {
-        Some(refusal) => Err(refusal),
-        None => Ok(bounded.data),
-    }
 }
