@@ -182,10 +182,17 @@ async fn kept_by_cell(rows: &[(&str, &str)], partitions: usize, targets: usize, 
     kept
 }
 
+/// Rows `(person, cell)` in arrival order, the cap k, and the rows kept per `person/cell`.
+type L2Case = (
+    &'static [(&'static str, &'static str)],
+    u64,
+    &'static [(&'static str, i64)],
+);
+
 #[tokio::test]
 async fn over_cells_a_person_keeps_rows_while_the_sum_of_squares_stays_within_the_bound() {
     // (rows in arrival order, cap k, kept per person/cell): Σ c² ≤ k², greedily.
-    let cases: [(&[(&str, &str)], u64, &[(&str, i64)]); 4] = [
+    let cases: [L2Case; 4] = [
         // One record in each of k² = 4 cells: all kept (a count cap of 2 would keep 2).
         (
             &[("a", "1"), ("a", "2"), ("a", "3"), ("a", "4")],
