@@ -23,6 +23,17 @@ async fn nearly_exact() -> Federation {
     .await
 }
 
+/// As [`nearly_exact`], with each person's records bounded by `records`.
+async fn small_noise_with_cap(records: u64) -> Federation {
+    Federation::start_private(&TRUSTS, 6_000, 5, |_, p| {
+        p.records_per_person = records;
+        p.project_budget = 1000.0;
+        p.question_spend = 150.0;
+        p.max_question_spend = 150.0;
+    })
+    .await
+}
+
 fn number(cell: &Cell) -> f64 {
     match cell {
         Cell::Int(i) => *i as f64,
@@ -157,13 +168,7 @@ async fn one_person_cannot_be_multiplied_by_a_join() {
 /// people admitted as emergencies (someone whose first episode was elective still counts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bounding_happens_after_the_question_s_conditions() {
-    let f = Federation::start_private(&TRUSTS, 6_000, 5, |_, p| {
-        p.records_per_person = 1;
-        p.project_budget = 1000.0;
-        p.question_spend = 150.0;
-        p.max_question_spend = 150.0;
-    })
-    .await;
+    let f = small_noise_with_cap(1).await;
     let condition = "FROM apc_episodes WHERE admission_method LIKE '2%' GROUP BY 1";
     let released = by_key(
         &f.coordinator
@@ -204,13 +209,7 @@ async fn bounding_happens_after_the_question_s_conditions() {
 /// fewer, below what this allows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_s_records_spread_over_cells_are_bounded_in_l2_norm() {
-    let f = Federation::start_private(&TRUSTS, 6_000, 5, |_, p| {
-        p.records_per_person = 3;
-        p.project_budget = 1000.0;
-        p.question_spend = 150.0;
-        p.max_question_spend = 150.0;
-    })
-    .await;
+    let f = small_noise_with_cap(3).await;
     let released = f
         .coordinator
         .query(
